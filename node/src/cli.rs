@@ -1,0 +1,31 @@
+//! The `l402-node` command line: clap derive, every flag overridable from the environment.
+//!
+//! Each subcommand lives in its own module under `cli/` and is listed once in [`Command`].
+
+use clap::{Parser, Subcommand};
+
+/// Command-line interface of `l402-node`.
+#[derive(Debug, Parser)]
+#[command(name = "l402-node", version, about = "A node of the l402 network: train, validate, pay and get paid in bitcoin.")]
+pub struct Cli {
+    /// The subcommand to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands of `l402-node`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the build's version and exit.
+    Version,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Version => {
+            println!("l402-node {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    }
+}

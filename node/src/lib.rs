@@ -1,0 +1,14 @@
+//! l402-node: the library behind the `l402-node` binary.
+//!
+//! `node` executes what the sans-IO `l402-protocol` decides, with real IO:
+//! - [`lightning`]: a thin adapter over ldk-node 0.7.1 with persisted hold-invoice states;
+//! - [`discovery`]: nostr-sdk publishing, subscriptions and the live directory;
+//! - [`blobs`]: BLAKE3-addressed blobs over iroh-blobs (libp2p behind a feature);
+//! - [`train`]: candle training and validation;
+//! - [`cli`]: the clap command line.
+
+pub mod blobs;
+pub mod cli;
+pub mod discovery;
+pub mod lightning;
+pub mod train;

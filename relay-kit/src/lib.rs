@@ -1,0 +1,1 @@
+//! Embedded Nostr relay for the l402 network.

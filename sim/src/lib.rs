@@ -1,0 +1,1 @@
+//! Byzantine simulator library.

@@ -1,0 +1,2 @@
+//! `l402-sim`: the Byzantine simulator.
+fn main() {}

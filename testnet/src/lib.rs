@@ -1,0 +1,1 @@
+//! In-process regtest chain serving the Esplora API.

@@ -1,0 +1,2 @@
+//! `l402-testnet`: runs the in-process regtest chain.
+fn main() {}
