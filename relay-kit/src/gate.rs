@@ -200,9 +200,10 @@ impl Gate {
             raw_len: text.len(),
             now: Timestamp::now(),
         };
+        let verify = !self.policy.verifies_signature(event.kind);
         if let Err(r) = self
             .generic
-            .check(&event, &ctx)
+            .check_with(&event, &ctx, verify)
             .and_then(|()| self.policy.check(&event, &ctx))
         {
             tracing::debug!(event_id = %id, kind = event.kind.as_u16(), reason = %r, "event rejected");

@@ -1,13 +1,19 @@
 //! [`L402Policy`]: the write policy for the l402 kind set.
 //!
 //! Spec: specs/L2T-07-discovery.md#write-policy
+//!
+//! Our kinds go through `l402_protocol::events::validate_event`, the same validating parser the
+//! nodes use (size and tag caps, time window, NIP-40 expiration, id and signature, content
+//! schema, tag/content consistency, bindings such as the iroh key's signature over the Nostr
+//! key). Its typed reason becomes the NIP-01 `OK` message (`invalid:` or `blocked:`).
 
+use l402_protocol::events::{self, L402Kind, RejectReason};
 use nostr_relay_builder::prelude::{Event, Kind};
 
 use crate::config::ForeignKinds;
-use crate::policy::{CheckContext, EventPolicy, Rejection};
+use crate::policy::{CheckContext, EventPolicy, RejectPrefix, Rejection};
 
-/// Write policy of the embedded relay: our kinds must parse and verify with
+/// Write policy of the embedded relay: our kinds must validate with
 /// `l402_protocol::events`; other kinds follow [`ForeignKinds`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct L402Policy {
@@ -15,10 +21,25 @@ pub struct L402Policy {
     pub foreign: ForeignKinds,
 }
 
+/// The relay's rejection for a protocol [`RejectReason`], keeping its NIP-01 prefix.
+pub fn rejection_of(reason: &RejectReason) -> Rejection {
+    let prefix = if reason.prefix() == RejectPrefix::Blocked.as_str() {
+        RejectPrefix::Blocked
+    } else {
+        RejectPrefix::Invalid
+    };
+    Rejection {
+        prefix,
+        reason: reason.to_string(),
+    }
+}
+
 impl EventPolicy for L402Policy {
-    fn check(&self, event: &Event, _ctx: &CheckContext) -> Result<(), Rejection> {
-        if self.is_ours(event.kind) {
-            return Ok(());
+    fn check(&self, event: &Event, ctx: &CheckContext) -> Result<(), Rejection> {
+        if events::is_l402_kind(event.kind) {
+            return events::validate_event(event, ctx.now)
+                .map(|_| ())
+                .map_err(|r| rejection_of(&r));
         }
         match self.foreign {
             ForeignKinds::Accept => Ok(()),
@@ -29,7 +50,16 @@ impl EventPolicy for L402Policy {
         }
     }
 
-    fn is_ours(&self, _kind: Kind) -> bool {
-        false
+    fn is_ours(&self, kind: Kind) -> bool {
+        events::is_l402_kind(kind)
     }
+
+    fn verifies_signature(&self, kind: Kind) -> bool {
+        events::is_l402_kind(kind)
+    }
+}
+
+/// Every kind of the l402 set (what `--censor-l402` censors).
+pub fn l402_kinds() -> Vec<Kind> {
+    L402Kind::ALL.iter().map(|k| k.kind()).collect()
 }

@@ -110,6 +110,12 @@ pub trait EventPolicy: fmt::Debug + Send + Sync + 'static {
     fn is_ours(&self, _kind: Kind) -> bool {
         false
     }
+
+    /// Does [`check`](Self::check) verify the id and signature of events of `kind` itself? The
+    /// gate then skips its own verification instead of doing the Schnorr check twice.
+    fn verifies_signature(&self, _kind: Kind) -> bool {
+        false
+    }
 }
 
 impl<P: EventPolicy + ?Sized> EventPolicy for Arc<P> {
@@ -118,6 +124,9 @@ impl<P: EventPolicy + ?Sized> EventPolicy for Arc<P> {
     }
     fn is_ours(&self, kind: Kind) -> bool {
         (**self).is_ours(kind)
+    }
+    fn verifies_signature(&self, kind: Kind) -> bool {
+        (**self).verifies_signature(kind)
     }
 }
 
@@ -136,6 +145,16 @@ pub struct GenericChecks {
 impl GenericChecks {
     /// Runs the generic checks in order: size, dates, id, signature.
     pub fn check(&self, event: &Event, ctx: &CheckContext) -> Result<(), Rejection> {
+        self.check_with(event, ctx, true)
+    }
+
+    /// [`check`](Self::check), verifying id and signature only if `verify` is set.
+    pub fn check_with(
+        &self,
+        event: &Event,
+        ctx: &CheckContext,
+        verify: bool,
+    ) -> Result<(), Rejection> {
         if ctx.raw_len > self.max_event_bytes {
             return Err(Rejection::invalid(format!(
                 "event is {} bytes, the cap is {}",
@@ -150,6 +169,9 @@ impl GenericChecks {
         }
         if event.is_expired_at(&ctx.now) {
             return Err(Rejection::invalid("event has expired (NIP-40)"));
+        }
+        if !verify {
+            return Ok(());
         }
         if !event.verify_id() {
             return Err(Rejection::invalid("event id does not match its content"));
