@@ -66,7 +66,7 @@ impl RelayArgs {
         if self.censor_l402 {
             kinds.extend(l402_relay_kit::kinds::l402_kinds());
         }
-        let censor = (!kinds.is_empty()).then(|| Censor {
+        let censor = (!kinds.is_empty()).then_some(Censor {
             kinds,
             mode: match self.censor_mode {
                 CensorArg::Drop => CensorMode::SilentDrop,

@@ -195,7 +195,8 @@ impl Directory {
 
     /// Nodes that opted in as validators, live at `now`.
     pub fn validators(&self, now: Timestamp) -> impl Iterator<Item = &Listed<NodeAnnouncement>> {
-        self.nodes(now).filter(|l| l.verified.value().is_validator())
+        self.nodes(now)
+            .filter(|l| l.verified.value().is_validator())
     }
 
     /// Runs live at `now`, by (coordinator, run id).
@@ -232,6 +233,18 @@ impl Directory {
     /// The last [`RECENT_REJECTIONS`] rejections: event id and NIP-01 reason.
     pub fn recent_rejections(&self) -> impl Iterator<Item = &(EventId, String)> {
         self.recent_rejections.iter()
+    }
+
+    /// A one-line summary for logs and test failures.
+    pub fn summary(&self, now: Timestamp) -> String {
+        format!(
+            "nodes={} validators={} runs={} bounties={} rejected={:?}",
+            self.nodes(now).count(),
+            self.validators(now).count(),
+            self.runs(now).count(),
+            self.bounties(now).count(),
+            self.rejected
+        )
     }
 
     /// Whether `id` is listed (in any table).
@@ -300,4 +313,136 @@ pub fn roles_str(roles: &[Role]) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::samples;
+    use l402_protocol::events::{EventContent, L402Kind};
+    use nostr_sdk::prelude::{EventBuilder, JsonUtil, Keys, Tag};
+
+    fn url(p: u16) -> RelayUrl {
+        RelayUrl::parse(&format!("ws://127.0.0.1:{p}")).expect("url")
+    }
+
+    fn signed<T: EventContent>(c: &T, k: &Keys, at: u64, expires: Option<u64>) -> Event {
+        let mut b = events::build(c, Timestamp::from(at));
+        if let Some(e) = expires {
+            b = b.tag(Tag::expiration(Timestamp::from(e)));
+        }
+        b.sign_with_keys(k).expect("sign")
+    }
+
+    const T0: u64 = 1_800_000_000;
+
+    #[test]
+    fn newer_replaces_older_and_duplicates_merge_relays() {
+        let k = samples::keys(7, 0);
+        let now = Timestamp::from(T0 + 10);
+        let mut d = Directory::new();
+        let v1 = signed(&samples::run_announcement("r", "v1"), &k, T0, None);
+        let v2 = signed(&samples::run_announcement("r", "v2"), &k, T0 + 1, None);
+        assert_eq!(d.ingest(&v1, Some(&url(1)), now), Ingested::Added);
+        assert_eq!(d.ingest(&v1, Some(&url(2)), now), Ingested::Duplicate);
+        assert_eq!(
+            d.ingest(&v2, Some(&url(1)), now),
+            Ingested::Replaced { old: v1.id }
+        );
+        assert_eq!(d.ingest(&v1, Some(&url(1)), now), Ingested::Stale);
+        let runs: Vec<_> = d.runs(now).collect();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].verified.value().title, "v2");
+        assert_eq!(runs[0].relays, BTreeSet::from([url(1)]));
+        // Another coordinator's run with the same id is a separate entry.
+        let other = signed(
+            &samples::run_announcement("r", "x"),
+            &samples::keys(7, 1),
+            T0,
+            None,
+        );
+        assert_eq!(d.ingest(&other, None, now), Ingested::Added);
+        assert_eq!(d.coordinators(now).len(), 2);
+    }
+
+    #[test]
+    fn entries_expire_with_their_announcement() {
+        let k = samples::keys(7, 2);
+        let ann = samples::node_announcement(&k, 7, 2, true);
+        let ev = signed(&ann, &k, T0, Some(T0 + 60));
+        let mut d = Directory::new();
+        assert_eq!(d.ingest(&ev, None, Timestamp::from(T0)), Ingested::Added);
+        assert_eq!(d.validators(Timestamp::from(T0 + 59)).count(), 1);
+        assert_eq!(
+            d.validators(Timestamp::from(T0 + 60)).count(),
+            0,
+            "hidden once expired"
+        );
+        assert_eq!(d.expire(Timestamp::from(T0 + 60)), 1);
+        assert!(d.is_empty());
+        // Arriving after its expiration, it never enters.
+        assert!(matches!(
+            d.ingest(&ev, None, Timestamp::from(T0 + 61)),
+            Ingested::Rejected(RejectReason::Expired)
+        ));
+    }
+
+    #[test]
+    fn invalid_events_never_enter_and_are_counted_by_reason() {
+        let now = Timestamp::from(T0);
+        let (k, other) = (samples::keys(8, 0), samples::keys(8, 1));
+        let mut d = Directory::new();
+        // Wrongly bound: the iroh signature binds `other`, the event is signed by `k`.
+        let bound_to_other = samples::node_announcement(&other, 8, 1, true);
+        let wrong = signed(&bound_to_other, &k, T0, None);
+        // Bad signature: valid event, signature of another event.
+        let good = signed(&samples::run_announcement("r", "t"), &k, T0, None);
+        let mut j: serde_json::Value = serde_json::from_str(&good.as_json()).expect("json");
+        j["sig"] = wrong.sig.to_string().into();
+        let badsig = Event::from_json(j.to_string()).expect("structurally valid");
+        // Schema: k > n.
+        let mut run = samples::run_announcement("r2", "t");
+        run.k = 9;
+        let schema = signed(&run, &k, T0, None);
+        // Oversized content.
+        let big = signed(
+            &samples::run_announcement("r3", &"x".repeat(70_000)),
+            &k,
+            T0,
+            None,
+        );
+        // Tags that disagree with the content (d tag of another run).
+        let r4 = samples::run_announcement("r4", "t");
+        let mismatch = EventBuilder::new(L402Kind::RunAnnouncement.kind(), r4.to_content())
+            .tags(samples::run_announcement("r5", "t").tags())
+            .custom_created_at(now)
+            .sign_with_keys(&k)
+            .expect("sign");
+        for ev in [&wrong, &badsig, &schema, &big, &mismatch] {
+            assert!(
+                matches!(d.ingest(ev, None, now), Ingested::Rejected(_)),
+                "{}",
+                ev.id
+            );
+            assert!(!d.contains(&ev.id));
+        }
+        assert!(d.is_empty());
+        let keys: Vec<&str> = d.rejections().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "BadBinding",
+                "BadSignature",
+                "Schema",
+                "TagMismatch",
+                "TooLarge"
+            ]
+        );
+        assert_eq!(d.recent_rejections().count(), 5);
+        assert_eq!(
+            d.ingest(&good, None, now),
+            Ingested::Added,
+            "control: a valid run is listed"
+        );
+    }
 }

@@ -25,6 +25,9 @@ pub struct ListArgs {
     /// embedded relay, or its store in the data dir.
     #[arg(long = "relay", env = "L402_RELAYS", value_delimiter = ',')]
     pub relays: Vec<String>,
+    /// Where the local node's embedded relay listens; read it if no `--relay` is given.
+    #[arg(long, env = "L402_LOCAL_RELAY", default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
+    pub local_relay: SocketAddr,
     /// Node data dir (where the embedded relay keeps its store).
     #[arg(long, env = "L402_DATA_DIR", default_value = "l402-data")]
     pub data_dir: PathBuf,
@@ -61,7 +64,7 @@ fn resolve_relays(args: &ListArgs) -> anyhow::Result<(Vec<RelayUrl>, RelayConfig
             .collect::<anyhow::Result<Vec<_>>>()?;
         return Ok((urls, embedded));
     }
-    let local = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT));
+    let local = args.local_relay;
     if TcpStream::connect_timeout(&local, Duration::from_millis(300)).is_ok() {
         return Ok((vec![RelayUrl::parse(&format!("ws://{local}"))?], embedded));
     }
@@ -186,7 +189,16 @@ fn runs_table(dir: &Directory, now: Timestamp) -> String {
         }
     }
     table(
-        &["RUN", "TITLE", "COORDINATOR", "QUORUM", "ROUND", "PRICE_MSAT", "GENESIS", "EXPIRES"],
+        &[
+            "RUN",
+            "TITLE",
+            "COORDINATOR",
+            "QUORUM",
+            "ROUND",
+            "PRICE_MSAT",
+            "GENESIS",
+            "EXPIRES",
+        ],
         rows,
     )
 }
@@ -200,7 +212,9 @@ fn validators_table(dir: &Directory, now: Timestamp) -> String {
                 npub(&v.author()),
                 hex::encode(a.iroh_node_id),
                 hex::encode(a.ln_node_id),
-                a.validator.map(|t| t.fee_msat.to_string()).unwrap_or_default(),
+                a.validator
+                    .map(|t| t.fee_msat.to_string())
+                    .unwrap_or_default(),
                 roles_str(&a.roles),
                 expiry(v.expires_at, now),
             ]
@@ -210,7 +224,14 @@ fn validators_table(dir: &Directory, now: Timestamp) -> String {
         return "no validators announced\n".into();
     }
     table(
-        &["NOSTR", "IROH_NODE_ID", "LN_NODE_ID", "FEE_MSAT", "ROLES", "EXPIRES"],
+        &[
+            "NOSTR",
+            "IROH_NODE_ID",
+            "LN_NODE_ID",
+            "FEE_MSAT",
+            "ROLES",
+            "EXPIRES",
+        ],
         rows,
     )
 }
@@ -235,7 +256,15 @@ fn bounties_table(dir: &Directory, now: Timestamp) -> String {
         return "no bounties announced\n".into();
     }
     table(
-        &["BOUNTY", "TITLE", "SPONSOR", "METRIC", "POOL_MSAT", "DEADLINE", "EXPIRES"],
+        &[
+            "BOUNTY",
+            "TITLE",
+            "SPONSOR",
+            "METRIC",
+            "POOL_MSAT",
+            "DEADLINE",
+            "EXPIRES",
+        ],
         rows,
     )
 }

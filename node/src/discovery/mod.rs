@@ -8,12 +8,14 @@
 //!   the embedded relay when none is configured ("no server");
 //! - [`outbox`]: what each relay still owes an `OK` for, and the retry backoff;
 //! - [`directory`]: the directory itself, pure state fed with verified events;
-//! - [`listing`]: the `runs`, `validators` and `bounties` listings (human and JSON).
+//! - [`listing`]: the `runs`, `validators` and `bounties` listings (human and JSON);
+//! - [`samples`]: deterministic sample announcements for tests, benchmarks and demos.
 
 pub mod directory;
 pub mod listing;
 pub mod outbox;
 pub mod pool;
+pub mod samples;
 
 pub use directory::{Directory, Ingested, Listed};
 pub use pool::{Discovery, DiscoveryConfig, DiscoveryError, PublishError, PublishReport};

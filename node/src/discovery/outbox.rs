@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use nostr_sdk::prelude::{Event, EventId, Kind, MachineReadablePrefix, PublicKey, RelayUrl, Timestamp};
+use nostr_sdk::prelude::{
+    Event, EventId, Kind, MachineReadablePrefix, PublicKey, RelayUrl, Timestamp,
+};
 
 /// First retry delay after a transient failure.
 pub const RETRY_BASE: Duration = Duration::from_millis(500);
@@ -61,7 +63,11 @@ type Address = (Kind, PublicKey, String);
 
 fn address_of(event: &Event) -> Option<Address> {
     if event.kind.is_addressable() {
-        Some((event.kind, event.pubkey, event.tags.identifier().unwrap_or("").to_owned()))
+        Some((
+            event.kind,
+            event.pubkey,
+            event.tags.identifier().unwrap_or("").to_owned(),
+        ))
     } else if event.kind.is_replaceable() {
         Some((event.kind, event.pubkey, String::new()))
     } else {
@@ -107,7 +113,15 @@ impl Outbox {
         }
         let pending: BTreeMap<RelayUrl, Retry> = pending
             .into_iter()
-            .map(|url| (url, Retry { attempts: 0, next_at: now }))
+            .map(|url| {
+                (
+                    url,
+                    Retry {
+                        attempts: 0,
+                        next_at: now,
+                    },
+                )
+            })
             .collect();
         if pending.is_empty() {
             if let Some(addr) = address_of(&event) {
@@ -172,7 +186,11 @@ impl Outbox {
     /// Marks a send to `relay` as in flight until `until` (it is not due again before then,
     /// and the attempt count is unchanged until its outcome is recorded).
     pub fn mark_in_flight(&mut self, id: &EventId, relay: &RelayUrl, until: Instant) {
-        if let Some(r) = self.entries.get_mut(id).and_then(|e| e.pending.get_mut(relay)) {
+        if let Some(r) = self
+            .entries
+            .get_mut(id)
+            .and_then(|e| e.pending.get_mut(relay))
+        {
             r.next_at = until;
         }
     }
@@ -255,9 +273,18 @@ mod tests {
             SendOutcome::from_failure("invalid: bad schema"),
             SendOutcome::Refused("invalid: bad schema".into())
         );
-        assert!(matches!(SendOutcome::from_failure("rate-limited: slow down"), SendOutcome::Transient(_)));
-        assert!(matches!(SendOutcome::from_failure("relay not connected"), SendOutcome::Transient(_)));
-        assert_eq!(SendOutcome::from_failure("duplicate: have it"), SendOutcome::Accepted);
+        assert!(matches!(
+            SendOutcome::from_failure("rate-limited: slow down"),
+            SendOutcome::Transient(_)
+        ));
+        assert!(matches!(
+            SendOutcome::from_failure("relay not connected"),
+            SendOutcome::Transient(_)
+        ));
+        assert_eq!(
+            SendOutcome::from_failure("duplicate: have it"),
+            SendOutcome::Accepted
+        );
     }
 
     #[test]
@@ -269,16 +296,38 @@ mod tests {
         ob.insert(ev.clone(), [url(1), url(2)], t0);
         let all = BTreeSet::from([url(1), url(2)]);
         assert_eq!(ob.due(t0, &all).len(), 2);
-        assert_eq!(ob.due(t0, &BTreeSet::from([url(2)])).len(), 1, "only connected relays");
+        assert_eq!(
+            ob.due(t0, &BTreeSet::from([url(2)])).len(),
+            1,
+            "only connected relays"
+        );
         ob.record(&ev.id, &url(1), &SendOutcome::Accepted, t0);
-        ob.record(&ev.id, &url(2), &SendOutcome::Transient("timeout".into()), t0);
+        ob.record(
+            &ev.id,
+            &url(2),
+            &SendOutcome::Transient("timeout".into()),
+            t0,
+        );
         assert!(ob.due(t0, &all).is_empty());
         assert_eq!(ob.due(t0 + backoff(1), &all).len(), 1);
-        ob.record(&ev.id, &url(2), &SendOutcome::Transient("timeout".into()), t0);
-        assert!(ob.due(t0 + backoff(1), &all).is_empty(), "second failure waits longer");
+        ob.record(
+            &ev.id,
+            &url(2),
+            &SendOutcome::Transient("timeout".into()),
+            t0,
+        );
+        assert!(
+            ob.due(t0 + backoff(1), &all).is_empty(),
+            "second failure waits longer"
+        );
         ob.relay_connected(&url(2), t0);
         assert_eq!(ob.due(t0, &all).len(), 1);
-        ob.record(&ev.id, &url(2), &SendOutcome::Refused("blocked: no".into()), t0);
+        ob.record(
+            &ev.id,
+            &url(2),
+            &SendOutcome::Refused("blocked: no".into()),
+            t0,
+        );
         assert!(ob.is_empty());
         assert_eq!(backoff(30), RETRY_MAX);
     }

@@ -92,6 +92,9 @@ pub enum DiscoveryError {
     /// nostr-sdk refused a relay URL or a subscription.
     #[error("nostr client: {0}")]
     Client(#[from] nostr_sdk::client::Error),
+    /// nostr-sdk's relay pool refused a relay.
+    #[error("relay pool: {0}")]
+    Pool(#[from] nostr_sdk::pool::pool::Error),
 }
 
 /// Errors publishing.
@@ -254,11 +257,17 @@ impl Discovery {
     }
 
     /// Signs `content` as an l402 event dated now, with a NIP-40 expiration `ttl` from now.
-    pub fn sign<T: EventContent>(&self, content: &T, ttl: Option<Duration>) -> Result<Event, PublishError> {
+    pub fn sign<T: EventContent>(
+        &self,
+        content: &T,
+        ttl: Option<Duration>,
+    ) -> Result<Event, PublishError> {
         let now = Timestamp::now();
         let mut builder = events::build(content, now);
         if let Some(ttl) = ttl {
-            builder = builder.tag(Tag::expiration(Timestamp::from(now.as_secs() + ttl.as_secs())));
+            builder = builder.tag(Tag::expiration(Timestamp::from(
+                now.as_secs() + ttl.as_secs(),
+            )));
         }
         builder
             .sign_with_keys(&self.keys)
@@ -281,7 +290,9 @@ impl Discovery {
     pub async fn publish(&self, event: &Event) -> Result<PublishReport, PublishError> {
         let mut live = connected(&self.client).await;
         if live.is_empty() {
-            self.client.wait_for_connection(self.config.connect_wait).await;
+            self.client
+                .wait_for_connection(self.config.connect_wait)
+                .await;
             live = connected(&self.client).await;
         }
         let mut report = PublishReport {
@@ -340,6 +351,18 @@ impl Discovery {
         if report.accepted.is_empty() {
             return Err(PublishError::NotAccepted { report });
         }
+        // nostr-sdk marks what it sends as seen, so the subscription will not hand our own
+        // event back: file it here, through the same validation as anyone else's.
+        if self.config.directory && DIRECTORY_KINDS.iter().any(|k| k.kind() == event.kind) {
+            let now = Timestamp::now();
+            let first = report.accepted.iter().next().cloned();
+            self.directory.send_if_modified(|d| {
+                !matches!(
+                    d.ingest(event, first.as_ref(), now),
+                    Ingested::Stale | Ingested::NotListed
+                )
+            });
+        }
         Ok(report)
     }
 
@@ -372,7 +395,10 @@ impl Discovery {
     /// Reads the relays' stored directory events once (without waiting for the subscription)
     /// and files them. Used by one-shot CLI listings.
     pub async fn fetch_directory(&self, timeout: Duration) -> Result<Directory, DiscoveryError> {
-        let events = self.client.fetch_events(directory_filter(), timeout).await?;
+        let events = self
+            .client
+            .fetch_events(directory_filter(), timeout)
+            .await?;
         let now = Timestamp::now();
         self.directory.send_modify(|d| {
             for ev in events.iter() {
@@ -447,7 +473,10 @@ async fn ingest_loop(
             Ok(RelayPoolNotification::Shutdown) => break,
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "notification channel lagged; re-reading the relays");
+                tracing::warn!(
+                    missed = n,
+                    "notification channel lagged; re-reading the relays"
+                );
                 if let Ok(events) = client.fetch_events(directory_filter(), FETCH_TIMEOUT).await {
                     let now = Timestamp::now();
                     directory.send_modify(|d| {
@@ -482,7 +511,11 @@ async fn supervisor_loop(
             if let Some(id) = &sub_id {
                 if let Ok(relay) = client.relay(url).await {
                     if let Err(e) = relay
-                        .subscribe_with_id(id.clone(), directory_filter(), SubscribeOptions::default())
+                        .subscribe_with_id(
+                            id.clone(),
+                            directory_filter(),
+                            SubscribeOptions::default(),
+                        )
                         .await
                     {
                         tracing::debug!(relay = %url, error = %e, "resubscribe failed");
