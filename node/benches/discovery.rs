@@ -8,12 +8,11 @@
 //!    and a plain nostr-sdk subscriber notified of a plain event.
 //! 2. Relay ingest under a flood of 10,000 EVENTs (half valid l402 announcements, half junk:
 //!    bad signatures, broken bindings, bad schemas, oversized, foreign kinds) from 4 pipelined
-//!    connections: events/s and the relay process's peak RSS. Each arm runs in its own child
-//!    process (this binary re-executed with `--flood-arm`), so that peak RSS is per arm.
+//!    connections: events/s and the relay process's peak RSS. Each relay runs in its own child
+//!    process (this binary re-executed with `--relay-arm`), so that peak RSS is the relay's alone.
 //!    Baseline: bare `LocalRelay` with `MemoryDatabase` and no policy.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -98,11 +97,13 @@ async fn latency_baseline(samples_n: usize) -> Vec<Duration> {
     out
 }
 
-async fn latency_l402(samples_n: usize, data_dir: &std::path::Path) -> Vec<Duration> {
+async fn latency_l402(samples_n: usize, data_dir: Option<&std::path::Path>) -> Vec<Duration> {
     let (ka, kb) = (samples::keys(SEED, 0), samples::keys(SEED, 1));
+    let mut embedded = RelayConfig::in_memory();
+    embedded.data_dir = data_dir.map(|d| d.to_path_buf());
     let a = Discovery::start(
         DiscoveryConfig {
-            embedded: RelayConfig::persistent(SocketAddr::from(([127, 0, 0, 1], 0)), data_dir),
+            embedded,
             ..DiscoveryConfig::default()
         },
         ka.clone(),
@@ -144,29 +145,39 @@ async fn latency_l402(samples_n: usize, data_dir: &std::path::Path) -> Vec<Durat
 async fn latency(samples_n: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut base = latency_baseline(samples_n).await;
-    let mut ours = latency_l402(samples_n, dir.path()).await;
-    base.sort();
-    ours.sort();
+    let mut mem = latency_l402(samples_n, None).await;
+    let mut lmdb = latency_l402(samples_n, Some(dir.path())).await;
+    for v in [&mut base, &mut mem, &mut lmdb] {
+        v.sort();
+    }
     println!("## publish-to-discover latency ({samples_n} sequential announcements)");
-    println!("| path | p50 (ms) | p95 (ms) | max (ms) |");
-    println!("|---|---|---|---|");
-    println!(
-        "| baseline: bare LocalRelay (memory, no policy) → nostr-sdk notification | {:.2} | {:.2} | {:.2} |",
-        ms(pct(&base, 0.5)),
-        ms(pct(&base, 0.95)),
-        ms(pct(&base, 1.0))
-    );
-    println!(
-        "| l402: embedded relay (gate + L402Policy + LMDB) → Discovery directory | {:.2} | {:.2} | {:.2} |",
-        ms(pct(&ours, 0.5)),
-        ms(pct(&ours, 0.95)),
-        ms(pct(&ours, 1.0))
-    );
-    println!(
-        "ratio l402/baseline: p50 {:.2}×, p95 {:.2}×\n",
-        ms(pct(&ours, 0.5)) / ms(pct(&base, 0.5)),
-        ms(pct(&ours, 0.95)) / ms(pct(&base, 0.95))
-    );
+    println!("| path | p50 (ms) | p95 (ms) | max (ms) | p50 vs baseline | p95 vs baseline |");
+    println!("|---|---|---|---|---|---|");
+    let rows = [
+        (
+            "baseline: bare LocalRelay (memory, no policy) → plain nostr-sdk subscriber",
+            &base,
+        ),
+        (
+            "l402: embedded relay, memory store (gate + L402Policy) → Discovery directory",
+            &mem,
+        ),
+        (
+            "l402: embedded relay, LMDB store (the node's default) → Discovery directory",
+            &lmdb,
+        ),
+    ];
+    for (label, v) in rows {
+        println!(
+            "| {label} | {:.2} | {:.2} | {:.2} | {:.1}× | {:.1}× |",
+            ms(pct(v, 0.5)),
+            ms(pct(v, 0.95)),
+            ms(pct(v, 1.0)),
+            ms(pct(v, 0.5)) / ms(pct(&base, 0.5)),
+            ms(pct(v, 0.95)) / ms(pct(&base, 0.95)),
+        );
+    }
+    println!();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -338,12 +349,12 @@ async fn flood(url: &str, msgs: &[String]) -> (Duration, usize, BTreeMap<String,
     (t0.elapsed(), ok, rejected)
 }
 
-/// One flood arm, in this (child) process; prints one machine-readable line.
-async fn flood_arm(arm: &str) {
-    let (msgs, _) = flood_messages();
+/// One relay arm, in this (child) process: prints `URL <url>`, serves until stdin closes or
+/// gets a line, then prints `RSS <peak MiB>`.
+async fn relay_arm(arm: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rss_before = peak_rss_mib();
-    let (elapsed, ok, rejected) = match arm {
+    let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
+    let url = match arm {
         "baseline" => {
             // nostr-relay-builder as it comes, apart from its 60/min limit.
             let relay = LocalRelay::new(
@@ -358,40 +369,51 @@ async fn flood_arm(arm: &str) {
                     }),
             );
             relay.run().await.expect("relay");
-            let url = relay.url().await;
-            flood(url.as_str(), &msgs).await
+            let url = relay.url().await.to_string();
+            keep.push(Box::new(relay));
+            url
         }
-        "gate-memory" | "gate-lmdb" | "gate-lmdb-default-limits" => {
+        _ => {
             let mut config = RelayConfig::in_memory();
-            if arm != "gate-memory" {
+            if arm.contains("lmdb") {
                 config.data_dir = Some(dir.path().to_path_buf());
             }
-            if arm != "gate-lmdb-default-limits" {
+            if !arm.contains("default-limits") {
                 config.rate = RateLimits::unlimited();
             }
-            let relay =
-                l402_relay_kit::EmbeddedRelay::start(config, Arc::new(L402Policy::default()))
-                    .await
-                    .expect("relay");
-            flood(relay.url().as_str(), &msgs).await
+            let policy: Arc<dyn l402_relay_kit::EventPolicy> = if arm.contains("anykind") {
+                config.foreign_kinds = l402_relay_kit::ForeignKinds::Accept;
+                config.max_event_bytes = 1 << 20;
+                Arc::new(l402_relay_kit::AnyKind)
+            } else {
+                Arc::new(L402Policy::default())
+            };
+            let relay = l402_relay_kit::EmbeddedRelay::start(config, policy)
+                .await
+                .expect("relay");
+            let url = relay.url().to_string();
+            keep.push(Box::new(relay));
+            url
         }
-        other => panic!("unknown arm {other}"),
     };
-    println!(
-        "ARM {arm} {:.6} {ok} {} {:.1} {:.1}",
-        elapsed.as_secs_f64(),
-        serde_json::to_string(&rejected).unwrap_or_default(),
-        rss_before,
-        peak_rss_mib()
-    );
+    println!("URL {url}");
+    let mut line = String::new();
+    let _ = tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line)).await;
+    println!("RSS {:.1}", peak_rss_mib());
+    drop(keep);
 }
 
 fn run_flood_arms() {
+    use std::io::{BufRead, Write};
     let exe = std::env::current_exe().expect("own path");
     let arms = [
         (
             "baseline",
             "baseline: bare LocalRelay, MemoryDatabase, no policy, no rate limit",
+        ),
+        (
+            "gate-anykind-memory",
+            "gate only (generic checks, any kind, 1 MiB cap), memory store, no rate limit",
         ),
         (
             "gate-memory",
@@ -406,37 +428,45 @@ fn run_flood_arms() {
             "gate + L402Policy + LMDB, default limits (1200/min, burst 300 per connection)",
         ),
     ];
-    let (_, mix) = flood_messages();
+    let (msgs, mix) = flood_messages();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     println!("## relay under a flood of {FLOOD} EVENTs over {CONNECTIONS} pipelined connections");
     println!("mix: {mix:?}");
-    println!("| arm | events/s | accepted | rejected (by NIP-01 prefix) | peak RSS (MiB) | events/s vs baseline | RSS vs baseline |");
+    println!("| arm | events/s | accepted | rejected (by NIP-01 prefix) | relay peak RSS (MiB) | events/s vs baseline | RSS vs baseline |");
     println!("|---|---|---|---|---|---|---|");
     let mut base: Option<(f64, f64)> = None;
     for (arm, label) in arms {
-        let out = std::process::Command::new(&exe)
-            .args(["--flood-arm", arm])
-            .output()
+        let mut child = std::process::Command::new(&exe)
+            .args(["--relay-arm", arm])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
             .expect("run arm");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let Some(line) = stdout.lines().find(|l| l.starts_with("ARM ")) else {
-            println!(
-                "| {label} | arm failed: {} |",
-                String::from_utf8_lossy(&out.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-            );
-            continue;
-        };
-        let f: Vec<&str> = line.split(' ').collect();
-        let secs: f64 = f[2].parse().unwrap_or(f64::NAN);
-        let ok: usize = f[3].parse().unwrap_or(0);
-        let rate = FLOOD as f64 / secs;
-        let rss: f64 = f[6].parse().unwrap_or(f64::NAN);
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let url = lines
+            .next()
+            .and_then(Result::ok)
+            .and_then(|l| l.strip_prefix("URL ").map(str::to_owned))
+            .expect("relay URL");
+        let (elapsed, ok, rejected) = rt.block_on(flood(&url, &msgs));
+        let mut stdin = child.stdin.take().expect("stdin");
+        let _ = writeln!(stdin, "done");
+        drop(stdin);
+        let rss: f64 = lines
+            .find_map(|l| {
+                l.ok()
+                    .and_then(|l| l.strip_prefix("RSS ").and_then(|v| v.parse().ok()))
+            })
+            .unwrap_or(f64::NAN);
+        let _ = child.wait();
+        let rate = FLOOD as f64 / elapsed.as_secs_f64();
         let (brate, brss) = *base.get_or_insert((rate, rss));
         println!(
             "| {label} | {rate:.0} | {ok} | {} | {rss:.1} | {:.2}× | {:.2}× |",
-            f[4],
+            serde_json::to_string(&rejected).unwrap_or_default(),
             rate / brate,
             rss / brss
         );
@@ -446,16 +476,22 @@ fn run_flood_arms() {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    if let Some(i) = args.iter().position(|a| a == "--flood-arm") {
+    if let Some(i) = args.iter().position(|a| a == "--relay-arm") {
         let arm = args.get(i + 1).cloned().unwrap_or_default();
-        rt.block_on(flood_arm(&arm));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(relay_arm(&arm));
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
-    rt.block_on(latency(if quick { 50 } else { 300 }));
+    {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(latency(if quick { 50 } else { 300 }));
+    }
     run_flood_arms();
 }
