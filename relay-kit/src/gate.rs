@@ -39,6 +39,9 @@ use crate::rate::TokenBucket;
 /// Size of the in-memory pipe between the gate and `LocalRelay` (bytes each way).
 const PIPE_BYTES: usize = 256 * 1024;
 
+/// How long the gate waits to hand `LocalRelay` a close frame when a connection ends.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Counters kept by the gate, readable while the relay runs.
 #[derive(Debug, Default)]
 pub struct RelayStats {
@@ -305,8 +308,17 @@ impl Gate {
             }
         }
         let _ = outer_tx.close().await;
-        // Dropping both halves of the pipe ends the relay's session (it reads EOF, or its next
-        // write fails), even if it is blocked writing to us.
+        // A close frame lets the relay's session end cleanly (a bare EOF makes LocalRelay log an
+        // error per connection). Bounded: the relay may be blocked writing to us.
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            if inner_tx.send(Message::Close(None)).await.is_ok() {
+                // Drain until the relay answers the close and the pipe ends.
+                while let Some(Ok(_)) = inner_rx.next().await {}
+            }
+        })
+        .await;
+        // Dropping both halves of the pipe ends the relay's session in any case (it reads EOF,
+        // or its next write fails), even if it is blocked writing to us.
         drop(inner_tx);
         drop(inner_rx);
         if tokio::time::timeout(std::time::Duration::from_secs(5), relay_task)
