@@ -1,6 +1,6 @@
 //! [`L402Policy`]: the write policy for the l402 kind set.
 //!
-//! Spec: specs/L2T-07-discovery.md#write-policy
+//! Spec: specs/L2T-07-discovery.md#11-order-of-checks-each-event
 //!
 //! Our kinds go through `l402_protocol::events::validate_event`, the same validating parser the
 //! nodes use (size and tag caps, time window, NIP-40 expiration, id and signature, content

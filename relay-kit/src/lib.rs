@@ -1,6 +1,6 @@
 //! Embedded Nostr relay for the l402 network.
 //!
-//! Spec: specs/L2T-07-discovery.md#the-embedded-relay
+//! Spec: specs/L2T-07-discovery.md#1-the-embedded-relay
 //!
 //! One [`EmbeddedRelay`] is nostr-relay-builder's `LocalRelay` (NIP-01 storage, subscriptions,
 //! replaceable and addressable events), persisted with nostr-lmdb in a data dir (or in memory),
