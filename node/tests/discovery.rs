@@ -249,6 +249,30 @@ async fn an_event_is_discovered_while_one_relay_is_down_and_reaches_it_when_it_c
         late_reader.directory().summary(now())
     );
     assert!(publisher.pending(&report.id).is_empty());
+
+    // The reader, subscribed since before the outage, is subscribed on the returned relay too:
+    // with the honest relay gone, a new event still reaches it, through `back` alone.
+    assert!(
+        reader.wait_connected(WAIT).await,
+        "reader reconnected to the returned relay"
+    );
+    honest.shutdown().await;
+    let after = publisher
+        .announce(&samples::run_announcement("after-outage", "t"), HOUR)
+        .await
+        .expect("accepted by the returned relay");
+    assert_eq!(after.accepted, BTreeSet::from([down.clone()]));
+    assert!(
+        reader
+            .wait_for(WAIT, |d| run_id_of(d, "after-outage"))
+            .await
+    );
+    let dir = reader.directory();
+    let run = dir
+        .runs(now())
+        .find(|r| r.verified.value().run_id.as_str() == "after-outage")
+        .expect("listed");
+    assert_eq!(run.relays, BTreeSet::from([down.clone()]));
     drop(back);
 }
 

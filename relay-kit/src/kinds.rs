@@ -63,3 +63,53 @@ impl EventPolicy for L402Policy {
 pub fn l402_kinds() -> Vec<Kind> {
     L402Kind::ALL.iter().map(|k| k.kind()).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nostr_relay_builder::prelude::{EventBuilder, Keys, Timestamp};
+
+    fn ctx() -> CheckContext {
+        CheckContext {
+            raw_len: 100,
+            now: Timestamp::now(),
+        }
+    }
+
+    #[test]
+    fn protocol_reasons_keep_their_nip01_prefix() {
+        let blocked = rejection_of(&RejectReason::UnknownKind(1));
+        assert_eq!(blocked.prefix, RejectPrefix::Blocked);
+        assert_eq!(blocked.to_nip01(), RejectReason::UnknownKind(1).to_nip01());
+        let invalid = rejection_of(&RejectReason::BadBinding);
+        assert_eq!(
+            invalid.to_nip01(),
+            "invalid: iroh key binding signature does not verify"
+        );
+    }
+
+    #[test]
+    fn foreign_kinds_follow_the_setting_and_our_kinds_are_validated() {
+        let keys = Keys::generate();
+        let note = EventBuilder::text_note("hi")
+            .sign_with_keys(&keys)
+            .expect("sign");
+        let strict = L402Policy::default();
+        assert_eq!(
+            strict.check(&note, &ctx()).map_err(|r| r.prefix),
+            Err(RejectPrefix::Blocked)
+        );
+        let open = L402Policy {
+            foreign: ForeignKinds::Accept,
+        };
+        assert_eq!(open.check(&note, &ctx()), Ok(()));
+        // An l402 kind with content that is not our schema is invalid even on an open relay.
+        let fake = EventBuilder::new(L402Kind::RunAnnouncement.kind(), "{}")
+            .sign_with_keys(&keys)
+            .expect("sign");
+        let r = open.check(&fake, &ctx()).expect_err("rejected");
+        assert_eq!(r.prefix, RejectPrefix::Invalid, "{r}");
+        assert!(open.is_ours(fake.kind) && open.verifies_signature(fake.kind));
+        assert_eq!(l402_kinds().len(), L402Kind::ALL.len());
+    }
+}

@@ -21,6 +21,11 @@ use serde::Serialize;
 /// How many recent rejections the directory remembers (for `--json` output and tests).
 pub const RECENT_REJECTIONS: usize = 64;
 
+/// Most entries per table (nodes, runs, bounties): identities are free, so a relay serving a
+/// Sybil flood of valid announcements must not grow a node's memory without bound. New
+/// addresses beyond this are dropped (updates to listed ones still apply).
+pub const MAX_ENTRIES_PER_TABLE: usize = 50_000;
+
 /// One directory entry: a verified announcement plus where it was seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed<T> {
@@ -67,6 +72,8 @@ pub enum Ingested {
     Duplicate,
     /// A newer announcement at the same address is already listed.
     Stale,
+    /// The table is at [`MAX_ENTRIES_PER_TABLE`] and this is a new address.
+    Full,
     /// A valid l402 event of a kind the directory does not list (round traffic).
     NotListed,
     /// Refused: the event never entered the directory.
@@ -94,6 +101,7 @@ fn upsert<K: Ord, T>(
     relay: Option<&RelayUrl>,
 ) -> Ingested {
     match map.get_mut(&key) {
+        None if map.len() >= MAX_ENTRIES_PER_TABLE => Ingested::Full,
         None => {
             map.insert(key, Listed::new(verified, relay));
             Ingested::Added

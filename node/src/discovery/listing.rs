@@ -86,9 +86,15 @@ pub fn run(listing: Listing, args: ListArgs) -> anyhow::Result<()> {
         };
         // A read-only listing needs no identity: a throwaway key signs nothing.
         let discovery = Discovery::start(config, Keys::generate()).await?;
-        discovery
+        if !discovery
             .wait_connected(Duration::from_secs(args.timeout_secs))
-            .await;
+            .await
+        {
+            let live = discovery.connected_relays().await;
+            for url in discovery.relays().iter().filter(|u| !live.contains(*u)) {
+                tracing::warn!(relay = %url, "relay not reachable; listing what the others have");
+            }
+        }
         let dir = discovery
             .fetch_directory(Duration::from_secs(args.timeout_secs))
             .await?;

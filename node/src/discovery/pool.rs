@@ -82,6 +82,22 @@ impl Default for DiscoveryConfig {
     }
 }
 
+impl DiscoveryConfig {
+    /// A node's configuration: `relays`, or, if empty, the embedded relay on its default address
+    /// (`127.0.0.1:4869`, where `l402-node runs|validators|bounties` look for it) persisted in
+    /// `<data_dir>/relay`.
+    pub fn for_node(relays: Vec<RelayUrl>, data_dir: &std::path::Path) -> Self {
+        Self {
+            relays,
+            embedded: RelayConfig::persistent(
+                std::net::SocketAddr::from(([127, 0, 0, 1], l402_relay_kit::config::DEFAULT_PORT)),
+                l402_relay_kit::relay::relay_data_dir(data_dir),
+            ),
+            ..Self::default()
+        }
+    }
+}
+
 /// Errors starting discovery.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -200,7 +216,6 @@ impl Discovery {
         }
         tasks.push(tokio::spawn(supervisor_loop(
             client.clone(),
-            relays.clone(),
             config.directory.then_some(sub_id),
             outbox.clone(),
             directory.clone(),
@@ -359,7 +374,7 @@ impl Discovery {
             self.directory.send_if_modified(|d| {
                 !matches!(
                     d.ingest(event, first.as_ref(), now),
-                    Ingested::Stale | Ingested::NotListed
+                    Ingested::Stale | Ingested::NotListed | Ingested::Full
                 )
             });
         }
@@ -466,6 +481,10 @@ async fn ingest_loop(
                             true
                         }
                         Ingested::Duplicate => true,
+                        Ingested::Full => {
+                            tracing::warn!(event_id = %event.id, relay = %relay_url, "directory table full; announcement dropped");
+                            false
+                        }
                         _ => false,
                     }
                 });
@@ -493,7 +512,6 @@ async fn ingest_loop(
 
 async fn supervisor_loop(
     client: Client,
-    relays: Vec<RelayUrl>,
     sub_id: Option<SubscriptionId>,
     outbox: Arc<Mutex<Outbox>>,
     directory: Arc<watch::Sender<Directory>>,
@@ -557,9 +575,6 @@ async fn supervisor_loop(
             last_sweep = now;
             let ts = Timestamp::now();
             directory.send_if_modified(|d| d.expire(ts) > 0);
-        }
-        if relays.is_empty() {
-            break;
         }
     }
 }
