@@ -100,8 +100,9 @@ fn upsert<K: Ord, T>(
     verified: Verified<T>,
     relay: Option<&RelayUrl>,
 ) -> Ingested {
+    let full = map.len() >= MAX_ENTRIES_PER_TABLE;
     match map.get_mut(&key) {
-        None if map.len() >= MAX_ENTRIES_PER_TABLE => Ingested::Full,
+        None if full => Ingested::Full,
         None => {
             map.insert(key, Listed::new(verified, relay));
             Ingested::Added
