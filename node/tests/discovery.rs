@@ -248,7 +248,18 @@ async fn an_event_is_discovered_while_one_relay_is_down_and_reaches_it_when_it_c
         "after reconnect the relay got both events: {}",
         late_reader.directory().summary(now())
     );
-    assert!(publisher.pending(&report.id).is_empty());
+    // The acknowledgement is recorded just after the relay stores the event: poll, don't race it.
+    let acked = tokio::time::timeout(WAIT, async {
+        while !publisher.pending(&report.id).is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        acked.is_ok(),
+        "publisher's outbox still owes {:?}",
+        publisher.pending(&report.id)
+    );
 
     // The reader, subscribed since before the outage, is subscribed on the returned relay too:
     // with the honest relay gone, a new event still reaches it, through `back` alone.
