@@ -247,11 +247,10 @@ pub fn verify(
                     return Err(L402Error::WrongService(ctx.service.to_owned()));
                 }
             }
-            CAVEAT_RUN => {
-                if ctx.run.map(RunId::as_str) != Some(value) {
-                    return Err(L402Error::WrongRun);
-                }
+            CAVEAT_RUN if ctx.run.map(RunId::as_str) != Some(value) => {
+                return Err(L402Error::WrongRun);
             }
+            CAVEAT_RUN => {}
             CAVEAT_VALID_UNTIL => {
                 let t: u64 = value.parse().map_err(|_| bad())?;
                 if ctx.now > t {
