@@ -1,4 +1,4 @@
-//! Test vectors of specs L2T-04 (quorum), L2T-05 (escrow) and L2T-07 (L402): each file in
+//! Test vectors of specs L2T-04 (quorum), L2T-05 (escrow) and L2T-08 (L402): each file in
 //! `specs/vectors/` is exactly what the code produces from fixed inputs, and decoding the stored
 //! bytes gives back what the spec says. `L2T_BLESS=1` rewrites the files after an intentional
 //! format change. (Event vectors, L2T-01, are checked in `events::tests::spec_vectors`.)
@@ -202,7 +202,7 @@ fn l402_vector() {
         },
     );
     let fresh = json!({
-        "description": "an L402 submission token (L2T-07): server secret, macaroon, headers",
+        "description": "an L402 submission token (L2T-08): server secret, macaroon, headers",
         "server_secret": hex::encode(secret),
         "preimage": hex::encode(preimage.0),
         "buyer": buyer.to_hex(),

@@ -1,7 +1,7 @@
 //! `WWW-Authenticate` challenges and `Authorization` credentials (bLIP-26), including the `LSAT`
 //! scheme and the `token=` forms.
 //!
-//! Spec: specs/L2T-07-l402.md#headers
+//! Spec: specs/L2T-08-l402.md#headers
 
 use super::macaroon::Macaroon;
 use super::token::L402Error;

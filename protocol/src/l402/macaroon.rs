@@ -4,7 +4,7 @@
 //! Hand-written (≈150 lines with `hmac` + `sha2`) because the `macaroon` crate pulls in
 //! sodiumoxide/libsodium and takes fn-pointer verifiers; we only need first-party caveats.
 //!
-//! Spec: specs/L2T-07-l402.md#macaroons
+//! Spec: specs/L2T-08-l402.md#macaroons
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

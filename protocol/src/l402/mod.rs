@@ -9,7 +9,7 @@
 //! Sans-IO: the caller supplies the server secret, token ids (from its seeded RNG), the invoice
 //! string, the current time and the use counter.
 //!
-//! Spec: specs/L2T-07-l402.md
+//! Spec: specs/L2T-08-l402.md
 
 pub mod header;
 pub mod macaroon;

@@ -1,6 +1,6 @@
 //! L402 tokens: minting macaroons bound to a payment hash, and verifying credentials.
 //!
-//! Spec: specs/L2T-07-l402.md#tokens
+//! Spec: specs/L2T-08-l402.md#tokens
 
 use hmac::{Hmac, Mac};
 use nostr::PublicKey;
