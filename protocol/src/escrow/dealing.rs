@@ -390,10 +390,11 @@ pub struct DealingParams<'a> {
 }
 
 /// A dishonest dealing, for the simulator's dishonest-dealer actor and for tests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Corruption {
     /// Honest dealing.
+    #[default]
     None,
     /// The share of validator position `i` (0-based) is off by one.
     WrongShare(usize),

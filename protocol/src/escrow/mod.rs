@@ -29,3 +29,7 @@ pub use evidence::{
 };
 pub use tranche::{linear_schedule, validate_schedule, TrancheError, TrancheSpec, MAX_TRANCHES};
 pub use vss::{Preimage, ReconstructError, Share};
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -74,7 +74,8 @@ pub fn sign_event<T: EventContent, R: RngCore + CryptoRng>(
         .sign_with_ctx(SECP256K1, rng, keys)
 }
 
-/// An upper bound on the NIP-01 JSON size of `ev`, computed without serialising it.
+/// The NIP-01 JSON size of `ev`, estimated without serialising it (JSON escapes are not
+/// counted; relays cap raw message sizes before parsing anyway).
 fn approx_json_len(ev: &Event) -> usize {
     // id, pubkey, sig, created_at, kind and the JSON punctuation come to under 400 bytes.
     let tags: usize = ev

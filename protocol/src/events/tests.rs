@@ -646,3 +646,37 @@ fn spec_vectors() {
         assert_eq!(v.event(), &ev);
     }
 }
+
+#[test]
+fn evidence_events_carry_proofs() {
+    use crate::escrow::{deal_with, BadShareComplaint, Corruption};
+    let ro = round_open(3);
+    let p = DealingParams {
+        run_id: &ro.run_id,
+        round: 3,
+        submission: SubmissionId([1; 32]),
+        peer: keys(2).public_key(),
+        tranche: 0,
+        spec: ro.tranches[0],
+        claim_deadline: ro.claim_deadline,
+        validators: &ro.validators,
+        k: 3,
+    };
+    let (bad, _) = deal_with(&keys(1), &p, &[1; 32], Corruption::WrongShare(0)).unwrap();
+    let complaint = BadShareComplaint::new(&bad, &keys(10), &[2; 32]).unwrap();
+    let ev = signed(&Evidence::BadShare(complaint), &keys(10));
+    let v = parse::<Evidence>(&ev, Some(now())).unwrap();
+    assert_eq!(v.accused(), keys(1).public_key());
+    assert_eq!(
+        v.verify(),
+        Ok(Proven::Dealer(crate::escrow::DealerFault::Inconsistent))
+    );
+    // The same complaint against an honest dealing is not evidence: the relay rejects it.
+    let (good, _) = deal_with(&keys(1), &p, &[1; 32], Corruption::None).unwrap();
+    let false_claim = BadShareComplaint::new(&good, &keys(10), &[2; 32]).unwrap();
+    let ev = signed(&Evidence::BadShare(false_claim), &keys(10));
+    assert!(matches!(
+        validate_event(&ev, now()),
+        Err(RejectReason::EvidenceNotProven(_))
+    ));
+}

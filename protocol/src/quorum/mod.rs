@@ -21,3 +21,7 @@ pub use select::{eval_seed, round_seed, select_validators, SelectError};
 pub use tally::{
     tally, EquivocationError, EquivocationEvidence, Exclusion, Tally, TallyContext, Tolerance,
 };
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
