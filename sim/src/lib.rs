@@ -1,1 +1,33 @@
-//! Byzantine simulator library.
+//! l402-sim: the Byzantine simulator, fast seeded mode.
+//!
+//! It drives the protocol's own role state machines (`l402_protocol::round::{Coordinator, Peer,
+//! Validator}`) — the same code `l402-node` runs — with honest and adversarial actors, in an
+//! in-memory world of fakes: relays, a Lightning ledger with hold invoices, blobs and
+//! evaluations. Everything random flows from one seed, so a seed replays to the same
+//! event-log hash; after every run the global invariants (money conservation, no pay for bad
+//! work, no honest work unpaid, replayability) are checked.
+//!
+//! Module map:
+//! - [`scenario`]: the TOML scenario format (`sim/scenarios/*.toml`).
+//! - [`world`]: the fakes (`FakeRelays`, `FakeLedger`, `FakeBlobs`, `FakeEvaluator`, clock).
+//! - [`actors`]: actor kinds and behaviours.
+//! - [`engine`]: the discrete-event engine that drives the machines.
+//! - [`report`]: the run report; [`invariants`]: the checks; [`sweep`]: many seeds;
+//!   [`plot`]: SVG payouts per round.
+//!
+//! Spec: specs/L2T-09-sim.md
+
+pub mod actors;
+pub mod engine;
+pub mod invariants;
+pub mod plot;
+pub mod report;
+pub mod scenario;
+pub mod sweep;
+pub mod world;
+
+pub use engine::Simulation;
+pub use invariants::{check, InvariantError, Violation};
+pub use report::Report;
+pub use scenario::Scenario;
+pub use sweep::{run_checked, run_one, sweep, SweepSummary};

@@ -1,2 +1,217 @@
-//! `l402-sim`: the Byzantine simulator.
-fn main() {}
+//! `l402-sim`: the Byzantine simulator, fast seeded mode.
+//!
+//! ```text
+//! l402-sim run sim/scenarios/honest.toml --seed 7 [--rounds 10] [--json] [--plot out.svg] [--check-replay]
+//! l402-sim sweep sim/scenarios/poisoners-30pct.toml --seeds 256 [--check-replay] [--baseline]
+//! ```
+//!
+//! Exit status: 0 when every invariant holds, 1 when one breaks (the seed and the command that
+//! replays it are printed), 2 on a usage or scenario error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use l402_sim::{plot, run_checked, sweep, InvariantError, Scenario};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "l402-sim",
+    version,
+    about = "Byzantine simulator of the l402 protocol (fast seeded mode)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run one seed of a scenario and print its report.
+    Run {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// Seed (default: the scenario's `seed`).
+        #[arg(long, env = "L2T_SEED")]
+        seed: Option<u64>,
+        /// Rounds (default: the scenario's `rounds`).
+        #[arg(long)]
+        rounds: Option<u64>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Write an SVG plot of payouts per round.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Run the seed twice and check both give the same event-log hash.
+        #[arg(long)]
+        check_replay: bool,
+    },
+    /// Run many seeds and summarise (with a progress bar).
+    Sweep {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// Number of seeds.
+        #[arg(long, default_value_t = 256)]
+        seeds: u64,
+        /// First seed.
+        #[arg(long, env = "L2T_SEED", default_value_t = 0)]
+        first_seed: u64,
+        /// Rounds per seed (default: the scenario's `rounds`).
+        #[arg(long)]
+        rounds: Option<u64>,
+        /// Re-run every seed and compare event-log hashes.
+        #[arg(long)]
+        check_replay: bool,
+        /// First sweep the same seeds with every adversary removed, and report the throughput
+        /// ratio against it.
+        #[arg(long)]
+        baseline: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn load(path: &Path) -> anyhow::Result<Scenario> {
+    Scenario::load(path).with_context(|| format!("loading scenario {}", path.display()))
+}
+
+fn report_failure(path: &Path, e: &InvariantError) {
+    eprintln!("INVARIANT VIOLATION: {e}");
+    eprintln!(
+        "replay: l402-sim run {} --seed {} --rounds {}",
+        path.display(),
+        e.seed,
+        e.rounds
+    );
+}
+
+fn progress(seeds: u64, label: &str) -> ProgressBar {
+    let pb = ProgressBar::new(seeds);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} seeds ({per_sec}, eta {eta}) {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_prefix(label.to_string());
+    pb
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match real_main() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `Ok(false)` when an invariant broke.
+fn real_main() -> anyhow::Result<bool> {
+    match Cli::parse().cmd {
+        Cmd::Run {
+            scenario,
+            seed,
+            rounds,
+            json,
+            plot,
+            check_replay,
+        } => {
+            let sc = load(&scenario)?;
+            let seed = seed.unwrap_or(sc.seed);
+            let (report, result) = run_checked(&sc, seed, rounds, check_replay);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+                if check_replay && result.is_ok() {
+                    println!("replay determinism: re-run gave the same event-log hash");
+                }
+            }
+            if let Some(p) = plot {
+                plot::payouts_svg(&report, &p)?;
+                eprintln!("wrote {}", p.display());
+            }
+            match result {
+                Ok(()) => {
+                    if !json {
+                        println!("invariants: all hold");
+                    }
+                    Ok(true)
+                }
+                Err(e) => {
+                    report_failure(&scenario, &e);
+                    Ok(false)
+                }
+            }
+        }
+        Cmd::Sweep {
+            scenario,
+            seeds,
+            first_seed,
+            rounds,
+            check_replay,
+            baseline,
+            json,
+        } => {
+            let sc = load(&scenario)?;
+            let base = if baseline {
+                let b = sc.without_adversaries();
+                let pb = progress(seeds, "baseline");
+                let s = sweep(&b, first_seed, seeds, rounds, check_replay, |_| pb.inc(1));
+                pb.finish_and_clear();
+                Some(s)
+            } else {
+                None
+            };
+            let pb = progress(seeds, &sc.name);
+            let mut failures = 0u64;
+            let s = sweep(&sc, first_seed, seeds, rounds, check_replay, |r| {
+                if l402_sim::check(r).is_err() {
+                    failures += 1;
+                    pb.set_message(format!("{failures} failing (last seed {})", r.seed));
+                }
+                pb.inc(1);
+            });
+            pb.finish_and_clear();
+            if json {
+                let v = serde_json::json!({ "sweep": s, "baseline": base });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                if let Some(b) = &base {
+                    print!("{}", b.to_text());
+                    println!();
+                }
+                print!("{}", s.to_text());
+                if let Some(b) = &base {
+                    if b.rounds_per_sec > 0.0 {
+                        println!(
+                            "throughput vs the no-adversary baseline: {:.2}x ({:.1} vs {:.1} rounds/s)",
+                            s.rounds_per_sec / b.rounds_per_sec,
+                            s.rounds_per_sec,
+                            b.rounds_per_sec
+                        );
+                    }
+                }
+            }
+            for e in &s.failing {
+                report_failure(&scenario, e);
+            }
+            Ok(s.failing.is_empty())
+        }
+    }
+}

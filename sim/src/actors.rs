@@ -1,0 +1,130 @@
+//! The simulated participants: one Nostr key and one Lightning account each, and a behaviour.
+//! Every actor that takes part in a round drives the protocol's own state machine for its role
+//! (`Coordinator`, `Peer`, `Validator`); a behaviour only changes what the actor feeds it (the
+//! work it submits, the evaluation results it reports, the events it re-injects).
+//!
+//! Spec: specs/L2T-09-sim.md#actors
+
+use std::collections::BTreeSet;
+
+use nostr::{EventId, Keys, PublicKey};
+use serde::Serialize;
+
+use crate::world::ledger::AccountId;
+
+/// An actor's index; also its Lightning account.
+pub type ActorId = AccountId;
+
+/// What an actor is and how it behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActorKind {
+    /// The run's coordinator and payer (dishonest dealing per the scenario's `faults.dealer`).
+    Coordinator,
+    /// Trains and submits honest updates.
+    HonestPeer,
+    /// Resubmits another peer's blob hash under its own key (A1).
+    FreeRider,
+    /// Submits corrupted updates (A3, A4).
+    Poisoner,
+    /// Re-injects old rounds' signed events (A2).
+    Replayer,
+    /// One of many cheap identities submitting junk; pays its L402 token (A6).
+    SybilPaid,
+    /// A Sybil that forges its L402 token (A6).
+    SybilForged,
+    /// Evaluates honestly.
+    HonestValidator,
+    /// Attests "accept" with a constant score without evaluating (A7).
+    LazyValidator,
+    /// Accepts adversaries' work with a top score, rejects honest work (A8, A9).
+    ColludingValidator,
+}
+
+impl ActorKind {
+    /// Whether the actor is an adversary (its payouts count as attacker payout).
+    pub fn is_adversary(self) -> bool {
+        matches!(
+            self,
+            ActorKind::FreeRider
+                | ActorKind::Poisoner
+                | ActorKind::Replayer
+                | ActorKind::SybilPaid
+                | ActorKind::SybilForged
+                | ActorKind::LazyValidator
+                | ActorKind::ColludingValidator
+        )
+    }
+
+    /// Whether it submits work (drives a `Peer`).
+    pub fn is_worker(self) -> bool {
+        matches!(
+            self,
+            ActorKind::HonestPeer
+                | ActorKind::FreeRider
+                | ActorKind::Poisoner
+                | ActorKind::SybilPaid
+                | ActorKind::SybilForged
+        )
+    }
+
+    /// Whether it is in the validator pool (drives a `Validator` when drawn).
+    pub fn is_validator(self) -> bool {
+        matches!(
+            self,
+            ActorKind::HonestValidator | ActorKind::LazyValidator | ActorKind::ColludingValidator
+        )
+    }
+
+    /// Whether a validator of this kind may attest "accept" for bad work.
+    pub fn accepts_bad_work(self) -> bool {
+        matches!(
+            self,
+            ActorKind::LazyValidator | ActorKind::ColludingValidator
+        )
+    }
+
+    /// Kebab-case label used in reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            ActorKind::Coordinator => "coordinator",
+            ActorKind::HonestPeer => "honest-peer",
+            ActorKind::FreeRider => "free-rider",
+            ActorKind::Poisoner => "poisoner",
+            ActorKind::Replayer => "replayer",
+            ActorKind::SybilPaid => "sybil-paid",
+            ActorKind::SybilForged => "sybil-forged",
+            ActorKind::HonestValidator => "honest-validator",
+            ActorKind::LazyValidator => "lazy-validator",
+            ActorKind::ColludingValidator => "colluding-validator",
+        }
+    }
+}
+
+/// One participant's node: identity, liveness and what it has seen on the relays.
+#[derive(Debug)]
+pub struct Actor {
+    /// Index.
+    pub id: ActorId,
+    /// Behaviour.
+    pub kind: ActorKind,
+    /// Nostr identity.
+    pub keys: Keys,
+    /// Its public key.
+    pub pubkey: PublicKey,
+    /// Down (crashed) until this time.
+    pub down_until: Option<u64>,
+    /// `(from, to)` of every downtime.
+    pub downtimes: Vec<(u64, u64)>,
+    /// Events delivered to it (the client deduplicates by id, as nostr-sdk does).
+    pub seen: BTreeSet<EventId>,
+    /// Validators: round from which the audit excluded it.
+    pub excluded_from: Option<u64>,
+}
+
+impl Actor {
+    /// Whether the actor was down at any time in `[from, to]`.
+    pub fn was_down_during(&self, from: u64, to: u64) -> bool {
+        self.downtimes.iter().any(|&(a, b)| a <= to && b >= from)
+    }
+}

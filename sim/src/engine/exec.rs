@@ -1,0 +1,418 @@
+//! Executing the actions a role machine returns, against the fake world: what `l402-node` does
+//! with nostr-sdk, ldk-node, iroh-blobs and candle, done in memory.
+
+use std::rc::Rc;
+
+use l402_protocol::events::{BlobHash, Evidence, SubmissionId, VerifiedAny};
+use l402_protocol::events::{MergedSubmission, Score, Seed32};
+use l402_protocol::quorum::{Phase, RejectCode, Verdict};
+use l402_protocol::round::{Action, Input};
+use nostr::{Event, EventId};
+use rand::Rng;
+
+use super::{round_of, HtlcMeta, Item, Simulation, SubInfo};
+use crate::actors::{ActorId, ActorKind};
+use crate::world::{HtlcState, Published};
+
+/// A short label of an action for logs.
+fn action_label(a: &Action) -> String {
+    match a {
+        Action::Publish(ev) => format!("publish kind {} {}", ev.kind.as_u16(), ev.id),
+        Action::Claim { payment_hash, .. } => format!("claim {}", &payment_hash.to_hex()[..12]),
+        Action::FailBack { payment_hash } => format!("fail-back {}", &payment_hash.to_hex()[..12]),
+        Action::CreateHoldInvoice {
+            payment_hash,
+            tranche,
+            ..
+        } => format!("create-invoice t{tranche} {}", &payment_hash.to_hex()[..12]),
+        other => {
+            let s = format!("{other:?}");
+            s.chars().take(120).collect()
+        }
+    }
+}
+
+impl Simulation {
+    fn ln_delay(&mut self) -> u64 {
+        self.rng.gen_range(0..=self.sc.timing.ln_delay_secs)
+    }
+
+    fn compute(&mut self, delay: u64, to: ActorId, round: u64, input: Input) {
+        let epoch = self.epochs[to as usize];
+        self.schedule(
+            delay,
+            Item::Compute {
+                to,
+                round,
+                input,
+                epoch,
+            },
+        );
+    }
+
+    fn ln(&mut self, delay: u64, to: ActorId, round: u64, input: Input) {
+        self.schedule(delay, Item::Ln { to, round, input });
+    }
+
+    /// Execute `actions` returned by actor `from`'s machine of round `round`, in order.
+    pub(crate) fn execute(&mut self, from: ActorId, round: u64, actions: Vec<Action>) {
+        for a in actions {
+            match &a {
+                Action::Publish(ev) => {
+                    let id = ev.id.to_bytes();
+                    self.log_bytes(16, from, round, &id);
+                }
+                other => {
+                    let s = format!("{other:?}");
+                    self.log_bytes(17, from, round, s.as_bytes());
+                }
+            }
+            self.execute_one(from, round, a);
+        }
+    }
+
+    fn execute_one(&mut self, from: ActorId, round: u64, a: Action) {
+        let now = self.clock.now;
+        tracing::trace!(seed = self.seed, actor = from, round, now, action = %action_label(&a), "execute");
+        match a {
+            Action::Publish(ev) => self.publish(from, ev),
+            Action::CreateHoldInvoice {
+                submission,
+                tranche,
+                payment_hash,
+                amount_msat,
+                claim_deadline,
+            } => {
+                let t = &self.sc.timing;
+                let expiry = self.clock.height_at(claim_deadline) + t.cltv_margin_blocks;
+                match self.ledger.create_hold_invoice(
+                    from,
+                    payment_hash,
+                    amount_msat,
+                    claim_deadline,
+                    expiry,
+                    now,
+                ) {
+                    Ok(bolt11) => {
+                        let spec = self
+                            .rounds
+                            .get(&round)
+                            .and_then(|r| r.open.tranches.get(tranche as usize).copied());
+                        if let Some(spec) = spec {
+                            self.htlc_meta.entry(payment_hash).or_insert(HtlcMeta {
+                                round,
+                                submission,
+                                tranche,
+                                threshold: spec.threshold,
+                                holdback: spec.holdback,
+                            });
+                        }
+                        let d = self.ln_delay();
+                        self.compute(
+                            d,
+                            from,
+                            round,
+                            Input::InvoiceCreated {
+                                payment_hash,
+                                bolt11,
+                            },
+                        );
+                    }
+                    Err(e) => self.ledger_error("create invoice", &e),
+                }
+            }
+            Action::PayHoldInvoices { invoices, .. } => {
+                for (inv, amount) in invoices {
+                    match self.ledger.pay_hold_invoice(
+                        from,
+                        &inv.bolt11,
+                        inv.payment_hash,
+                        amount,
+                        now,
+                    ) {
+                        Ok(Some(payee)) => {
+                            let r = self
+                                .htlc_meta
+                                .get(&inv.payment_hash)
+                                .map_or(round, |m| m.round);
+                            let d = self.ln_delay();
+                            self.ln(
+                                d,
+                                payee,
+                                r,
+                                Input::HtlcHeld {
+                                    payment_hash: inv.payment_hash,
+                                    amount_msat: amount,
+                                },
+                            );
+                        }
+                        Ok(None) => {}
+                        Err(e) => self.ledger_error("pay", &e),
+                    }
+                }
+            }
+            Action::Claim {
+                payment_hash,
+                preimage,
+                ..
+            } => {
+                let height = self.clock.height();
+                match self.ledger.claim(payment_hash, &preimage, height, now) {
+                    Ok(_) => {
+                        let d = self.ln_delay();
+                        self.ln(d, from, round, Input::HtlcClaimed { payment_hash });
+                    }
+                    Err(e) => self.stats.refused_claims.push(format!(
+                        "round {round}: actor {from} claim of {} refused: {e}",
+                        payment_hash.to_hex()
+                    )),
+                }
+            }
+            Action::FailBack { payment_hash } => match self.ledger.fail_back(payment_hash, now) {
+                Ok(HtlcState::Settled) => {
+                    self.ln(0, from, round, Input::HtlcClaimed { payment_hash });
+                }
+                Ok(_) => {
+                    let d = self.ln_delay();
+                    self.ln(d, from, round, Input::HtlcFailed { payment_hash });
+                }
+                Err(e) => self.ledger_error("fail back", &e),
+            },
+            Action::ReleaseBlob { blob, to } => {
+                self.blobs.release(from, &blob, &to);
+            }
+            Action::Evaluate {
+                submission,
+                phase,
+                blob,
+                eval_seed,
+                ..
+            } => self.evaluate(from, round, submission, phase, blob, eval_seed),
+            Action::Aggregate { parent, merged } => {
+                let checkpoint = self.aggregate(round, parent, &merged);
+                self.compute(1, from, round, Input::CheckpointReady { checkpoint });
+            }
+            Action::PayValidatorFee { .. } => self.stats.validator_fees += 1,
+            Action::Ignored { event, reason } => self.on_ignored(from, event, reason),
+            _ => {
+                *self
+                    .stats
+                    .ignored
+                    .entry("unknown action".into())
+                    .or_insert(0) += 1
+            }
+        }
+    }
+
+    fn ledger_error(&mut self, op: &str, e: &crate::world::LedgerError) {
+        *self
+            .stats
+            .ledger_errors
+            .entry(format!("{op}: {e}"))
+            .or_insert(0) += 1;
+    }
+
+    fn on_ignored(&mut self, from: ActorId, event: EventId, reason: String) {
+        let author_kind = self
+            .published
+            .get(&event)
+            .and_then(|e| self.by_key.get(&e.event().pubkey))
+            .map(|a| self.actors[*a as usize].kind);
+        if from == self.coordinator
+            && reason.starts_with("token:")
+            && matches!(
+                author_kind,
+                Some(ActorKind::SybilForged | ActorKind::SybilPaid)
+            )
+        {
+            self.stats.sybil_token_rejected.insert(event);
+        }
+        // Bucket by the reason's prefix so the map stays small.
+        let key: String = reason
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(60)
+            .collect();
+        *self.stats.ignored.entry(key).or_insert(0) += 1;
+    }
+
+    /// Publish to every relay; schedule live pushes to subscribers.
+    pub(super) fn publish(&mut self, from: ActorId, ev: Event) {
+        let now = self.clock.now;
+        match self.relays.publish(&ev, now) {
+            Published::New { event, stored_by } => {
+                self.stats.published += 1;
+                let id = ev.id;
+                self.published.insert(id, Rc::clone(&event));
+                if let Some(r) = round_of(&event) {
+                    self.round_events.entry(r).or_default().push(id);
+                    let named = match &*event {
+                        VerifiedAny::EscrowOffer(o) => Some(o.peer),
+                        VerifiedAny::Attestation(a) => Some(a.peer),
+                        _ => None,
+                    };
+                    if let Some(a) = named.and_then(|pk| self.by_key.get(&pk).copied()) {
+                        self.peer_events.entry((r, a)).or_default().push(id);
+                    }
+                }
+                self.on_published(from, &event);
+                for to in self.subscribers(&event, from) {
+                    let Some(push) = self.relays.push(&stored_by, &mut self.rng) else {
+                        continue;
+                    };
+                    self.schedule(
+                        push.delay,
+                        Item::Event {
+                            to,
+                            ev: Rc::clone(&event),
+                            dup: false,
+                        },
+                    );
+                    if push.duplicate {
+                        self.schedule(
+                            push.delay + 1,
+                            Item::Event {
+                                to,
+                                ev: Rc::clone(&event),
+                                dup: true,
+                            },
+                        );
+                    }
+                }
+            }
+            Published::Duplicate => self.stats.relay_dedupes += 1,
+            Published::Censored => self.stats.censored_everywhere += 1,
+            Published::Rejected(e) => {
+                *self
+                    .stats
+                    .relay_rejected
+                    .entry(e.to_nip01().chars().take(60).collect())
+                    .or_insert(0) += 1
+            }
+        }
+    }
+
+    /// Bookkeeping of a newly stored event.
+    fn on_published(&mut self, from: ActorId, ev: &VerifiedAny) {
+        match ev {
+            VerifiedAny::Submission(s) => {
+                self.subs.insert(
+                    SubmissionId::of_event(s.event()),
+                    SubInfo {
+                        author: from,
+                        round: s.round,
+                        blob: s.blob,
+                    },
+                );
+            }
+            VerifiedAny::Checkpoint(c) if from == self.coordinator => {
+                let r = c.round;
+                if let Some(rec) = self.rounds.get_mut(&r) {
+                    if rec.checkpoint.is_some() {
+                        return;
+                    }
+                    rec.checkpoint = Some(c.checkpoint);
+                }
+                self.prev_checkpoint = self.last_checkpoint;
+                self.last_checkpoint = c.checkpoint;
+                if r < self.sc.rounds {
+                    self.schedule(1, Item::OpenRound(r + 1));
+                }
+            }
+            VerifiedAny::Evidence(e) => {
+                let accused = e.accused();
+                let dealer = matches!(
+                    **e,
+                    Evidence::BadShare(_)
+                        | Evidence::WrongPreimage(_)
+                        | Evidence::MalformedDealing(_)
+                );
+                if dealer && accused == self.actors[self.coordinator as usize].pubkey {
+                    self.stats.dealer_evidence += 1;
+                } else {
+                    self.stats.other_evidence += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A validator evaluates a submission according to its behaviour; the result comes back
+    /// as `EvalDone` after the evaluation delay.
+    fn evaluate(
+        &mut self,
+        v: ActorId,
+        round: u64,
+        submission: SubmissionId,
+        phase: Phase,
+        blob: BlobHash,
+        eval_seed: Seed32,
+    ) {
+        self.stats.evaluations += 1;
+        let kind = self.actors[v as usize].kind;
+        let pk = self.actors[v as usize].pubkey;
+        let sub = self.subs.get(&submission).cloned();
+        let (score, verdict) = match (kind, sub) {
+            (_, None) => (Score(0), Verdict::Reject(RejectCode::Malformed)),
+            (ActorKind::LazyValidator, _) => {
+                (Score(self.sc.validators.lazy_score), Verdict::Accept)
+            }
+            (ActorKind::ColludingValidator, Some(s)) => {
+                if self.actors[s.author as usize].kind.is_adversary() {
+                    (Score(self.sc.escrow.target_score * 2), Verdict::Accept)
+                } else {
+                    (Score(-1000), Verdict::Reject(RejectCode::LossIncreased))
+                }
+            }
+            (_, Some(s)) => {
+                let truth = self.blobs.fetch(v, &pk, &blob);
+                self.evaluator
+                    .evaluate(truth.as_ref(), s.author, &eval_seed, &pk)
+            }
+        };
+        let d = self.rng.gen_range(1..=self.sc.timing.eval_delay_secs);
+        self.compute(
+            d,
+            v,
+            round,
+            Input::EvalDone {
+                submission,
+                phase,
+                score,
+                verdict,
+            },
+        );
+    }
+
+    /// The coordinator aggregates the merged submissions: the checkpoint hash commits to the
+    /// parent and the merged blobs; the model loss moves by the merged updates' mean quality.
+    fn aggregate(&mut self, round: u64, parent: BlobHash, merged: &[MergedSubmission]) -> BlobHash {
+        let mut h = blake3::Hasher::new();
+        h.update(b"l402-sim/checkpoint/v1");
+        h.update(&parent.0);
+        let mut quality = 0f64;
+        for m in merged {
+            h.update(&m.submission.0);
+            h.update(&m.blob.0);
+            quality += self.blobs.truth(&m.blob).map_or(0.0, |t| t.quality as f64);
+        }
+        let first = self
+            .rounds
+            .get(&round)
+            .is_some_and(|r| r.merged.is_empty() && !r.audited);
+        if first {
+            if !merged.is_empty() {
+                self.model_loss -= quality / merged.len() as f64 / 1e6;
+            }
+            let loss = self.model_loss;
+            if let Some(rec) = self.rounds.get_mut(&round) {
+                rec.merged = merged.iter().map(|m| m.submission).collect();
+                rec.model_loss = loss;
+            }
+            self.audit_round(round);
+        }
+        BlobHash(*h.finalize().as_bytes())
+    }
+}

@@ -1,0 +1,408 @@
+//! Turning a finished simulation into its [`Report`]: ledger outcomes, per-HTLC facts for the
+//! invariant checker, per-actor, per-kind and per-round figures, detection counts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use l402_protocol::escrow::Corruption;
+use l402_protocol::events::VerifiedAny;
+use l402_protocol::quorum::Phase;
+
+use super::Simulation;
+use crate::actors::{ActorId, ActorKind};
+use crate::report::{
+    ActorReport, Detection, FaultTally, HtlcFact, HtlcTally, KindSummary, Report, RoundReport,
+};
+use crate::world::HtlcState;
+
+/// What a run produces (an alias kept for the engine's signature).
+pub type RunFacts = Report;
+
+fn bad_work(kind: ActorKind) -> bool {
+    matches!(
+        kind,
+        ActorKind::FreeRider | ActorKind::Poisoner | ActorKind::SybilPaid | ActorKind::SybilForged
+    )
+}
+
+impl Simulation {
+    /// Distinct committee members with a passing attestation carrying a share of `tranche`,
+    /// published before the phase's attest deadline.
+    fn passing_attesters(
+        &self,
+        round: u64,
+        submission: &l402_protocol::events::SubmissionId,
+        tranche: u32,
+        threshold: l402_protocol::events::Score,
+        holdback: bool,
+    ) -> usize {
+        let Some(rec) = self.rounds.get(&round) else {
+            return 0;
+        };
+        let (phase, deadline) = if holdback {
+            (
+                Phase::Holdback,
+                rec.open.holdback.map_or(0, |h| h.attest_deadline),
+            )
+        } else {
+            (Phase::Initial, rec.open.attest_deadline)
+        };
+        let mut who = BTreeSet::new();
+        for id in self.round_events.get(&round).into_iter().flatten() {
+            let Some(ev) = self.published.get(id) else {
+                continue;
+            };
+            let VerifiedAny::Attestation(a) = &**ev else {
+                continue;
+            };
+            let b = a.attestation.body();
+            if &b.submission == submission
+                && b.phase == phase
+                && b.verdict.is_accept()
+                && b.score >= threshold
+                && a.created_at().as_secs() <= deadline
+                && rec.open.validators.contains(&a.author())
+                && a.shares.iter().any(|s| s.tranche == tranche)
+            {
+                who.insert(a.author());
+            }
+        }
+        who.len()
+    }
+
+    pub(super) fn finish(self) -> RunFacts {
+        let height = self.clock.height();
+        let audit = self.ledger.audit(height);
+        let t = &self.sc.timing;
+        let kind_of = |a: ActorId| self.actors[a as usize].kind;
+
+        // Per HTLC.
+        let mut htlcs = Vec::new();
+        let mut per_actor_earned: BTreeMap<ActorId, u64> = BTreeMap::new();
+        let mut per_actor_paid: BTreeMap<ActorId, u64> = BTreeMap::new();
+        let mut per_round: BTreeMap<u64, RoundReport> = BTreeMap::new();
+        for (hash, h) in self.ledger.htlcs() {
+            let Some(meta) = self.htlc_meta.get(hash) else {
+                continue;
+            };
+            let Some(rec) = self.rounds.get(&meta.round) else {
+                continue;
+            };
+            let author_kind = self
+                .subs
+                .get(&meta.submission)
+                .map_or(kind_of(h.payee), |s| kind_of(s.author));
+            let dishonest = rec
+                .committee
+                .iter()
+                .filter(|v| kind_of(**v).accepts_bad_work())
+                .count();
+            let quorum_formed = self.passing_attesters(
+                meta.round,
+                &meta.submission,
+                meta.tranche,
+                meta.threshold,
+                meta.holdback,
+            ) >= rec.k;
+            let expiry_time = self.clock.time_of_height(h.expiry_height);
+            let fact = HtlcFact {
+                payment_hash: hash.to_hex(),
+                round: meta.round,
+                tranche: meta.tranche,
+                payee: h.payee,
+                payee_kind: kind_of(h.payee),
+                state: h.state,
+                held_msat: h.held_msat,
+                bad_work: bad_work(author_kind),
+                dishonest_in_committee: dishonest,
+                k: rec.k,
+                quorum_formed,
+                dealer_blocked: rec.corruption == Corruption::WrongPaymentHash,
+                payee_was_down: self.actors[h.payee as usize]
+                    .was_down_during(rec.opened_at, expiry_time),
+            };
+            let rr = per_round.entry(meta.round).or_default();
+            if h.payer.is_some() {
+                rr.locked_msat += h.held_msat;
+            }
+            match h.state {
+                HtlcState::Settled => {
+                    *per_actor_earned.entry(h.payee).or_insert(0) += h.held_msat;
+                    if let Some(p) = h.payer {
+                        *per_actor_paid.entry(p).or_insert(0) += h.held_msat;
+                    }
+                    if kind_of(h.payee).is_adversary() {
+                        rr.attacker_paid_msat += h.held_msat;
+                    } else {
+                        rr.honest_paid_msat += h.held_msat;
+                    }
+                }
+                HtlcState::FailedBack | HtlcState::ExpiredRefunded => {
+                    rr.refunded_msat += h.held_msat
+                }
+                _ => {}
+            }
+            htlcs.push(fact);
+        }
+
+        // Per submission.
+        let mut subs_by_actor: BTreeMap<ActorId, (u64, u64)> = BTreeMap::new();
+        let merged: BTreeSet<_> = self
+            .rounds
+            .values()
+            .flat_map(|r| r.merged.iter().copied())
+            .collect();
+        let mut det = Detection::default();
+        for (id, s) in &self.subs {
+            let e = subs_by_actor.entry(s.author).or_default();
+            e.0 += 1;
+            let m = merged.contains(id);
+            if m {
+                e.1 += 1;
+            }
+            let rr = per_round.entry(s.round).or_default();
+            rr.submissions += 1;
+            if m {
+                rr.merged += 1;
+            }
+            match kind_of(s.author) {
+                ActorKind::FreeRider => det.copies_rejected += u64::from(!m),
+                ActorKind::Poisoner => {
+                    det.poison_submitted += 1;
+                    det.poison_rejected += u64::from(!m);
+                    det.poison_merged += u64::from(m);
+                }
+                ActorKind::SybilPaid | ActorKind::SybilForged => det.sybil_submissions += 1,
+                _ => {}
+            }
+        }
+        let mut attestations: BTreeMap<ActorId, u64> = BTreeMap::new();
+        for ev in self.published.values() {
+            if let VerifiedAny::Attestation(a) = &**ev {
+                if let Some(v) = self.by_key.get(&a.author()) {
+                    *attestations.entry(*v).or_insert(0) += 1;
+                }
+            }
+        }
+
+        // Per actor and kind.
+        let mut actors = Vec::with_capacity(self.actors.len());
+        let mut kinds: BTreeMap<String, KindSummary> = BTreeMap::new();
+        for a in &self.actors {
+            let (subs, acc) = subs_by_actor.get(&a.id).copied().unwrap_or((0, 0));
+            let r = ActorReport {
+                id: a.id,
+                kind: a.kind.label().into(),
+                key: a.pubkey.to_hex().chars().take(16).collect(),
+                earned_msat: per_actor_earned.get(&a.id).copied().unwrap_or(0),
+                escrow_paid_msat: per_actor_paid.get(&a.id).copied().unwrap_or(0),
+                tolls_msat: self.stats.tolls_msat.get(&a.id).copied().unwrap_or(0),
+                submissions: subs,
+                accepted: acc,
+                rejected: subs - acc,
+                attestations: attestations.get(&a.id).copied().unwrap_or(0),
+                excluded_from_round: a.excluded_from,
+            };
+            let k = kinds.entry(r.kind.clone()).or_default();
+            k.actors += 1;
+            k.earned_msat += r.earned_msat;
+            k.escrow_paid_msat += r.escrow_paid_msat;
+            k.tolls_msat += r.tolls_msat;
+            k.submissions += r.submissions;
+            k.accepted += r.accepted;
+            k.rejected += r.rejected;
+            actors.push(r);
+        }
+        let paid_to = |pred: &dyn Fn(ActorKind) -> bool| -> u64 {
+            actors
+                .iter()
+                .filter(|r| pred(self.actors[r.id as usize].kind))
+                .map(|r| r.earned_msat)
+                .sum()
+        };
+        let attacker_payout_msat = paid_to(&|k| k.is_adversary());
+        let honest_paid_msat = paid_to(&|k| k == ActorKind::HonestPeer);
+        det.copies_submitted = self.stats.copies_submitted;
+        det.copies_paid_msat = paid_to(&|k| k == ActorKind::FreeRider);
+        det.poison_paid_msat = paid_to(&|k| k == ActorKind::Poisoner);
+        det.sybil_paid_msat =
+            paid_to(&|k| matches!(k, ActorKind::SybilPaid | ActorKind::SybilForged));
+        det.sybil_identities = self
+            .actors
+            .iter()
+            .filter(|a| matches!(a.kind, ActorKind::SybilPaid | ActorKind::SybilForged))
+            .count() as u64;
+        det.sybil_token_rejected = self.stats.sybil_token_rejected.len() as u64;
+        det.sybil_evaluated = det
+            .sybil_submissions
+            .saturating_sub(det.sybil_token_rejected);
+        det.sybil_cost_msat = actors
+            .iter()
+            .filter(|r| {
+                matches!(
+                    self.actors[r.id as usize].kind,
+                    ActorKind::SybilPaid | ActorKind::SybilForged
+                )
+            })
+            .map(|r| r.tolls_msat)
+            .sum();
+        det.replays_injected = self.stats.replays_injected;
+        det.replay_deliveries = self.stats.replay_deliveries;
+        det.replays_accepted = self.stats.replays_accepted.len() as u64;
+        det.relay_dedupes = self.stats.relay_dedupes;
+        let count = |k: ActorKind| self.actors.iter().filter(|a| a.kind == k).count() as u64;
+        det.lazy_validators = count(ActorKind::LazyValidator);
+        det.colluding_validators = count(ActorKind::ColludingValidator);
+        let proven: BTreeSet<ActorId> = self
+            .stats
+            .fraud_proofs
+            .iter()
+            .map(|f| f.validator)
+            .collect();
+        let proven_of = |k: ActorKind| proven.iter().filter(|v| kind_of(**v) == k).count() as u64;
+        det.lazy_detected = proven_of(ActorKind::LazyValidator);
+        det.colluders_detected = proven_of(ActorKind::ColludingValidator);
+        det.honest_validators_flagged = proven_of(ActorKind::HonestValidator);
+        det.validators_excluded = self.stats.excluded.len() as u64;
+        let byz: Vec<&crate::actors::Actor> = self
+            .actors
+            .iter()
+            .filter(|a| a.kind.accepts_bad_work())
+            .collect();
+        if !byz.is_empty() && byz.iter().all(|a| a.excluded_from.is_some()) {
+            det.rounds_to_exclude_all = byz
+                .iter()
+                .filter_map(|a| a.excluded_from)
+                .max()
+                .map(|r| r - 1);
+        }
+        det.fraud_proofs = self.stats.fraud_proofs.len() as u64;
+        det.outlier_flags = self
+            .stats
+            .outlier_flags
+            .iter()
+            .map(|(k, v)| (k.label().to_string(), *v))
+            .collect();
+        det.honest_dissent = self.stats.honest_dissent;
+        det.dealer_corrupt_rounds = self
+            .rounds
+            .values()
+            .filter(|r| r.corruption != Corruption::None)
+            .count() as u64;
+        det.dealer_evidence = self.stats.dealer_evidence;
+        let relays = self.relays.relays();
+        det.censoring_relays = relays.iter().filter(|r| r.is_censoring()).count() as u64;
+        for (i, round) in &self.stats.relay_flagged {
+            if relays.get(*i).is_some_and(|r| r.is_censoring()) {
+                det.censoring_detected += 1;
+                det.first_censor_detection_round = Some(
+                    det.first_censor_detection_round
+                        .map_or(*round, |x: u64| x.min(*round)),
+                );
+            } else {
+                det.honest_relays_flagged += 1;
+            }
+        }
+
+        // Per round.
+        let mut rounds = Vec::new();
+        for (n, rec) in &self.rounds {
+            let mut rr = per_round.remove(n).unwrap_or_default();
+            rr.round = *n;
+            rr.n = rec.committee.len() as u64;
+            rr.k = rec.k as u64;
+            rr.dishonest_validators = rec
+                .committee
+                .iter()
+                .filter(|v| kind_of(**v).accepts_bad_work())
+                .count() as u64;
+            rr.dealing = match rec.corruption {
+                Corruption::None => "honest".into(),
+                c => format!("{c:?}"),
+            };
+            rr.model_loss = rec.model_loss;
+            det.max_attacker_payout_per_round_msat = det
+                .max_attacker_payout_per_round_msat
+                .max(rr.attacker_paid_msat);
+            det.max_round_escrow_msat = det.max_round_escrow_msat.max(rr.locked_msat);
+            det.rounds_with_attacker_payout += u64::from(rr.attacker_paid_msat > 0);
+            rounds.push(rr);
+        }
+
+        let honest_unpaid = htlcs
+            .iter()
+            .filter(|h| {
+                h.payee_kind == ActorKind::HonestPeer
+                    && h.quorum_formed
+                    && !h.dealer_blocked
+                    && h.state != HtlcState::Settled
+            })
+            .count() as u64;
+        let honest_lost_to_dealer = htlcs
+            .iter()
+            .filter(|h| {
+                h.payee_kind == ActorKind::HonestPeer
+                    && h.quorum_formed
+                    && h.dealer_blocked
+                    && h.state != HtlcState::Settled
+            })
+            .count() as u64;
+
+        let mut notes: Vec<String> = Vec::new();
+        notes.extend(self.stats.open_errors.iter().cloned());
+        notes.extend(self.stats.restore_errors.iter().cloned());
+        notes.extend(self.stats.replays_accepted.iter().take(10).cloned());
+        notes.extend(self.stats.refused_claims.iter().take(10).cloned());
+
+        let htlc = HtlcTally {
+            invoices: self.ledger.htlcs().len() as u64,
+            settled: audit.settled,
+            failed_back: audit.failed_back,
+            expired_refunded: audit.expired_refunded,
+            stuck: audit.stuck,
+            still_held: audit.held,
+            unpaid_invoices: audit.unpaid_invoices,
+            lost_msat: audit.lost_msat,
+            unaccounted_msat: audit.unaccounted_msat,
+            locked_msat: audit.locked_msat,
+            settled_msat: audit.settled_msat,
+            refunded_msat: audit.failed_back_msat + audit.expired_msat,
+            refused_claims: self.stats.refused_claims.len() as u64,
+        };
+        let faults = FaultTally {
+            crashes: self.stats.crashes,
+            restarts: self.stats.restarts,
+            restore_errors: self.stats.restore_errors.len() as u64,
+            events_published: self.stats.published,
+            inputs_handled: self.stats.handled_inputs,
+            ignored: self.stats.ignored.clone(),
+            relay_rejected: self.stats.relay_rejected.clone(),
+            ledger_errors: self.stats.ledger_errors.clone(),
+        };
+        let _ = t;
+        Report {
+            scenario: self.sc.name.clone(),
+            seed: self.seed,
+            rounds_wanted: self.sc.rounds,
+            rounds_completed: self
+                .rounds
+                .values()
+                .filter(|r| r.checkpoint.is_some())
+                .count() as u64,
+            simulated_secs: self.clock.now - super::GENESIS_TIME,
+            event_log_hash: self.event_log_hash(),
+            htlc,
+            attacker_payout_msat,
+            honest_paid_msat,
+            honest_unpaid,
+            honest_lost_to_dealer,
+            detection: det,
+            faults,
+            kinds,
+            actors,
+            rounds,
+            fraud_proofs: self.stats.fraud_proofs.iter().take(50).cloned().collect(),
+            notes,
+            htlcs,
+        }
+    }
+}

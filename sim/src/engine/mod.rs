@@ -1,0 +1,827 @@
+//! The discrete-event engine of the fast mode: a seeded queue of deliveries (relay pushes,
+//! Lightning notifications, evaluation results, clock ticks) that drives every actor's protocol
+//! state machines and executes the actions they return against the fake world.
+//!
+//! - `machine`: the role machines (the protocol's own types).
+//! - `rounds`: opening rounds, creating each actor's machines, the work and tokens they submit.
+//! - `exec`: executing actions (publish, hold invoices, claims, evaluations, aggregation).
+//! - `audit`: the per-round audit (fraud proofs by deterministic replay, outliers, censoring
+//!   relays).
+//! - `facts`: what a finished run hands to the report and the invariant checker.
+//!
+//! Everything random comes from one ChaCha20 stream seeded by the run's seed; every map whose
+//! order can reach the output is a `BTreeMap`; every processed item and executed action is
+//! hashed into the event log, so a seed replays to the same event-log hash.
+//!
+//! Spec: specs/L2T-09-sim.md#engine
+
+mod audit;
+mod exec;
+pub(crate) mod facts;
+mod machine;
+mod rounds;
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::rc::Rc;
+
+use l402_protocol::events::{BlobHash, PaymentHash, RunId, Score, SubmissionId, VerifiedAny};
+use l402_protocol::round::{Action, Input};
+use nostr::{EventId, Keys, PublicKey, SecretKey};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+use crate::actors::{Actor, ActorId, ActorKind};
+use crate::scenario::{kind_by_name, Scenario};
+use crate::world::{FakeBlobs, FakeEvaluator, FakeLedger, FakeRelays, SimClock};
+
+pub(crate) use machine::Machine;
+
+/// Simulated Unix time of the first round open.
+pub const GENESIS_TIME: u64 = 1_700_000_000;
+
+/// What the run's records keep about one round.
+#[derive(Debug)]
+pub(crate) struct RoundRecord {
+    pub(crate) open: l402_protocol::events::Verified<l402_protocol::events::RoundOpen>,
+    pub(crate) opened_at: u64,
+    pub(crate) committee: Vec<ActorId>,
+    pub(crate) committee_set: BTreeSet<ActorId>,
+    pub(crate) k: usize,
+    pub(crate) corruption: l402_protocol::escrow::Corruption,
+    pub(crate) checkpoint: Option<BlobHash>,
+    pub(crate) merged: Vec<SubmissionId>,
+    pub(crate) retired: bool,
+    pub(crate) audited: bool,
+    /// Free-riders that saw the round open, and those that already copied.
+    pub(crate) riders_ready: BTreeSet<ActorId>,
+    pub(crate) riders_done: BTreeSet<ActorId>,
+    /// Model loss after merging this round (a scalar stand-in for held-out loss).
+    pub(crate) model_loss: f64,
+}
+
+/// What the run knows about one submission.
+#[derive(Clone, Debug)]
+pub(crate) struct SubInfo {
+    pub(crate) author: ActorId,
+    pub(crate) round: u64,
+    pub(crate) blob: BlobHash,
+}
+
+/// What the run knows about one hold invoice.
+#[derive(Clone, Debug)]
+pub(crate) struct HtlcMeta {
+    pub(crate) round: u64,
+    pub(crate) submission: SubmissionId,
+    pub(crate) tranche: u32,
+    pub(crate) threshold: Score,
+    pub(crate) holdback: bool,
+}
+
+/// A signed attestation a deterministic replay proves wrong.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FraudProof {
+    /// Round.
+    pub round: u64,
+    /// Validator actor.
+    pub validator: ActorId,
+    /// Its kind.
+    pub kind: ActorKind,
+    /// The signed attestation event (verifiable by anyone).
+    pub event: String,
+    /// Score it signed.
+    pub attested: i64,
+    /// Whether it signed "accept".
+    pub attested_accept: bool,
+    /// Score the replay gives.
+    pub replayed: i64,
+    /// Whether the replay accepts.
+    pub replayed_accept: bool,
+}
+
+/// Counters the engine keeps while running.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) processed: u64,
+    pub(crate) handled_inputs: u64,
+    pub(crate) crashes: u64,
+    pub(crate) restarts: u64,
+    pub(crate) restore_errors: Vec<String>,
+    pub(crate) ignored: BTreeMap<String, u64>,
+    pub(crate) published: u64,
+    pub(crate) relay_dedupes: u64,
+    pub(crate) relay_rejected: BTreeMap<String, u64>,
+    pub(crate) censored_everywhere: u64,
+    pub(crate) refused_claims: Vec<String>,
+    pub(crate) ledger_errors: BTreeMap<String, u64>,
+    pub(crate) evaluations: u64,
+    pub(crate) tolls_msat: BTreeMap<ActorId, u64>,
+    pub(crate) copies_submitted: u64,
+    pub(crate) sybil_token_rejected: BTreeSet<EventId>,
+    pub(crate) replays_injected: u64,
+    pub(crate) replay_deliveries: u64,
+    pub(crate) replays_accepted: Vec<String>,
+    pub(crate) dealer_evidence: u64,
+    pub(crate) other_evidence: u64,
+    pub(crate) fraud_proofs: Vec<FraudProof>,
+    pub(crate) excluded: Vec<(ActorId, u64)>,
+    pub(crate) outlier_flags: BTreeMap<ActorKind, u64>,
+    pub(crate) honest_dissent: u64,
+    pub(crate) relay_flagged: BTreeMap<usize, u64>,
+    pub(crate) open_errors: Vec<String>,
+    pub(crate) validator_fees: u64,
+}
+
+#[derive(Debug)]
+enum Item {
+    /// A relay push of a stored event to a subscriber.
+    Event {
+        to: ActorId,
+        ev: Rc<VerifiedAny>,
+        dup: bool,
+    },
+    /// An old event served by a stale relay into the current round's machines.
+    Replay {
+        to: ActorId,
+        round: u64,
+        ev: Rc<VerifiedAny>,
+    },
+    /// A Lightning notification: the node persists these, so they survive a crash.
+    Ln {
+        to: ActorId,
+        round: u64,
+        input: Input,
+    },
+    /// A result of in-process work (evaluation, aggregation, invoice creation): lost if the
+    /// actor crashed since it was requested (`epoch` = its crash count then).
+    Compute {
+        to: ActorId,
+        round: u64,
+        input: Input,
+        epoch: u64,
+    },
+    Tick,
+    OpenRound(u64),
+    Restart(ActorId),
+    ReplayTurn {
+        replayer: ActorId,
+        round: u64,
+    },
+}
+
+#[derive(Debug)]
+struct Entry {
+    time: u64,
+    order: u64,
+    seq: u64,
+    item: Item,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, o: &Self) -> Ordering {
+        (self.time, self.order, self.seq).cmp(&(o.time, o.order, o.seq))
+    }
+}
+
+/// One seeded simulation of a scenario.
+#[derive(Debug)]
+pub struct Simulation {
+    pub(crate) sc: Scenario,
+    pub(crate) seed: u64,
+    rng: ChaCha20Rng,
+    pub(crate) clock: SimClock,
+    pub(crate) relays: FakeRelays,
+    pub(crate) ledger: FakeLedger,
+    pub(crate) blobs: FakeBlobs,
+    evaluator: FakeEvaluator,
+    pub(crate) actors: Vec<Actor>,
+    by_key: BTreeMap<PublicKey, ActorId>,
+    pub(crate) coordinator: ActorId,
+    free_riders: Vec<ActorId>,
+    machines: BTreeMap<(ActorId, u64), Machine>,
+    persisted: BTreeMap<(ActorId, u64), Vec<u8>>,
+    ln_buffer: BTreeMap<ActorId, Vec<(u64, Input)>>,
+    epochs: Vec<u64>,
+    pub(crate) rounds: BTreeMap<u64, RoundRecord>,
+    pub(crate) subs: BTreeMap<SubmissionId, SubInfo>,
+    pub(crate) htlc_meta: BTreeMap<PaymentHash, HtlcMeta>,
+    pub(crate) published: BTreeMap<EventId, Rc<VerifiedAny>>,
+    /// Event ids per round, in publication order.
+    round_events: BTreeMap<u64, Vec<EventId>>,
+    /// Offers and attestations naming a worker, per (round, worker).
+    peer_events: BTreeMap<(u64, ActorId), Vec<EventId>>,
+    queue: BinaryHeap<Reverse<Entry>>,
+    seq: u64,
+    log: blake3::Hasher,
+    pub(crate) stats: Stats,
+    run_id: RunId,
+    l402_secret: [u8; 32],
+    token_uses: BTreeMap<String, u64>,
+    last_checkpoint: BlobHash,
+    prev_checkpoint: BlobHash,
+    pub(crate) model_loss: f64,
+    end_time: Option<u64>,
+    hard_end: u64,
+    next_resync: u64,
+}
+
+fn derive(seed: u64, label: &str, parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"l402-sim/v1\0");
+    h.update(&seed.to_be_bytes());
+    h.update(label.as_bytes());
+    h.update(&[0]);
+    for p in parts {
+        h.update(&(p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    *h.finalize().as_bytes()
+}
+
+fn actor_keys(seed: u64, id: ActorId) -> Keys {
+    let mut ctr = 0u32;
+    loop {
+        let b = derive(seed, "key", &[&id.to_be_bytes(), &ctr.to_be_bytes()]);
+        if let Ok(sk) = SecretKey::from_slice(&b) {
+            return Keys::new(sk);
+        }
+        ctr += 1;
+    }
+}
+
+/// A short label of an input for logs.
+pub(crate) fn input_label(i: &Input) -> String {
+    match i {
+        Input::Event(ev) => format!("event {:?} {}", ev.kind(), ev.event().id),
+        Input::HtlcHeld { payment_hash, .. } => {
+            format!("htlc-held {}", &payment_hash.to_hex()[..12])
+        }
+        Input::HtlcClaimed { payment_hash } => {
+            format!("htlc-claimed {}", &payment_hash.to_hex()[..12])
+        }
+        Input::HtlcFailed { payment_hash } => {
+            format!("htlc-failed {}", &payment_hash.to_hex()[..12])
+        }
+        Input::InvoiceCreated { payment_hash, .. } => {
+            format!("invoice-created {}", &payment_hash.to_hex()[..12])
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+/// The round an event belongs to (from its signed content).
+pub(crate) fn round_of(ev: &VerifiedAny) -> Option<u64> {
+    Some(match ev {
+        VerifiedAny::RoundOpen(o) => o.round,
+        VerifiedAny::Submission(s) => s.round,
+        VerifiedAny::EscrowOffer(o) => o.round,
+        VerifiedAny::EscrowLock(l) => l.round,
+        VerifiedAny::Attestation(a) => a.attestation.body().round,
+        VerifiedAny::Checkpoint(c) => c.round,
+        _ => return None,
+    })
+}
+
+impl Simulation {
+    /// Build the world for `scenario` with `seed` (the scenario must be valid).
+    pub fn new(scenario: &Scenario, seed: u64) -> Self {
+        let sc = scenario.clone();
+        let mut rng = ChaCha20Rng::from_seed(derive(seed, "world-rng", &[]));
+        let mut kinds = vec![ActorKind::Coordinator];
+        let p = &sc.peers;
+        kinds.extend(std::iter::repeat_n(ActorKind::HonestPeer, p.honest));
+        kinds.extend(std::iter::repeat_n(ActorKind::FreeRider, p.free_riders));
+        kinds.extend(std::iter::repeat_n(ActorKind::Poisoner, p.poisoners));
+        kinds.extend(std::iter::repeat_n(ActorKind::Replayer, p.replayers));
+        let paid = (p.sybils as f64 * p.sybil_paid_fraction).round() as usize;
+        kinds.extend(std::iter::repeat_n(ActorKind::SybilPaid, paid));
+        kinds.extend(std::iter::repeat_n(
+            ActorKind::SybilForged,
+            p.sybils.saturating_sub(paid),
+        ));
+        let v = &sc.validators;
+        kinds.extend(std::iter::repeat_n(ActorKind::LazyValidator, v.lazy));
+        kinds.extend(std::iter::repeat_n(
+            ActorKind::ColludingValidator,
+            v.colluding,
+        ));
+        kinds.extend(std::iter::repeat_n(
+            ActorKind::HonestValidator,
+            v.pool - v.lazy - v.colluding,
+        ));
+        let mut ledger = FakeLedger::new();
+        let pool_msat = sc.escrow.pool_sats * 1000;
+        let workers = kinds.iter().filter(|k| k.is_worker()).count() as u64;
+        let coordinator_funds = pool_msat
+            .saturating_mul(workers + 1)
+            .saturating_mul(sc.rounds + 2)
+            .saturating_add(1_000_000_000);
+        let mut actors = Vec::with_capacity(kinds.len());
+        let mut by_key = BTreeMap::new();
+        let mut free_riders = Vec::new();
+        for (i, kind) in kinds.into_iter().enumerate() {
+            let id = i as ActorId;
+            let keys = actor_keys(seed, id);
+            let pubkey = keys.public_key();
+            by_key.insert(pubkey, id);
+            let balance = match kind {
+                ActorKind::Coordinator => coordinator_funds,
+                k if k.is_worker() => sc.escrow.worker_balance_sats * 1000,
+                _ => 0,
+            };
+            ledger.open_account(id, balance);
+            if kind == ActorKind::FreeRider {
+                free_riders.push(id);
+            }
+            actors.push(Actor {
+                id,
+                kind,
+                keys,
+                pubkey,
+                down_until: None,
+                downtimes: Vec::new(),
+                seen: BTreeSet::new(),
+                excluded_from: None,
+            });
+        }
+        let censor: BTreeSet<_> = sc
+            .network
+            .censor_kinds
+            .iter()
+            .filter_map(|k| kind_by_name(k))
+            .collect();
+        let n = &sc.network;
+        let relays = FakeRelays::new(
+            n.relays,
+            n.censoring,
+            &censor,
+            n.drop,
+            n.duplicate,
+            n.max_delay_secs,
+        );
+        let t = &sc.timing;
+        let per_round = t.attest_secs + 4 * t.tick_secs + 60;
+        let tail =
+            t.claim_secs.max(t.holdback_claim_secs) + (t.cltv_margin_blocks + 4) * t.block_secs;
+        let hard_end = GENESIS_TIME + sc.rounds * per_round * 2 + tail;
+        let epochs = vec![0; actors.len()];
+        let l402_secret = rng.gen();
+        let evaluator = FakeEvaluator { noise: v.noise };
+        let mut sim = Self {
+            clock: SimClock::new(GENESIS_TIME, t.block_secs),
+            relays,
+            ledger,
+            blobs: FakeBlobs::default(),
+            evaluator,
+            actors,
+            by_key,
+            coordinator: 0,
+            free_riders,
+            machines: BTreeMap::new(),
+            persisted: BTreeMap::new(),
+            ln_buffer: BTreeMap::new(),
+            epochs,
+            rounds: BTreeMap::new(),
+            subs: BTreeMap::new(),
+            htlc_meta: BTreeMap::new(),
+            published: BTreeMap::new(),
+            round_events: BTreeMap::new(),
+            peer_events: BTreeMap::new(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            log: blake3::Hasher::new(),
+            stats: Stats::default(),
+            run_id: RunId::new("l402-sim").expect("a valid run id"),
+            l402_secret,
+            token_uses: BTreeMap::new(),
+            last_checkpoint: BlobHash(derive(seed, "genesis-checkpoint", &[])),
+            prev_checkpoint: BlobHash([0; 32]),
+            model_loss: 3.0,
+            end_time: None,
+            hard_end,
+            next_resync: GENESIS_TIME + n.resync_secs,
+            sc,
+            seed,
+            rng,
+        };
+        sim.log.update(b"l402-sim event log v1\0");
+        sim.log.update(&seed.to_be_bytes());
+        sim.schedule(0, Item::OpenRound(1));
+        sim.schedule(0, Item::Tick);
+        sim
+    }
+
+    fn schedule(&mut self, delay: u64, item: Item) {
+        self.seq += 1;
+        let order = self.rng.gen();
+        self.queue.push(Reverse(Entry {
+            time: self.clock.now + delay,
+            order,
+            seq: self.seq,
+            item,
+        }));
+    }
+
+    fn log_bytes(&mut self, tag: u8, actor: ActorId, round: u64, payload: &[u8]) {
+        self.log.update(&self.clock.now.to_be_bytes());
+        self.log.update(&[tag]);
+        self.log.update(&actor.to_be_bytes());
+        self.log.update(&round.to_be_bytes());
+        self.log.update(&(payload.len() as u64).to_be_bytes());
+        self.log.update(payload);
+    }
+
+    fn log_input(&mut self, tag: u8, actor: ActorId, round: u64, input: &Input) {
+        match input {
+            Input::Event(ev) => {
+                let id = ev.event().id.to_bytes();
+                self.log_bytes(tag, actor, round, &id);
+            }
+            Input::Tick => self.log_bytes(tag, actor, round, b"tick"),
+            other => {
+                let s = format!("{other:?}");
+                self.log_bytes(tag, actor, round, s.as_bytes());
+            }
+        }
+    }
+
+    /// The event-log hash so far (hex).
+    pub fn event_log_hash(&self) -> String {
+        self.log.finalize().to_hex().to_string()
+    }
+
+    pub(crate) fn is_down(&self, a: ActorId) -> bool {
+        self.actors[a as usize].down_until.is_some()
+    }
+
+    /// Run to the end: every round opened, every deadline and HTLC expiry passed.
+    pub fn run(mut self) -> facts::RunFacts {
+        while let Some(Reverse(entry)) = self.queue.pop() {
+            let stop = self.end_time.unwrap_or(self.hard_end).min(self.hard_end);
+            if entry.time > stop {
+                break;
+            }
+            self.clock.now = self.clock.now.max(entry.time);
+            self.stats.processed += 1;
+            self.process(entry.item);
+        }
+        self.finish()
+    }
+
+    fn process(&mut self, item: Item) {
+        match item {
+            Item::Tick => self.on_tick(),
+            Item::OpenRound(r) => {
+                self.log_bytes(1, self.coordinator, r, b"open");
+                self.open_round(r);
+            }
+            Item::Event { to, ev, dup } => {
+                self.log_bytes(2, to, 0, &ev.event().id.to_bytes());
+                self.deliver_event(to, &ev, dup);
+            }
+            Item::Replay { to, round, ev } => {
+                self.log_bytes(3, to, round, &ev.event().id.to_bytes());
+                self.deliver_replay(to, round, &ev);
+            }
+            Item::Ln { to, round, input } => {
+                self.log_input(4, to, round, &input);
+                if self.is_down(to) {
+                    self.ln_buffer.entry(to).or_default().push((round, input));
+                } else {
+                    self.deliver_input(to, round, input, true);
+                }
+            }
+            Item::Compute {
+                to,
+                round,
+                input,
+                epoch,
+            } => {
+                self.log_input(5, to, round, &input);
+                if !self.is_down(to) && self.epochs[to as usize] == epoch {
+                    self.deliver_input(to, round, input, true);
+                }
+            }
+            Item::Restart(a) => {
+                self.log_bytes(6, a, 0, b"restart");
+                self.restart(a);
+            }
+            Item::ReplayTurn { replayer, round } => {
+                self.log_bytes(7, replayer, round, b"replay");
+                self.replay_turn(replayer, round);
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = self.clock.now;
+        self.log_bytes(0, 0, 0, b"tick");
+        // The Lightning nodes fail back HTLCs that reached their expiry height.
+        let height = self.clock.height();
+        for (hash, payee) in self.ledger.expire(height, now) {
+            let round = self.htlc_meta.get(&hash).map(|m| m.round).unwrap_or(0);
+            self.schedule(
+                0,
+                Item::Ln {
+                    to: payee,
+                    round,
+                    input: Input::HtlcFailed { payment_hash: hash },
+                },
+            );
+        }
+        let keys: Vec<(ActorId, u64)> = self.machines.keys().copied().collect();
+        for (a, r) in keys {
+            if !self.is_down(a) {
+                self.deliver_input(a, r, Input::Tick, false);
+            }
+        }
+        if now >= self.next_resync {
+            self.next_resync = now + self.sc.network.resync_secs;
+            for a in 0..self.actors.len() as ActorId {
+                if !self.is_down(a) {
+                    self.resync(a);
+                }
+            }
+        }
+        self.retire_rounds();
+        let stop = self.end_time.unwrap_or(self.hard_end).min(self.hard_end);
+        if now < stop {
+            self.schedule(self.sc.timing.tick_secs, Item::Tick);
+        }
+    }
+
+    /// Drop the machines of rounds whose every deadline and HTLC expiry has passed.
+    fn retire_rounds(&mut self) {
+        let t = &self.sc.timing;
+        let slack = (t.cltv_margin_blocks + 2) * t.block_secs;
+        let now = self.clock.now;
+        let done: Vec<u64> = self
+            .rounds
+            .iter()
+            .filter(|(_, r)| !r.retired && now > r.open.last_deadline() + slack)
+            .map(|(n, _)| *n)
+            .collect();
+        for r in done {
+            if let Some(rec) = self.rounds.get_mut(&r) {
+                rec.retired = true;
+            }
+            self.machines.retain(|(_, round), _| *round != r);
+            self.persisted.retain(|(_, round), _| *round != r);
+        }
+    }
+
+    /// Hand `input` to actor `a`'s machine of round `r`; with the scenario's crash probability
+    /// (not for ticks) the node crashes after executing a random prefix of the actions.
+    pub(crate) fn deliver_input(&mut self, a: ActorId, r: u64, input: Input, crashable: bool) {
+        let now = self.clock.now;
+        if self.is_down(a) {
+            return; // crashed while handling an earlier input of the same batch
+        }
+        let Some(m) = self.machines.get_mut(&(a, r)) else {
+            return;
+        };
+        self.stats.handled_inputs += 1;
+        if !matches!(input, Input::Tick) {
+            tracing::trace!(seed = self.seed, actor = a, round = r, now, input = %input_label(&input), "deliver");
+        }
+        let actions = m.handle(now, input);
+        let crash = self.sc.faults.crash;
+        if crashable && crash > 0.0 && self.rng.gen_bool(crash) {
+            let cut = self.rng.gen_range(0..=actions.len());
+            let done: Vec<Action> = actions.into_iter().take(cut).collect();
+            self.execute(a, r, done);
+            self.crash(a);
+        } else {
+            self.execute(a, r, actions);
+        }
+    }
+
+    fn crash(&mut self, a: ActorId) {
+        if self.is_down(a) {
+            return;
+        }
+        let now = self.clock.now;
+        self.stats.crashes += 1;
+        self.epochs[a as usize] += 1;
+        let keys: Vec<(ActorId, u64)> = self
+            .machines
+            .keys()
+            .filter(|(x, _)| *x == a)
+            .copied()
+            .collect();
+        for k in keys {
+            if let Some(m) = self.machines.get(&k) {
+                self.persisted.insert(k, m.to_bytes());
+            }
+        }
+        let d = self
+            .rng
+            .gen_range(1..=self.sc.faults.max_downtime_secs.max(1));
+        let actor = &mut self.actors[a as usize];
+        actor.down_until = Some(now + d);
+        actor.downtimes.push((now, now + d));
+        self.log_bytes(8, a, 0, b"crash");
+        tracing::debug!(seed = self.seed, actor = a, now, down_secs = d, "crash");
+        self.schedule(d, Item::Restart(a));
+    }
+
+    fn restart(&mut self, a: ActorId) {
+        let now = self.clock.now;
+        self.actors[a as usize].down_until = None;
+        self.stats.restarts += 1;
+        tracing::debug!(seed = self.seed, actor = a, now, "restart");
+        let keys: Vec<(ActorId, u64)> = self
+            .persisted
+            .keys()
+            .filter(|(x, _)| *x == a)
+            .copied()
+            .collect();
+        for k in keys {
+            let Some(bytes) = self.persisted.remove(&k) else {
+                continue;
+            };
+            let Some(old) = self.machines.get(&k) else {
+                continue;
+            };
+            match old.restore(self.actors[a as usize].keys.clone(), &bytes) {
+                Ok(mut m) => {
+                    // The restored state must be exactly what was persisted.
+                    if m.to_bytes() != bytes {
+                        self.stats
+                            .restore_errors
+                            .push(format!("actor {a} round {}: state changed on restore", k.1));
+                    }
+                    let actions = m.resume(now);
+                    self.machines.insert(k, m);
+                    self.execute(a, k.1, actions);
+                }
+                Err(e) => self
+                    .stats
+                    .restore_errors
+                    .push(format!("actor {a} round {}: {e}", k.1)),
+            }
+        }
+        // Lightning events the node persisted while down (ldk-node replays unhandled events); if
+        // it crashes again meanwhile, the rest waits for the next restart.
+        for (round, input) in self.ln_buffer.remove(&a).unwrap_or_default() {
+            if self.is_down(a) {
+                self.ln_buffer.entry(a).or_default().push((round, input));
+            } else {
+                self.deliver_input(a, round, input, true);
+            }
+        }
+        self.resync(a);
+    }
+
+    /// Whether actor `a` subscribes to `ev` (its relay filters).
+    fn interested(&self, a: ActorId, ev: &VerifiedAny) -> bool {
+        let Some(r) = round_of(ev) else {
+            return false;
+        };
+        let Some(rec) = self.rounds.get(&r) else {
+            return false;
+        };
+        if rec.retired {
+            return false;
+        }
+        let actor = &self.actors[a as usize];
+        let coord = a == self.coordinator;
+        let committee = rec.committee_set.contains(&a);
+        match ev {
+            VerifiedAny::RoundOpen(_) => !coord,
+            VerifiedAny::Submission(_) => coord || committee || actor.kind == ActorKind::FreeRider,
+            VerifiedAny::EscrowOffer(o) => o.peer == actor.pubkey || committee,
+            VerifiedAny::EscrowLock(_) => coord || committee,
+            VerifiedAny::Attestation(x) => coord || x.peer == actor.pubkey,
+            _ => false,
+        }
+    }
+
+    /// Subscribers of a new event (excluding its author).
+    fn subscribers(&self, ev: &VerifiedAny, from: ActorId) -> Vec<ActorId> {
+        let Some(r) = round_of(ev) else {
+            return Vec::new();
+        };
+        let Some(rec) = self.rounds.get(&r) else {
+            return Vec::new();
+        };
+        let mut out: Vec<ActorId> = match ev {
+            VerifiedAny::RoundOpen(_) => (0..self.actors.len() as ActorId)
+                .filter(|a| *a != self.coordinator)
+                .collect(),
+            VerifiedAny::Submission(_) => {
+                let mut v = vec![self.coordinator];
+                v.extend(rec.committee.iter().copied());
+                v.extend(self.free_riders.iter().copied());
+                v
+            }
+            VerifiedAny::EscrowOffer(o) => {
+                let mut v: Vec<ActorId> = self.by_key.get(&o.peer).copied().into_iter().collect();
+                v.extend(rec.committee.iter().copied());
+                v
+            }
+            VerifiedAny::EscrowLock(_) => {
+                let mut v = vec![self.coordinator];
+                v.extend(rec.committee.iter().copied());
+                v
+            }
+            VerifiedAny::Attestation(x) => {
+                let mut v = vec![self.coordinator];
+                v.extend(self.by_key.get(&x.peer).copied());
+                v
+            }
+            _ => Vec::new(),
+        };
+        out.retain(|a| *a != from);
+        out.dedup();
+        out
+    }
+
+    /// A relay push (or re-sync) of `ev` reaches actor `to`.
+    fn deliver_event(&mut self, to: ActorId, ev: &Rc<VerifiedAny>, dup: bool) {
+        if self.is_down(to) {
+            return; // the re-sync after the restart fetches it from the relays
+        }
+        let id = ev.event().id;
+        if self.actors[to as usize].seen.contains(&id) && !dup {
+            return;
+        }
+        let Some(r) = round_of(ev) else {
+            return;
+        };
+        match &**ev {
+            VerifiedAny::RoundOpen(open) => {
+                self.actors[to as usize].seen.insert(id);
+                self.on_round_open(to, open.clone());
+            }
+            VerifiedAny::Submission(s) if self.actors[to as usize].kind == ActorKind::FreeRider => {
+                self.actors[to as usize].seen.insert(id);
+                self.maybe_copy(to, s.clone());
+            }
+            _ => {
+                if !self.machines.contains_key(&(to, r)) {
+                    return; // not in this round (yet): a later re-sync delivers it
+                }
+                self.actors[to as usize].seen.insert(id);
+                self.deliver_input(to, r, Input::Event((**ev).clone()), true);
+            }
+        }
+    }
+
+    /// Re-sync: actor `a` re-queries the relays for stored events of its live rounds it has not
+    /// seen (what a client does after a reconnect or periodically, with `since`).
+    fn resync(&mut self, a: ActorId) {
+        let rounds: Vec<u64> = self
+            .rounds
+            .iter()
+            .filter(|(_, rec)| !rec.retired)
+            .map(|(r, _)| *r)
+            .collect();
+        for r in rounds {
+            self.catch_up(a, r);
+        }
+    }
+
+    /// Deliver every stored event of round `r` that `a` subscribes to and has not seen.
+    fn catch_up(&mut self, a: ActorId, r: u64) {
+        let worker = self.actors[a as usize].kind.is_worker()
+            && self.actors[a as usize].kind != ActorKind::FreeRider;
+        let ids: Vec<EventId> = if worker {
+            let mut v: Vec<EventId> = self
+                .round_events
+                .get(&r)
+                .and_then(|ids| ids.first().copied())
+                .into_iter()
+                .collect();
+            v.extend(self.peer_events.get(&(r, a)).into_iter().flatten().copied());
+            v
+        } else {
+            self.round_events.get(&r).cloned().unwrap_or_default()
+        };
+        for id in ids {
+            if self.is_down(a) {
+                return;
+            }
+            if self.actors[a as usize].seen.contains(&id) {
+                continue;
+            }
+            let Some(ev) = self.published.get(&id).cloned() else {
+                continue;
+            };
+            if self.interested(a, &ev) {
+                self.deliver_event(a, &ev, false);
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! `FakeBlobs` and `FakeEvaluator`: submissions' blobs as ground truth (who trained it, its
+//! true quality, its norm) and the deterministic evaluation validators run on them, for the fast
+//! mode (the real mode scores candle models on held-out data).
+//!
+//! An honest validator's score is the blob's true quality plus a noise term drawn from
+//! `sha256(eval seed ‖ validator key)`, so two runs with one seed agree and validators of one
+//! submission differ only by the configured noise. The assigned-data check (Templar's
+//! assigned-vs-random test) is modelled by the blob's origin: an update presented by anyone but
+//! the peer that trained it is `Copied`.
+//!
+//! Spec: specs/L2T-09-sim.md#fake-evaluator
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use l402_protocol::events::{BlobHash, Score, Seed32};
+use l402_protocol::quorum::{RejectCode, Verdict};
+use nostr::PublicKey;
+
+use super::ledger::AccountId;
+
+/// Largest update norm (relative to an honest update, in thousandths) validators accept.
+pub const MAX_NORM_MILLI: u64 = 3_000;
+
+/// The truth about a blob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobTruth {
+    /// The actor that trained it.
+    pub origin: AccountId,
+    /// True held-out loss reduction, in millionths (negative = harmful).
+    pub quality: i64,
+    /// Norm relative to an honest update, in thousandths.
+    pub norm_milli: u64,
+}
+
+#[derive(Clone, Debug)]
+struct BlobRecord {
+    truth: BlobTruth,
+    /// Actors holding the bytes (the origin, then validators that fetched it).
+    holders: BTreeSet<AccountId>,
+    /// Keys a holder agreed to serve it to.
+    released_to: BTreeSet<PublicKey>,
+}
+
+/// The blob layer: who holds which blob and to whom it was released (commit-reveal).
+#[derive(Clone, Debug, Default)]
+pub struct FakeBlobs {
+    blobs: BTreeMap<BlobHash, BlobRecord>,
+}
+
+impl FakeBlobs {
+    /// Record a freshly trained blob held by its origin.
+    pub fn add(&mut self, hash: BlobHash, truth: BlobTruth) {
+        let origin = truth.origin;
+        self.blobs.insert(
+            hash,
+            BlobRecord {
+                truth,
+                holders: [origin].into(),
+                released_to: BTreeSet::new(),
+            },
+        );
+    }
+
+    /// The truth about a blob.
+    pub fn truth(&self, hash: &BlobHash) -> Option<&BlobTruth> {
+        self.blobs.get(hash).map(|b| &b.truth)
+    }
+
+    /// `from` serves `hash` to `to` from now on; a no-op unless `from` holds the bytes (a
+    /// free-rider that only saw the hash on Nostr has nothing to serve).
+    pub fn release(&mut self, from: AccountId, hash: &BlobHash, to: &[PublicKey]) -> bool {
+        match self.blobs.get_mut(hash) {
+            Some(b) if b.holders.contains(&from) => {
+                b.released_to.extend(to.iter().copied());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `who` (key `pk`) fetches `hash`: succeeds if it already holds it or it was released to
+    /// `pk`; the fetcher then holds it too.
+    pub fn fetch(&mut self, who: AccountId, pk: &PublicKey, hash: &BlobHash) -> Option<BlobTruth> {
+        let b = self.blobs.get_mut(hash)?;
+        if b.holders.contains(&who) || b.released_to.contains(pk) {
+            b.holders.insert(who);
+            Some(b.truth.clone())
+        } else {
+            None
+        }
+    }
+}
+
+/// The deterministic evaluation.
+#[derive(Clone, Copy, Debug)]
+pub struct FakeEvaluator {
+    /// Honest validators' noise bound, in millionths.
+    pub noise: i64,
+}
+
+impl FakeEvaluator {
+    /// Noise of validator `pk` on the batch `eval_seed`, uniform in `±noise`.
+    pub fn noise_of(&self, eval_seed: &Seed32, pk: &PublicKey) -> i64 {
+        if self.noise == 0 {
+            return 0;
+        }
+        let mut h = blake3::Hasher::new();
+        h.update(b"l402-sim/eval-noise/v1");
+        h.update(&eval_seed.0);
+        h.update(&pk.to_bytes());
+        let x = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().unwrap_or([0; 8]));
+        let span = 2 * self.noise as u64 + 1;
+        (x % span) as i64 - self.noise
+    }
+
+    /// What an honest evaluation of `truth`, submitted by `submitter`, gives with `noise`.
+    pub fn judge(truth: &BlobTruth, submitter: AccountId, noise: i64) -> (Score, Verdict) {
+        if truth.origin != submitter {
+            return (Score(0), Verdict::Reject(RejectCode::Copied));
+        }
+        let score = Score(truth.quality.saturating_add(noise));
+        if truth.norm_milli > MAX_NORM_MILLI {
+            return (score, Verdict::Reject(RejectCode::NormOutOfRange));
+        }
+        if score.0 < 0 {
+            return (score, Verdict::Reject(RejectCode::LossIncreased));
+        }
+        (score, Verdict::Accept)
+    }
+
+    /// An honest validator's evaluation (the blob fetched, or `None` if unavailable).
+    pub fn evaluate(
+        &self,
+        truth: Option<&BlobTruth>,
+        submitter: AccountId,
+        eval_seed: &Seed32,
+        validator: &PublicKey,
+    ) -> (Score, Verdict) {
+        match truth {
+            None => (Score(0), Verdict::Reject(RejectCode::Unavailable)),
+            Some(t) => Self::judge(t, submitter, self.noise_of(eval_seed, validator)),
+        }
+    }
+
+    /// The noise-free reference anyone can recompute from `(checkpoint, blob, eval seed)`: what
+    /// an audit compares signed attestations against.
+    pub fn reference(truth: &BlobTruth, submitter: AccountId) -> (Score, Verdict) {
+        Self::judge(truth, submitter, 0)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use nostr::{Keys, SecretKey};
+
+    #[test]
+    fn evaluation_is_deterministic_and_bounded() {
+        let e = FakeEvaluator { noise: 40 };
+        let pk = Keys::new(SecretKey::from_slice(&[7; 32]).unwrap()).public_key();
+        let t = BlobTruth {
+            origin: 1,
+            quality: 1000,
+            norm_milli: 1000,
+        };
+        let a = e.evaluate(Some(&t), 1, &Seed32([1; 32]), &pk);
+        assert_eq!(a, e.evaluate(Some(&t), 1, &Seed32([1; 32]), &pk));
+        assert!((a.0 .0 - 1000).abs() <= 40);
+        assert_eq!(a.1, Verdict::Accept);
+        assert_eq!(
+            e.evaluate(Some(&t), 2, &Seed32([1; 32]), &pk).1,
+            Verdict::Reject(RejectCode::Copied)
+        );
+        let big = BlobTruth {
+            norm_milli: 10_000,
+            ..t.clone()
+        };
+        assert_eq!(
+            FakeEvaluator::reference(&big, 1).1,
+            Verdict::Reject(RejectCode::NormOutOfRange)
+        );
+    }
+
+    #[test]
+    fn copies_cannot_be_served_by_the_copier() {
+        let mut b = FakeBlobs::default();
+        let v = Keys::new(SecretKey::from_slice(&[7; 32]).unwrap()).public_key();
+        let h = BlobHash([1; 32]);
+        b.add(
+            h,
+            BlobTruth {
+                origin: 1,
+                quality: 5,
+                norm_milli: 1000,
+            },
+        );
+        assert!(!b.release(2, &h, &[v]));
+        assert!(b.fetch(9, &v, &h).is_none());
+        assert!(b.release(1, &h, &[v]));
+        assert!(b.fetch(9, &v, &h).is_some());
+    }
+}
