@@ -107,6 +107,7 @@ impl Simulation {
                     validator: v,
                     kind,
                     event: a.id().to_hex(),
+                    event_json: nostr::JsonUtil::as_json(a.event()),
                     attested: b.score.0,
                     attested_accept: accept,
                     replayed: ref_score.0,

@@ -87,8 +87,11 @@ pub struct FraudProof {
     pub validator: ActorId,
     /// Its kind.
     pub kind: ActorKind,
-    /// The signed attestation event (verifiable by anyone).
+    /// Id of the signed attestation event.
     pub event: String,
+    /// The signed attestation event as NIP-01 JSON: anyone can verify its signature and
+    /// recompute the score from `(checkpoint, blob, eval seed)`.
+    pub event_json: String,
     /// Score it signed.
     pub attested: i64,
     /// Whether it signed "accept".
