@@ -94,6 +94,10 @@ pub enum Violation {
         /// Wanted.
         wanted: u64,
     },
+    /// Rounds with honest peers in which no honest submission was published (liveness: a run
+    /// that does nothing cannot pass vacuously).
+    #[error("no honest submission in round(s) {0:?}")]
+    Idle(Vec<u64>),
     /// Re-running the seed gave another event-log hash (7.2.5).
     #[error("not replayable: event-log hash {first} then {second}")]
     NotReplayable {
@@ -180,6 +184,9 @@ pub fn violations(r: &Report) -> Vec<Violation> {
     if r.faults.restore_errors > 0 {
         v.push(Violation::RestoreFailed(r.faults.restore_errors));
     }
+    if !r.idle_rounds.is_empty() {
+        v.push(Violation::Idle(r.idle_rounds.clone()));
+    }
     if !completed {
         v.push(Violation::Stalled {
             completed: r.rounds_completed,
@@ -265,7 +272,7 @@ mod tests {
     }
 
     #[test]
-    fn stuck_and_stalled_runs_are_flagged() {
+    fn stuck_idle_and_stalled_runs_are_flagged() {
         let mut r = Simulation::new(&small(), 6).run();
         check(&r).unwrap();
         r.htlc.stuck = 1;
@@ -274,6 +281,9 @@ mod tests {
             Violation::Stuck { stuck: 1, .. }
         ));
         r.htlc.stuck = 0;
+        r.idle_rounds = vec![2];
+        assert!(matches!(&check(&r).unwrap_err().violations[0], Violation::Idle(v) if v == &[2]));
+        r.idle_rounds.clear();
         r.rounds_completed = 1;
         assert!(matches!(
             check(&r).unwrap_err().violations[0],

@@ -200,10 +200,14 @@ fn real_main() -> anyhow::Result<bool> {
                 if let Some(b) = &base {
                     if b.rounds_per_sec > 0.0 {
                         println!(
-                            "throughput vs the no-adversary baseline: {:.2}x ({:.1} vs {:.1} rounds/s)",
+                            "throughput vs the no-adversary baseline: {:.2}x rounds/s ({:.2} vs \
+                             {:.2}), {:.2}x submissions/s ({:.1} vs {:.1})",
                             s.rounds_per_sec / b.rounds_per_sec,
                             s.rounds_per_sec,
-                            b.rounds_per_sec
+                            b.rounds_per_sec,
+                            s.submissions_per_sec / b.submissions_per_sec.max(f64::MIN_POSITIVE),
+                            s.submissions_per_sec,
+                            b.submissions_per_sec
                         );
                     }
                 }

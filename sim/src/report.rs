@@ -207,6 +207,8 @@ pub struct RoundReport {
     pub dealing: String,
     /// Submissions.
     pub submissions: u64,
+    /// Submissions by honest peers.
+    pub honest_submissions: u64,
     /// Merged.
     pub merged: u64,
     /// Escrow locked.
@@ -292,6 +294,9 @@ pub struct Report {
     pub fraud_proofs: Vec<FraudProof>,
     /// Problems worth a look (open errors, restore errors, accepted replays, refused claims).
     pub notes: Vec<String>,
+    /// Rounds in which no honest peer's submission was published although there are honest
+    /// peers (the run did nothing useful: a network or liveness failure).
+    pub idle_rounds: Vec<u64>,
     /// Per hold invoice, for the invariant checker.
     #[serde(skip)]
     pub htlcs: Vec<HtlcFact>,

@@ -58,12 +58,18 @@ pub struct SweepSummary {
     pub rounds_per_seed: u64,
     /// Rounds completed over all seeds.
     pub rounds_simulated: u64,
+    /// Submissions published over all seeds.
+    pub submissions: u64,
+    /// Hold invoices over all seeds.
+    pub htlcs: u64,
     /// Wall time of the sweep.
     pub wall_secs: f64,
     /// Throughput.
     pub rounds_per_sec: f64,
     /// Throughput.
     pub seeds_per_min: f64,
+    /// Throughput (each submission carries one escrow offer with a dealing per tranche).
+    pub submissions_per_sec: f64,
     /// Summed HTLC outcomes.
     pub htlc: HtlcTally,
     /// Summed attacker payout.
@@ -122,6 +128,8 @@ impl SweepSummary {
         h.refunded_msat += x.refunded_msat;
         h.refused_claims += x.refused_claims;
         self.rounds_simulated += r.rounds_completed;
+        self.submissions += r.rounds.iter().map(|x| x.submissions).sum::<u64>();
+        self.htlcs += r.htlc.invoices;
         self.attacker_payout_msat += r.attacker_payout_msat;
         self.honest_paid_msat += r.honest_paid_msat;
         self.honest_unpaid += r.honest_unpaid;
@@ -155,16 +163,19 @@ impl SweepSummary {
         use crate::report::sats;
         let h = &self.htlc;
         let mut s = format!(
-            "sweep {:?}: {} seeds from {} x {} rounds = {} rounds in {:.1} s ({:.1} rounds/s, \
-             {:.1} seeds/min)\n",
+            "sweep {:?}: {} seeds from {} x {} rounds = {} rounds, {} submissions, {} HTLCs in \
+             {:.1} s ({:.2} rounds/s, {:.1} seeds/min, {:.1} submissions/s)\n",
             self.scenario,
             self.seeds,
             self.first_seed,
             self.rounds_per_seed,
             self.rounds_simulated,
+            self.submissions,
+            self.htlcs,
             self.wall_secs,
             self.rounds_per_sec,
-            self.seeds_per_min
+            self.seeds_per_min,
+            self.submissions_per_sec
         );
         s += &format!(
             "HTLCs  settled {}  failed-back {}  expired-refunded {}  stuck {}  still-held {}  \
@@ -258,6 +269,7 @@ pub fn sweep(
     if s.wall_secs > 0.0 {
         s.rounds_per_sec = s.rounds_simulated as f64 / s.wall_secs;
         s.seeds_per_min = seeds as f64 * 60.0 / s.wall_secs;
+        s.submissions_per_sec = s.submissions as f64 / s.wall_secs;
     }
     s
 }

@@ -161,6 +161,9 @@ impl Simulation {
             }
             let rr = per_round.entry(s.round).or_default();
             rr.submissions += 1;
+            if kind_of(s.author) == ActorKind::HonestPeer {
+                rr.honest_submissions += 1;
+            }
             if m {
                 rr.merged += 1;
             }
@@ -328,6 +331,16 @@ impl Simulation {
             rounds.push(rr);
         }
 
+        let honest_peers = count(ActorKind::HonestPeer);
+        let idle_rounds: Vec<u64> = if honest_peers > 0 {
+            rounds
+                .iter()
+                .filter(|r| r.honest_submissions == 0)
+                .map(|r| r.round)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let honest_unpaid = htlcs
             .iter()
             .filter(|h| {
@@ -402,6 +415,7 @@ impl Simulation {
             rounds,
             fraud_proofs: self.stats.fraud_proofs.iter().take(50).cloned().collect(),
             notes,
+            idle_rounds,
             htlcs,
         }
     }
