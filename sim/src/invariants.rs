@@ -245,7 +245,7 @@ mod tests {
 
     #[test]
     fn a_correct_ledger_passes() {
-        let r = Simulation::new(&small(), 5).run();
+        let r = Simulation::new(&small(), 5).unwrap().run();
         check(&r).unwrap();
         assert!(r.htlc.settled > 0);
     }
@@ -256,7 +256,7 @@ mod tests {
             (LedgerFault::DoubleCredit, "double credit"),
             (LedgerFault::ForgetRefund, "forgotten refund"),
         ] {
-            let mut sim = Simulation::new(&small(), 5);
+            let mut sim = Simulation::new(&small(), 5).unwrap();
             sim.ledger.fault = Some(fault);
             let r = sim.run();
             let err = check(&r).unwrap_err();
@@ -273,7 +273,7 @@ mod tests {
 
     #[test]
     fn stuck_idle_and_stalled_runs_are_flagged() {
-        let mut r = Simulation::new(&small(), 6).run();
+        let mut r = Simulation::new(&small(), 6).unwrap().run();
         check(&r).unwrap();
         r.htlc.stuck = 1;
         assert!(matches!(
@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn payment_invariants_catch_wrong_outcomes() {
-        let mut r = Simulation::new(&small(), 7).run();
+        let mut r = Simulation::new(&small(), 7).unwrap().run();
         check(&r).unwrap();
         let settled = r
             .htlcs

@@ -16,6 +16,7 @@
 //!   [`plot`]: SVG payouts per round.
 //!
 //! Spec: specs/L2T-09-sim.md
+#![warn(missing_docs)]
 
 pub mod actors;
 pub mod engine;
@@ -30,4 +31,4 @@ pub use engine::Simulation;
 pub use invariants::{check, InvariantError, Violation};
 pub use report::Report;
 pub use scenario::Scenario;
-pub use sweep::{run_checked, run_one, sweep, SweepSummary};
+pub use sweep::{run_checked, run_one, sweep, Checked, SweepSummary};

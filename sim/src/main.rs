@@ -133,7 +133,7 @@ fn real_main() -> anyhow::Result<bool> {
         } => {
             let sc = load(&scenario)?;
             let seed = seed.unwrap_or(sc.seed);
-            let (report, result) = run_checked(&sc, seed, rounds, check_replay);
+            let (report, result) = run_checked(&sc, seed, rounds, check_replay)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -172,7 +172,7 @@ fn real_main() -> anyhow::Result<bool> {
             let base = if baseline {
                 let b = sc.without_adversaries();
                 let pb = progress(seeds, "baseline");
-                let s = sweep(&b, first_seed, seeds, rounds, check_replay, |_| pb.inc(1));
+                let s = sweep(&b, first_seed, seeds, rounds, check_replay, |_| pb.inc(1))?;
                 pb.finish_and_clear();
                 Some(s)
             } else {
@@ -186,7 +186,7 @@ fn real_main() -> anyhow::Result<bool> {
                     pb.set_message(format!("{failures} failing (last seed {})", r.seed));
                 }
                 pb.inc(1);
-            });
+            })?;
             pb.finish_and_clear();
             if json {
                 let v = serde_json::json!({ "sweep": s, "baseline": base });

@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 /// Most honest + adversarial peers (including Sybil identities) in one scenario.
 pub const MAX_PEERS: usize = 10_000;
-/// Most rounds in one run.
-pub const MAX_ROUNDS: u64 = 10_000;
+/// Most rounds in one run (every stored event is kept until the end-of-run checks: about
+/// 0.5 MB per round for a dozen nodes).
+pub const MAX_ROUNDS: u64 = 1_000;
 /// Largest scenario file accepted, in bytes.
 pub const MAX_SCENARIO_BYTES: u64 = 1024 * 1024;
 

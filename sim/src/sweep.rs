@@ -10,16 +10,23 @@ use serde::Serialize;
 use crate::engine::Simulation;
 use crate::invariants::{check, check_replay, InvariantError, Violation};
 use crate::report::{HtlcTally, Report};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, ScenarioError};
 
 /// Run `scenario` with `seed` (and `rounds`, if given) once.
-pub fn run_one(scenario: &Scenario, seed: u64, rounds: Option<u64>) -> Report {
+pub fn run_one(
+    scenario: &Scenario,
+    seed: u64,
+    rounds: Option<u64>,
+) -> Result<Report, ScenarioError> {
     let mut sc = scenario.clone();
     if let Some(r) = rounds {
         sc.rounds = r;
     }
-    Simulation::new(&sc, seed).run()
+    Ok(Simulation::new(&sc, seed)?.run())
 }
+
+/// A run's report and the outcome of its invariant checks.
+pub type Checked = (Report, Result<(), InvariantError>);
 
 /// Run once, check the invariants and, with `replay`, run again and compare event-log hashes.
 pub fn run_checked(
@@ -27,11 +34,11 @@ pub fn run_checked(
     seed: u64,
     rounds: Option<u64>,
     replay: bool,
-) -> (Report, Result<(), InvariantError>) {
-    let report = run_one(scenario, seed, rounds);
+) -> Result<Checked, ScenarioError> {
+    let report = run_one(scenario, seed, rounds)?;
     let mut result = check(&report);
     if replay {
-        let again = run_one(scenario, seed, rounds);
+        let again = run_one(scenario, seed, rounds)?;
         if let Err(e) = check_replay(&report, &again) {
             result = match result {
                 Ok(()) => Err(e),
@@ -42,7 +49,7 @@ pub fn run_checked(
             };
         }
     }
-    (report, result)
+    Ok((report, result))
 }
 
 /// The summary of a sweep.
@@ -239,7 +246,7 @@ pub fn sweep(
     rounds: Option<u64>,
     replay: bool,
     mut progress: impl FnMut(&Report),
-) -> SweepSummary {
+) -> Result<SweepSummary, ScenarioError> {
     let mut s = SweepSummary {
         scenario: scenario.name.clone(),
         first_seed,
@@ -249,7 +256,7 @@ pub fn sweep(
     };
     let start = Instant::now();
     for seed in first_seed..first_seed.saturating_add(seeds) {
-        let (report, result) = run_checked(scenario, seed, rounds, replay);
+        let (report, result) = run_checked(scenario, seed, rounds, replay)?;
         s.add(&report);
         if replay
             && !result.as_ref().err().is_some_and(|e| {
@@ -271,5 +278,5 @@ pub fn sweep(
         s.seeds_per_min = seeds as f64 * 60.0 / s.wall_secs;
         s.submissions_per_sec = s.submissions as f64 / s.wall_secs;
     }
-    s
+    Ok(s)
 }

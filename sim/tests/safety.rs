@@ -20,16 +20,16 @@ fn scenario(name: &str) -> Scenario {
 fn a_seed_replays_to_the_same_event_log_hash() {
     // The most random scenario: crashes, drops, duplicates, every adversary.
     let sc = scenario("mixed");
-    let (a, res) = run_checked(&sc, 42, Some(3), true);
+    let (a, res) = run_checked(&sc, 42, Some(3), true).unwrap();
     res.unwrap();
-    let b = run_one(&sc, 42, Some(3));
+    let b = run_one(&sc, 42, Some(3)).unwrap();
     assert_eq!(a.event_log_hash, b.event_log_hash);
     assert_eq!(
         serde_json::to_string(&a).unwrap(),
         serde_json::to_string(&b).unwrap()
     );
     // Another seed is another run.
-    let c = run_one(&sc, 43, Some(3));
+    let c = run_one(&sc, 43, Some(3)).unwrap();
     assert_ne!(a.event_log_hash, c.event_log_hash);
     // The replay check reports a mismatch as a typed violation with the seed.
     let err = l402_sim::invariants::check_replay(&a, &c).unwrap_err();
@@ -42,7 +42,7 @@ fn collusion_at_k_is_bounded_to_one_round_and_leaves_signed_evidence() {
     let sc = scenario("colluding-at-k");
     let mut struck = 0;
     for seed in 2000..2008 {
-        let r = run_one(&sc, seed, Some(4));
+        let r = run_one(&sc, seed, Some(4)).unwrap();
         // Everything but the bad-work rule (allowed at >= k) still holds.
         check(&r).unwrap();
         let d = &r.detection;

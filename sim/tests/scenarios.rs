@@ -31,7 +31,8 @@ fn holds(name: &str, seeds: u64, rounds: u64) -> SweepSummary {
         Some(rounds),
         false,
         |_| {},
-    );
+    )
+    .unwrap();
     assert!(s.failing.is_empty(), "{}", s.to_text());
     assert_eq!(s.rounds_simulated, seeds * rounds, "{}", s.to_text());
     assert_eq!((s.htlc.stuck, s.htlc.lost_msat), (0, 0));
@@ -46,6 +47,7 @@ const SHIPPED: &[&str] = &[
     "free-riders",
     "replayers",
     "sybil-flood",
+    "sybil-flood-1000",
     "lazy-validators",
     "colluding-below-k",
     "colluding-at-k",
@@ -76,7 +78,7 @@ fn every_shipped_scenario_parses_and_has_a_test() {
 
 #[test]
 fn honest() {
-    let s = holds("honest", 4, 4);
+    let s = holds("honest", 8, 4);
     assert_eq!(s.attacker_payout_msat, 0);
     assert!(s.htlc.settled > 0 && s.honest_paid_msat > 0);
     assert_eq!(s.honest_unpaid, 0);
@@ -84,7 +86,7 @@ fn honest() {
 
 #[test]
 fn poisoners_30pct() {
-    let s = holds("poisoners-30pct", 3, 4);
+    let s = holds("poisoners-30pct", 4, 4);
     assert!(s.bad_submissions > 0);
     assert_eq!(
         s.bad_rejected, s.bad_submissions,
@@ -95,14 +97,14 @@ fn poisoners_30pct() {
 
 #[test]
 fn poisoners_scaled() {
-    let s = holds("poisoners-scaled", 3, 4);
+    let s = holds("poisoners-scaled", 4, 4);
     assert_eq!(s.bad_rejected, s.bad_submissions);
     assert_eq!(s.attacker_payout_msat, 0);
 }
 
 #[test]
 fn free_riders() {
-    let s = holds("free-riders", 3, 4);
+    let s = holds("free-riders", 4, 4);
     assert!(s.bad_submissions > 0, "free-riders copied something");
     assert_eq!(s.bad_rejected, s.bad_submissions, "every copy rejected");
     assert_eq!(s.attacker_payout_msat, 0);
@@ -110,28 +112,37 @@ fn free_riders() {
 
 #[test]
 fn replayers() {
-    let s = holds("replayers", 3, 4);
+    let s = holds("replayers", 4, 4);
     assert!(s.replays_injected > 0);
     assert_eq!(s.replays_accepted, 0);
 }
 
 #[test]
 fn sybil_flood() {
-    let s = holds("sybil-flood", 2, 3);
+    let s = holds("sybil-flood", 3, 3);
     assert!(s.bad_submissions > 0);
     assert_eq!(s.bad_rejected, s.bad_submissions);
     assert_eq!(s.attacker_payout_msat, 0);
 }
 
 #[test]
+fn sybil_flood_1000() {
+    let s = holds("sybil-flood-1000", 1, 1);
+    assert_eq!(s.bad_rejected, s.bad_submissions);
+    assert!(s.bad_submissions >= 1000);
+    assert_eq!(s.attacker_payout_msat, 0);
+    assert!(s.honest_paid_msat > 0);
+}
+
+#[test]
 fn lazy_validators() {
-    let s = holds("lazy-validators", 3, 4);
+    let s = holds("lazy-validators", 4, 4);
     assert!(s.byzantine_detected > 0, "{}", s.to_text());
 }
 
 #[test]
 fn colluding_below_k() {
-    let s = holds("colluding-below-k", 3, 4);
+    let s = holds("colluding-below-k", 4, 4);
     assert_eq!(s.attacker_payout_msat, 0, "k - 1 colluders cannot release");
     assert_eq!(s.honest_unpaid, 0, "nor block the honest k");
     assert!(s.honest_paid_msat > 0);
@@ -140,13 +151,13 @@ fn colluding_below_k() {
 
 #[test]
 fn dishonest_dealer() {
-    let s = holds("dishonest-dealer", 3, 4);
+    let s = holds("dishonest-dealer", 4, 4);
     assert!(s.dealer_evidence > 0, "{}", s.to_text());
 }
 
 #[test]
 fn censoring_relays() {
-    let s = holds("censoring-relays", 3, 4);
+    let s = holds("censoring-relays", 4, 4);
     assert_eq!(s.censoring_detected, s.censoring_relays);
     assert!(
         s.honest_paid_msat > 0,
@@ -156,12 +167,12 @@ fn censoring_relays() {
 
 #[test]
 fn crashes() {
-    let s = holds("crashes", 4, 4);
+    let s = holds("crashes", 8, 4);
     assert!(s.crashes > 0);
     assert_eq!(s.honest_unpaid, 0);
 }
 
 #[test]
 fn mixed() {
-    holds("mixed", 2, 3);
+    holds("mixed", 3, 4);
 }

@@ -14,9 +14,6 @@ use crate::report::{
 };
 use crate::world::HtlcState;
 
-/// What a run produces (an alias kept for the engine's signature).
-pub type RunFacts = Report;
-
 fn bad_work(kind: ActorKind) -> bool {
     matches!(
         kind,
@@ -69,7 +66,7 @@ impl Simulation {
         who.len()
     }
 
-    pub(super) fn finish(self) -> RunFacts {
+    pub(super) fn finish(self) -> Report {
         let height = self.clock.height();
         let audit = self.ledger.audit(height);
         let t = &self.sc.timing;

@@ -17,7 +17,7 @@
 
 mod audit;
 mod exec;
-pub(crate) mod facts;
+mod facts;
 mod machine;
 mod rounds;
 
@@ -32,7 +32,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use crate::actors::{Actor, ActorId, ActorKind};
-use crate::scenario::{kind_by_name, Scenario};
+use crate::scenario::{kind_by_name, Scenario, ScenarioError};
 use crate::world::{FakeBlobs, FakeEvaluator, FakeLedger, FakeRelays, SimClock};
 
 pub(crate) use machine::Machine;
@@ -297,8 +297,9 @@ pub(crate) fn round_of(ev: &VerifiedAny) -> Option<u64> {
 }
 
 impl Simulation {
-    /// Build the world for `scenario` with `seed` (the scenario must be valid).
-    pub fn new(scenario: &Scenario, seed: u64) -> Self {
+    /// Build the world for `scenario` with `seed` (checked with [`Scenario::validate`] first).
+    pub fn new(scenario: &Scenario, seed: u64) -> Result<Self, ScenarioError> {
+        scenario.validate()?;
         let sc = scenario.clone();
         let mut rng = ChaCha20Rng::from_seed(derive(seed, "world-rng", &[]));
         let mut kinds = vec![ActorKind::Coordinator];
@@ -422,7 +423,7 @@ impl Simulation {
         sim.log.update(&seed.to_be_bytes());
         sim.schedule(0, Item::OpenRound(1));
         sim.schedule(0, Item::Tick);
-        sim
+        Ok(sim)
     }
 
     fn schedule(&mut self, delay: u64, item: Item) {
@@ -469,7 +470,7 @@ impl Simulation {
     }
 
     /// Run to the end: every round opened, every deadline and HTLC expiry passed.
-    pub fn run(mut self) -> facts::RunFacts {
+    pub fn run(mut self) -> crate::report::Report {
         while let Some(Reverse(entry)) = self.queue.pop() {
             let stop = self.end_time.unwrap_or(self.hard_end).min(self.hard_end);
             if entry.time > stop {
