@@ -16,6 +16,7 @@
 //! Spec: specs/README.md
 #![forbid(unsafe_code)]
 
+pub mod blobmeta;
 pub mod escrow;
 pub mod events;
 pub mod l402;
