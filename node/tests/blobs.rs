@@ -14,7 +14,10 @@ use std::{collections::BTreeSet, sync::atomic::Ordering};
 use anyhow::Result;
 use iroh_blobs::api::blobs::BlobStatus;
 use l402_node::blobs::{AddressBook, BlobError, FetchRequest, ProviderFailure};
-use l402_protocol::blobmeta::{Placement, RoundKey, ServeDecision};
+use l402_protocol::{
+    blobmeta::{BlobId, Placement, RoundKey, ServeDecision},
+    wire::{ContentType, Header},
+};
 use support::*;
 use tokio::time::timeout;
 
@@ -23,7 +26,7 @@ fn round(n: u64) -> RoundKey {
 }
 
 fn request(
-    hash: [u8; 32],
+    hash: BlobId,
     size: usize,
     providers: Vec<l402_node::blobs::ProviderId>,
 ) -> FetchRequest {
@@ -204,7 +207,7 @@ async fn announced_size_over_cap_is_refused_before_any_download() -> Result<()> 
     let dir = tempfile::tempdir()?;
     let book = AddressBook::new();
     let bytes = data("cap", 2 << 20);
-    let hash = *blake3::hash(&bytes).as_bytes();
+    let hash = BlobId::of(&bytes);
     let provider = start_faulty(12, &bytes, Fault::None, &book).await?;
     let mut cfg = config(dir.path(), 2);
     cfg.max_blob_bytes = 1 << 20;
@@ -267,11 +270,15 @@ async fn fetched_blobs_are_re_provided_by_any_holder() -> Result<()> {
     let mut cfg = config(dir.path(), 3);
     cfg.connect_timeout = std::time::Duration::from_secs(10);
     let second = start_with(cfg, &book).await?;
-    let bytes = data("fan-out", 1 << 20);
-    let hash = origin
-        .add_bytes(bytes.clone(), &Placement::public_in(round(1)))
+    let payload = data("fan-out", 1 << 20);
+    let mut header = Header::new(ContentType::Checkpoint);
+    header.run = Some("run-test".into());
+    header.round = Some(1);
+    let published = origin
+        .publish(&header, payload.clone(), &Placement::public_in(round(1)))
         .await?;
-    let mut req = request(hash, bytes.len(), vec![origin.provider_id()]);
+    let hash = published.id;
+    let mut req = request(hash, published.size as usize, vec![origin.provider_id()]);
     req.placement = Placement::public_in(round(1));
     timeout(PATIENCE, first.fetch(&req)).await??;
     let origin_id = origin.provider_id();
@@ -284,7 +291,24 @@ async fn fetched_blobs_are_re_provided_by_any_holder() -> Result<()> {
         report.attempts.last().map(|a| a.provider),
         Some(first.provider_id())
     );
-    assert_eq!(second.read(&hash).await?, bytes);
+    let (opened, bytes) = second.open(&hash, 2 << 20).await?;
+    assert_eq!(bytes, payload);
+    assert_eq!(opened.content_type, ContentType::Checkpoint);
+    assert_eq!(
+        (opened.run.as_deref(), opened.round),
+        (Some("run-test"), Some(1))
+    );
+    assert!(matches!(
+        second.open(&hash, 1000).await,
+        Err(BlobError::BadContainer { .. })
+    ));
+    let raw = first
+        .add_bytes(b"not a container".to_vec(), &Placement::pinned_public())
+        .await?;
+    assert!(matches!(
+        first.open(&raw, 1 << 20).await,
+        Err(BlobError::BadContainer { .. })
+    ));
 
     // Fetching something already held moves nothing.
     let again = timeout(PATIENCE, second.fetch(&req)).await??;
@@ -339,7 +363,7 @@ async fn old_rounds_are_garbage_collected() -> Result<()> {
         assert!(
             node.store().is_complete(&kept).await?,
             "{} was collected",
-            hex::encode(kept)
+            kept
         );
     }
     for n in [node, reader] {

@@ -20,7 +20,7 @@ use l402_node::blobs::{
     TransportKind,
 };
 use l402_protocol::blobmeta::{
-    BlobRequest, BlobResponse, BlobResponseBody, Placement, RoundKey, LIBP2P_BLOB_PROTOCOL,
+    BlobId, BlobRequest, BlobResponse, BlobResponseBody, Placement, RoundKey, LIBP2P_BLOB_PROTOCOL,
     LIBP2P_BLOB_VERSION,
 };
 use libp2p::{
@@ -43,7 +43,7 @@ async fn start_libp2p(dir: &std::path::Path, n: u8, book: &AddressBook) -> Resul
     Ok(node)
 }
 
-fn request(hash: [u8; 32], size: usize, providers: Vec<ProviderId>) -> FetchRequest {
+fn request(hash: BlobId, size: usize, providers: Vec<ProviderId>) -> FetchRequest {
     FetchRequest {
         hash,
         announced_size: size as u64,
@@ -194,7 +194,7 @@ async fn libp2p_access_control_and_size_cap() -> Result<()> {
     timeout(PATIENCE, outsider.fetch(&req)).await??;
     assert_eq!(outsider.read(&hash).await?, bytes);
 
-    let over = request([7; 32], (1 << 30) + 1, vec![peer.provider_id()]);
+    let over = request(BlobId([7; 32]), (1 << 30) + 1, vec![peer.provider_id()]);
     assert!(matches!(
         outsider.fetch(&over).await,
         Err(BlobError::SizeOverCap { .. })

@@ -12,8 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_cbor::Value;
 
-/// The BLAKE3 hash of a blob's bytes: its id.
-pub type BlobHash = [u8; 32];
+pub use crate::wire::BlobId;
 
 /// An ed25519 public key: the node's iroh `EndpointId`, and the key behind its libp2p `PeerId`.
 pub type PeerKey = [u8; 32];
@@ -193,7 +192,7 @@ pub enum IndexError {
 /// Ordered maps throughout, so the encoding is deterministic.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BlobIndex {
-    entries: BTreeMap<BlobHash, BlobEntry>,
+    entries: BTreeMap<BlobId, BlobEntry>,
 }
 
 impl BlobIndex {
@@ -213,12 +212,12 @@ impl BlobIndex {
     }
 
     /// The entry for `hash`, if recorded.
-    pub fn get(&self, hash: &BlobHash) -> Option<&BlobEntry> {
+    pub fn get(&self, hash: &BlobId) -> Option<&BlobEntry> {
         self.entries.get(hash)
     }
 
     /// Iterates over all entries in hash order.
-    pub fn iter(&self) -> impl Iterator<Item = (&BlobHash, &BlobEntry)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&BlobId, &BlobEntry)> {
         self.entries.iter()
     }
 
@@ -226,11 +225,11 @@ impl BlobIndex {
     /// hash again merges: rounds are united, access is merged (public wins), pinned sticks.
     pub fn insert(
         &mut self,
-        hash: BlobHash,
+        hash: BlobId,
         size: u64,
         placement: &Placement,
     ) -> Result<(), IndexError> {
-        let hex_hash = || hex::encode(hash);
+        let hex_hash = || hash.to_hex();
         if let Some(round) = &placement.round {
             RoundKey::new(round.run.clone(), round.round)?;
         }
@@ -275,7 +274,7 @@ impl BlobIndex {
     }
 
     /// Decides whether to serve `hash` to `requester`. Unknown hashes are refused.
-    pub fn serve_decision(&self, hash: &BlobHash, requester: &PeerKey) -> ServeDecision {
+    pub fn serve_decision(&self, hash: &BlobId, requester: &PeerKey) -> ServeDecision {
         match self.entries.get(hash) {
             None => ServeDecision::Unknown,
             Some(BlobEntry {
@@ -307,7 +306,7 @@ impl BlobIndex {
                 let union: BTreeSet<PeerKey> = allowed.union(peers).copied().collect();
                 if union.len() > MAX_ALLOWED_PER_BLOB {
                     return Err(IndexError::CapExceeded {
-                        hash: hex::encode(hash),
+                        hash: hash.to_hex(),
                         what: "allowed peers",
                         cap: MAX_ALLOWED_PER_BLOB,
                     });
@@ -323,7 +322,7 @@ impl BlobIndex {
 
     /// Makes every restricted blob of `round` public (the escrow is locked: commit-reveal is
     /// over). Returns the hashes released, in order.
-    pub fn release_round(&mut self, round: &RoundKey) -> Vec<BlobHash> {
+    pub fn release_round(&mut self, round: &RoundKey) -> Vec<BlobId> {
         let mut released = Vec::new();
         for (hash, entry) in self.entries.iter_mut() {
             if entry.rounds.contains(round) && entry.access != Access::Public {
@@ -335,7 +334,7 @@ impl BlobIndex {
     }
 
     /// Makes one blob public. Returns false if the hash is unknown.
-    pub fn release_blob(&mut self, hash: &BlobHash) -> bool {
+    pub fn release_blob(&mut self, hash: &BlobId) -> bool {
         match self.entries.get_mut(hash) {
             Some(entry) => {
                 entry.access = Access::Public;
@@ -348,7 +347,7 @@ impl BlobIndex {
     /// Garbage-collects the rounds of `run` older than `keep_from_round`: detaches them from
     /// every blob, and removes the blobs that are left with no round and are not pinned.
     /// Returns the removed hashes, in order; the node then deletes their bytes.
-    pub fn collect_rounds_before(&mut self, run: &str, keep_from_round: u64) -> Vec<BlobHash> {
+    pub fn collect_rounds_before(&mut self, run: &str, keep_from_round: u64) -> Vec<BlobId> {
         let mut dead = Vec::new();
         for (hash, entry) in self.entries.iter_mut() {
             let before = entry.rounds.len();
@@ -366,7 +365,7 @@ impl BlobIndex {
     }
 
     /// Forgets one blob regardless of rounds or pins. Returns its entry if it was recorded.
-    pub fn remove(&mut self, hash: &BlobHash) -> Option<BlobEntry> {
+    pub fn remove(&mut self, hash: &BlobId) -> Option<BlobEntry> {
         self.entries.remove(hash)
     }
 
@@ -417,10 +416,10 @@ impl BlobIndex {
     }
 }
 
-fn check_entry_caps(hash: &BlobHash, entry: &BlobEntry) -> Result<(), IndexError> {
+fn check_entry_caps(hash: &BlobId, entry: &BlobEntry) -> Result<(), IndexError> {
     if entry.rounds.len() > MAX_ROUNDS_PER_BLOB {
         return Err(IndexError::CapExceeded {
-            hash: hex::encode(hash),
+            hash: hash.to_hex(),
             what: "rounds",
             cap: MAX_ROUNDS_PER_BLOB,
         });
@@ -428,7 +427,7 @@ fn check_entry_caps(hash: &BlobHash, entry: &BlobEntry) -> Result<(), IndexError
     if let Access::Restricted { allowed } = &entry.access {
         if allowed.len() > MAX_ALLOWED_PER_BLOB {
             return Err(IndexError::CapExceeded {
-                hash: hex::encode(hash),
+                hash: hash.to_hex(),
                 what: "allowed peers",
                 cap: MAX_ALLOWED_PER_BLOB,
             });
@@ -489,7 +488,7 @@ fn as_key(value: &Value) -> Option<[u8; 32]> {
 
 // Entry layout: {0: hash(bytes32), 1: size, 2: [[run, round]...], 3: allowed([bytes32...]) or null
 // for public, 4: pinned(bool)}.
-fn encode_entry(hash: &BlobHash, entry: &BlobEntry) -> Value {
+fn encode_entry(hash: &BlobId, entry: &BlobEntry) -> Value {
     let rounds = entry
         .rounds
         .iter()
@@ -507,7 +506,7 @@ fn encode_entry(hash: &BlobHash, entry: &BlobEntry) -> Value {
         }
     };
     int_map([
-        (0, Value::Bytes(hash.to_vec())),
+        (0, Value::Bytes(hash.0.to_vec())),
         (1, Value::Integer(entry.size.into())),
         (2, Value::Array(rounds)),
         (3, access),
@@ -515,12 +514,13 @@ fn encode_entry(hash: &BlobHash, entry: &BlobEntry) -> Value {
     ])
 }
 
-fn decode_entry(value: Value) -> Result<(BlobHash, BlobEntry), IndexError> {
+fn decode_entry(value: Value) -> Result<(BlobId, BlobEntry), IndexError> {
     let map = as_int_map(value, "entry")?;
     check_known_keys(&map, &[0, 1, 2, 3, 4])?;
     let hash = map
         .get(&0)
         .and_then(as_key)
+        .map(BlobId)
         .ok_or_else(|| malformed("entry hash"))?;
     let size = map
         .get(&1)
@@ -531,7 +531,7 @@ fn decode_entry(value: Value) -> Result<(BlobHash, BlobEntry), IndexError> {
     };
     if round_values.len() > MAX_ROUNDS_PER_BLOB {
         return Err(IndexError::CapExceeded {
-            hash: hex::encode(hash),
+            hash: hash.to_hex(),
             what: "rounds",
             cap: MAX_ROUNDS_PER_BLOB,
         });
@@ -552,7 +552,7 @@ fn decode_entry(value: Value) -> Result<(BlobHash, BlobEntry), IndexError> {
         Some(Value::Array(keys)) => {
             if keys.len() > MAX_ALLOWED_PER_BLOB {
                 return Err(IndexError::CapExceeded {
-                    hash: hex::encode(hash),
+                    hash: hash.to_hex(),
                     what: "allowed peers",
                     cap: MAX_ALLOWED_PER_BLOB,
                 });
@@ -592,7 +592,7 @@ pub struct BlobRequest {
     pub v: u16,
     /// The requested blob.
     #[serde(with = "serde_bytes")]
-    pub hash: BlobHash,
+    pub hash: [u8; 32],
 }
 
 /// The answer to a [`BlobRequest`].
@@ -626,6 +626,10 @@ mod tests {
         [b; 32]
     }
 
+    fn id(b: u8) -> BlobId {
+        BlobId(key(b))
+    }
+
     fn round(n: u64) -> RoundKey {
         RoundKey::new("run-a", n).expect("valid run id")
     }
@@ -634,42 +638,42 @@ mod tests {
     fn restricted_blob_is_served_only_to_allowed_until_released() {
         let mut index = BlobIndex::new();
         index
-            .insert(key(1), 10, &Placement::restricted_in(round(3), [key(7)]))
+            .insert(id(1), 10, &Placement::restricted_in(round(3), [key(7)]))
             .expect("insert");
-        assert_eq!(index.serve_decision(&key(1), &key(7)), ServeDecision::Serve);
+        assert_eq!(index.serve_decision(&id(1), &key(7)), ServeDecision::Serve);
         assert_eq!(
-            index.serve_decision(&key(1), &key(8)),
+            index.serve_decision(&id(1), &key(8)),
             ServeDecision::NotAllowed
         );
         assert_eq!(
-            index.serve_decision(&key(2), &key(7)),
+            index.serve_decision(&id(2), &key(7)),
             ServeDecision::Unknown
         );
         assert_eq!(index.allow(&round(3), &[key(8)].into()).expect("allow"), 1);
-        assert_eq!(index.serve_decision(&key(1), &key(8)), ServeDecision::Serve);
-        assert_eq!(index.release_round(&round(4)), Vec::<BlobHash>::new());
-        assert_eq!(index.release_round(&round(3)), vec![key(1)]);
-        assert_eq!(index.serve_decision(&key(1), &key(9)), ServeDecision::Serve);
+        assert_eq!(index.serve_decision(&id(1), &key(8)), ServeDecision::Serve);
+        assert_eq!(index.release_round(&round(4)), Vec::<BlobId>::new());
+        assert_eq!(index.release_round(&round(3)), vec![id(1)]);
+        assert_eq!(index.serve_decision(&id(1), &key(9)), ServeDecision::Serve);
     }
 
     #[test]
     fn merge_public_wins_and_size_conflicts_are_rejected() {
         let mut index = BlobIndex::new();
         index
-            .insert(key(1), 10, &Placement::restricted_in(round(1), [key(7)]))
+            .insert(id(1), 10, &Placement::restricted_in(round(1), [key(7)]))
             .expect("insert");
         index
-            .insert(key(1), 10, &Placement::restricted_in(round(2), [key(8)]))
+            .insert(id(1), 10, &Placement::restricted_in(round(2), [key(8)]))
             .expect("merge");
-        let entry = index.get(&key(1)).expect("entry");
+        let entry = index.get(&id(1)).expect("entry");
         assert_eq!(entry.access, Access::restricted([key(7), key(8)]));
         assert_eq!(entry.rounds.len(), 2);
         index
-            .insert(key(1), 10, &Placement::public_in(round(2)))
+            .insert(id(1), 10, &Placement::public_in(round(2)))
             .expect("merge public");
-        assert_eq!(index.get(&key(1)).expect("entry").access, Access::Public);
+        assert_eq!(index.get(&id(1)).expect("entry").access, Access::Public);
         assert!(matches!(
-            index.insert(key(1), 11, &Placement::public_in(round(2))),
+            index.insert(id(1), 11, &Placement::public_in(round(2))),
             Err(IndexError::SizeConflict { .. })
         ));
     }
@@ -678,29 +682,29 @@ mod tests {
     fn gc_removes_only_blobs_whose_every_round_is_old_and_not_pinned() {
         let mut index = BlobIndex::new();
         index
-            .insert(key(1), 1, &Placement::public_in(round(1)))
+            .insert(id(1), 1, &Placement::public_in(round(1)))
             .expect("1");
         index
-            .insert(key(2), 1, &Placement::public_in(round(1)))
+            .insert(id(2), 1, &Placement::public_in(round(1)))
             .expect("2");
         index
-            .insert(key(2), 1, &Placement::public_in(round(5)))
+            .insert(id(2), 1, &Placement::public_in(round(5)))
             .expect("2b");
         index
-            .insert(key(3), 1, &Placement::pinned_public())
+            .insert(id(3), 1, &Placement::pinned_public())
             .expect("3");
         index
-            .insert(key(3), 1, &Placement::public_in(round(1)))
+            .insert(id(3), 1, &Placement::public_in(round(1)))
             .expect("3b");
         let other = RoundKey::new("run-b", 0).expect("run");
         index
-            .insert(key(4), 1, &Placement::public_in(other))
+            .insert(id(4), 1, &Placement::public_in(other))
             .expect("4");
-        assert_eq!(index.collect_rounds_before("run-a", 4), vec![key(1)]);
-        assert!(index.get(&key(2)).is_some());
-        assert!(index.get(&key(3)).is_some());
-        assert!(index.get(&key(4)).is_some());
-        assert_eq!(index.collect_rounds_before("run-a", 6), vec![key(2)]);
+        assert_eq!(index.collect_rounds_before("run-a", 4), vec![id(1)]);
+        assert!(index.get(&id(2)).is_some());
+        assert!(index.get(&id(3)).is_some());
+        assert!(index.get(&id(4)).is_some());
+        assert_eq!(index.collect_rounds_before("run-a", 6), vec![id(2)]);
         assert_eq!(index.len(), 2);
     }
 
@@ -709,13 +713,13 @@ mod tests {
         let mut index = BlobIndex::new();
         index
             .insert(
-                key(9),
+                id(9),
                 1 << 40,
                 &Placement::restricted_in(round(3), [key(2), key(1)]),
             )
             .expect("insert");
         index
-            .insert(key(1), 0, &Placement::pinned_public())
+            .insert(id(1), 0, &Placement::pinned_public())
             .expect("insert");
         let bytes = index.encode();
         let decoded = BlobIndex::decode(&bytes).expect("decode");

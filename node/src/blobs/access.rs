@@ -13,7 +13,7 @@ use iroh_blobs::provider::events::{
     AbortReason, ConnectMode, EventMask, EventSender, ObserveMode, ProviderMessage, RequestMode,
     ThrottleMode,
 };
-use l402_protocol::blobmeta::{BlobHash, ServeDecision};
+use l402_protocol::blobmeta::{BlobId, ServeDecision};
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
@@ -50,7 +50,7 @@ pub(crate) fn spawn(index: SharedIndex) -> (EventSender, JoinHandle<()>) {
                     let request = &msg.inner.request;
                     let peer = peers.get(&msg.inner.connection_id);
                     let verdict = if request.ranges.is_blob() {
-                        decide(&index, peer, [*request.hash.as_bytes()])
+                        decide(&index, peer, [BlobId(*request.hash.as_bytes())])
                     } else {
                         Err(AbortReason::Permission)
                     };
@@ -58,13 +58,19 @@ pub(crate) fn spawn(index: SharedIndex) -> (EventSender, JoinHandle<()>) {
                 }
                 ProviderMessage::GetManyRequestReceived(msg) => {
                     let peer = peers.get(&msg.inner.connection_id);
-                    let hashes = msg.inner.request.hashes.iter().map(|h| *h.as_bytes());
+                    let hashes = msg
+                        .inner
+                        .request
+                        .hashes
+                        .iter()
+                        .map(|h| BlobId(*h.as_bytes()));
                     let verdict = decide(&index, peer, hashes);
                     msg.tx.send(verdict).await.ok();
                 }
                 ProviderMessage::ObserveRequestReceived(msg) => {
                     let peer = peers.get(&msg.inner.connection_id);
-                    let verdict = decide(&index, peer, [*msg.inner.request.hash.as_bytes()]);
+                    let verdict =
+                        decide(&index, peer, [BlobId(*msg.inner.request.hash.as_bytes())]);
                     msg.tx.send(verdict).await.ok();
                 }
                 ProviderMessage::PushRequestReceived(msg) => {
@@ -84,7 +90,7 @@ pub(crate) fn spawn(index: SharedIndex) -> (EventSender, JoinHandle<()>) {
 fn decide(
     index: &SharedIndex,
     peer: Option<&EndpointId>,
-    hashes: impl IntoIterator<Item = BlobHash>,
+    hashes: impl IntoIterator<Item = BlobId>,
 ) -> Result<(), AbortReason> {
     let Some(peer) = peer else {
         return Err(AbortReason::Permission);
@@ -93,10 +99,10 @@ fn decide(
     for hash in hashes {
         match index.serve_decision(&hash, peer.as_bytes()) {
             ServeDecision::Serve => {
-                debug!(blob = %hex::encode(hash), peer = %peer, "serving blob");
+                debug!(blob = %hash.to_hex(), peer = %peer, "serving blob");
             }
             decision => {
-                info!(blob = %hex::encode(hash), peer = %peer, ?decision, "blob request refused");
+                info!(blob = %hash.to_hex(), peer = %peer, ?decision, "blob request refused");
                 return Err(AbortReason::Permission);
             }
         }

@@ -115,6 +115,9 @@ pub enum BlobError {
         /// Hex hash of the blob.
         hash: String,
     },
+    /// A payload could not be sealed into a container.
+    #[error("cannot seal blob: {0}")]
+    Seal(#[source] l402_protocol::wire::WireError),
     /// The blob's bytes are not a valid container.
     #[error("blob {hash} is not a valid container: {reason}")]
     BadContainer {

@@ -26,7 +26,7 @@ use iroh_blobs::{
     protocol::ERR_PERMISSION,
     BlobsProtocol,
 };
-use l402_protocol::blobmeta::BlobHash;
+use l402_protocol::blobmeta::BlobId;
 use tokio::{task::JoinHandle, time::timeout};
 use tracing::{info, warn};
 
@@ -88,7 +88,7 @@ impl IrohTransport {
 
     async fn fetch_impl(&self, request: &FetchRequest) -> Result<FetchReport, BlobError> {
         let started = Instant::now();
-        let hex_hash = hex::encode(request.hash);
+        let hex_hash = request.hash.to_hex();
         if request.announced_size > self.limits.max_blob_bytes {
             warn!(blob = %hex_hash, announced = request.announced_size, "announced size over cap");
             return Err(BlobError::SizeOverCap {
@@ -192,7 +192,7 @@ impl IrohTransport {
     async fn fetch_from(
         &self,
         provider: ProviderId,
-        hash: &BlobHash,
+        hash: &BlobId,
         announced_size: u64,
         received: &mut u64,
     ) -> Result<(), ProviderFailure> {
@@ -215,7 +215,7 @@ impl IrohTransport {
     async fn transfer(
         &self,
         conn: &Connection,
-        hash: &BlobHash,
+        hash: &BlobId,
         announced_size: u64,
         received: &mut u64,
     ) -> Result<(), ProviderFailure> {

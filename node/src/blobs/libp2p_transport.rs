@@ -15,7 +15,7 @@ use std::{
 
 use futures::{future::BoxFuture, FutureExt, StreamExt};
 use l402_protocol::blobmeta::{
-    BlobHash, BlobRequest, BlobResponse, BlobResponseBody, ServeDecision, LIBP2P_BLOB_PROTOCOL,
+    BlobId, BlobRequest, BlobResponse, BlobResponseBody, ServeDecision, LIBP2P_BLOB_PROTOCOL,
     LIBP2P_BLOB_VERSION,
 };
 use libp2p::{
@@ -50,7 +50,7 @@ enum Command {
     Fetch {
         peer: PeerId,
         addrs: Vec<Multiaddr>,
-        hash: BlobHash,
+        hash: BlobId,
         reply: oneshot::Sender<Result<Vec<u8>, ProviderFailure>>,
     },
     Respond {
@@ -141,7 +141,7 @@ impl Libp2pTransport {
 
     async fn fetch_impl(&self, request: &FetchRequest) -> Result<FetchReport, BlobError> {
         let started = Instant::now();
-        let hex_hash = hex::encode(request.hash);
+        let hex_hash = request.hash.to_hex();
         if request.announced_size > self.max_blob_bytes {
             return Err(BlobError::SizeOverCap {
                 announced: request.announced_size,
@@ -252,7 +252,7 @@ impl Libp2pTransport {
             ));
         }
         let actual = blake3::hash(&bytes);
-        if actual.as_bytes() != &request.hash {
+        if actual.as_bytes() != &request.hash.0 {
             return Err((
                 received,
                 ProviderFailure::Corrupt(format!("received bytes hash to {actual}")),
@@ -292,7 +292,7 @@ async fn run_swarm(
             command = commands.recv() => match command {
                 None => break,
                 Some(Command::Fetch { peer, addrs, hash, reply }) => {
-                    let request = BlobRequest { v: LIBP2P_BLOB_VERSION, hash };
+                    let request = BlobRequest { v: LIBP2P_BLOB_VERSION, hash: hash.0 };
                     let id = swarm
                         .behaviour_mut()
                         .send_request_with_addresses(&peer, request, addrs);
@@ -352,8 +352,8 @@ async fn answer(store: &LocalStore, peer: &PeerId, request: &BlobRequest) -> Blo
     let body = if request.v != LIBP2P_BLOB_VERSION {
         BlobResponseBody::UnsupportedVersion
     } else {
-        match blob_key_of(peer).map(|key| store.serve_decision(&request.hash, &key)) {
-            Some(ServeDecision::Serve) => match store.read(&request.hash).await {
+        match blob_key_of(peer).map(|key| store.serve_decision(&BlobId(request.hash), &key)) {
+            Some(ServeDecision::Serve) => match store.read(&BlobId(request.hash)).await {
                 Ok(bytes) => BlobResponseBody::Blob(bytes),
                 Err(_) => BlobResponseBody::NotFound,
             },

@@ -23,7 +23,10 @@ pub mod transport;
 
 use std::{collections::BTreeSet, path::Path};
 
-use l402_protocol::blobmeta::{BlobHash, PeerKey, Placement, RoundKey};
+use l402_protocol::{
+    blobmeta::{BlobId, PeerKey, Placement, RoundKey},
+    wire,
+};
 use tracing::info;
 
 pub use book::{AddressBook, ProviderAddr, ProviderId};
@@ -31,6 +34,15 @@ pub use config::{BlobConfig, NetMode, TransportKind};
 pub use error::{BlobError, ProviderFailure};
 pub use store::{GcReport, LocalStore};
 pub use transport::{BlobTransport, FetchReport, FetchRequest, ProviderAttempt};
+
+/// A blob this node published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// The blob's id: BLAKE3 of its bytes.
+    pub id: BlobId,
+    /// The blob's size in bytes (what announcements carry next to the id).
+    pub size: u64,
+}
 
 /// The node's blob service: publishes into its store, serves the store to allowed peers, and
 /// fetches from providers (then re-provides what it fetched).
@@ -89,12 +101,50 @@ impl BlobNode {
         self.transport.as_ref()
     }
 
+    /// Seals `payload` under `header` into a blob container (`l402_protocol::wire`: canonical
+    /// CBOR header + zstd payload), stores it and serves it according to `placement`.
+    pub async fn publish(
+        &self,
+        header: &wire::Header,
+        payload: Vec<u8>,
+        placement: &Placement,
+    ) -> Result<Published, BlobError> {
+        let header = header.clone();
+        // zstd is CPU-bound: keep it off the async workers.
+        let blob = tokio::task::spawn_blocking(move || wire::seal(&header, &payload))
+            .await
+            .map_err(|e| BlobError::io("seal task", std::io::Error::other(e)))?
+            .map_err(BlobError::Seal)?;
+        let size = blob.len() as u64;
+        let id = self.store.add(blob, placement).await?;
+        info!(blob = %id, size, "blob published");
+        Ok(Published { id, size })
+    }
+
+    /// Opens a complete blob container: header checks, payload of at most `max_payload` bytes,
+    /// canonical form.
+    pub async fn open(
+        &self,
+        id: &BlobId,
+        max_payload: u64,
+    ) -> Result<(wire::Header, Vec<u8>), BlobError> {
+        let bytes = self.store.read(id).await?;
+        let id = *id;
+        tokio::task::spawn_blocking(move || wire::open_with_limit(&bytes, max_payload))
+            .await
+            .map_err(|e| BlobError::io("open task", std::io::Error::other(e)))?
+            .map_err(|e| BlobError::BadContainer {
+                hash: id.to_hex(),
+                reason: e.to_string(),
+            })
+    }
+
     /// Stores raw bytes as a blob and serves them according to `placement`. Returns the hash.
     pub async fn add_bytes(
         &self,
         bytes: Vec<u8>,
         placement: &Placement,
-    ) -> Result<BlobHash, BlobError> {
+    ) -> Result<BlobId, BlobError> {
         self.store.add(bytes, placement).await
     }
 
@@ -104,12 +154,12 @@ impl BlobNode {
     }
 
     /// The bytes of a complete blob.
-    pub async fn read(&self, hash: &BlobHash) -> Result<Vec<u8>, BlobError> {
+    pub async fn read(&self, hash: &BlobId) -> Result<Vec<u8>, BlobError> {
         self.store.read(hash).await
     }
 
     /// Copies a complete blob to an absolute path.
-    pub async fn export(&self, hash: &BlobHash, target: &Path) -> Result<u64, BlobError> {
+    pub async fn export(&self, hash: &BlobId, target: &Path) -> Result<u64, BlobError> {
         self.store.export(hash, target).await
     }
 
@@ -123,7 +173,7 @@ impl BlobNode {
     }
 
     /// Releases a round: all its blobs become public.
-    pub async fn release_round(&self, round: &RoundKey) -> Result<Vec<BlobHash>, BlobError> {
+    pub async fn release_round(&self, round: &RoundKey) -> Result<Vec<BlobId>, BlobError> {
         self.store.release_round(round).await
     }
 

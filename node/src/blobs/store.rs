@@ -22,7 +22,7 @@ use iroh_blobs::{
     Hash, HashAndFormat,
 };
 use l402_protocol::blobmeta::{
-    BlobEntry, BlobHash, BlobIndex, PeerKey, Placement, RoundKey, ServeDecision,
+    BlobEntry, BlobId, BlobIndex, PeerKey, Placement, RoundKey, ServeDecision,
 };
 use tokio::sync::{watch, Mutex};
 use tracing::{debug, info};
@@ -39,7 +39,7 @@ pub(crate) type SharedIndex = Arc<RwLock<BlobIndex>>;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GcReport {
     /// Hashes whose bytes were deleted, in order.
-    pub removed: Vec<BlobHash>,
+    pub removed: Vec<BlobId>,
 }
 
 /// The node's blob store. Clones share the same store and index.
@@ -74,7 +74,7 @@ impl LocalStore {
         let protect: ProtectCb = Arc::new(move |live: &mut HashSet<Hash>| {
             let outcome = match protect_index.read() {
                 Ok(index) => {
-                    live.extend(index.iter().map(|(h, _)| Hash::from_bytes(*h)));
+                    live.extend(index.iter().map(|(h, _)| Hash::from_bytes(h.0)));
                     ProtectOutcome::Continue
                 }
                 Err(_) => ProtectOutcome::Abort,
@@ -110,8 +110,8 @@ impl LocalStore {
     }
 
     /// Adds `bytes` as a blob with `placement`; returns its BLAKE3 hash.
-    pub async fn add(&self, bytes: Vec<u8>, placement: &Placement) -> Result<BlobHash, BlobError> {
-        let hash = *blake3::hash(&bytes).as_bytes();
+    pub async fn add(&self, bytes: Vec<u8>, placement: &Placement) -> Result<BlobId, BlobError> {
+        let hash = BlobId::of(&bytes);
         let size = bytes.len() as u64;
         self.record(hash, size, placement).await?;
         let stored = self
@@ -120,15 +120,15 @@ impl LocalStore {
             .with_named_tag(tag_name(&hash))
             .await
             .map_err(BlobError::store)?;
-        debug_assert_eq!(stored.hash.as_bytes(), &hash);
-        debug!(blob = %hex::encode(hash), size, "blob added");
+        debug_assert_eq!(stored.hash.as_bytes(), &hash.0);
+        debug!(blob = %hash.to_hex(), size, "blob added");
         Ok(hash)
     }
 
     /// Records a blob in the index (and persists the index) without touching the bytes.
     pub(crate) async fn record(
         &self,
-        hash: BlobHash,
+        hash: BlobId,
         size: u64,
         placement: &Placement,
     ) -> Result<(), BlobError> {
@@ -137,34 +137,34 @@ impl LocalStore {
     }
 
     /// Tags a fetched blob so the store's GC keeps it.
-    pub(crate) async fn tag(&self, hash: &BlobHash) -> Result<(), BlobError> {
+    pub(crate) async fn tag(&self, hash: &BlobId) -> Result<(), BlobError> {
         self.fs
             .tags()
-            .set(tag_name(hash), HashAndFormat::raw(Hash::from_bytes(*hash)))
+            .set(tag_name(hash), HashAndFormat::raw(Hash::from_bytes(hash.0)))
             .await
             .map_err(BlobError::store)
     }
 
     /// A temp tag that protects a partial blob from GC while it is being fetched.
-    pub(crate) async fn protect(&self, hash: &BlobHash) -> Result<TempTag, BlobError> {
+    pub(crate) async fn protect(&self, hash: &BlobId) -> Result<TempTag, BlobError> {
         self.fs
             .tags()
-            .temp_tag(HashAndFormat::raw(Hash::from_bytes(*hash)))
+            .temp_tag(HashAndFormat::raw(Hash::from_bytes(hash.0)))
             .await
             .map_err(BlobError::store)
     }
 
     /// How much of `hash` the store holds.
-    pub async fn status(&self, hash: &BlobHash) -> Result<BlobStatus, BlobError> {
+    pub async fn status(&self, hash: &BlobId) -> Result<BlobStatus, BlobError> {
         self.fs
             .blobs()
-            .status(Hash::from_bytes(*hash))
+            .status(Hash::from_bytes(hash.0))
             .await
             .map_err(BlobError::store)
     }
 
     /// True if the store holds all of `hash`.
-    pub async fn is_complete(&self, hash: &BlobHash) -> Result<bool, BlobError> {
+    pub async fn is_complete(&self, hash: &BlobId) -> Result<bool, BlobError> {
         Ok(matches!(
             self.status(hash).await?,
             BlobStatus::Complete { .. }
@@ -172,38 +172,38 @@ impl LocalStore {
     }
 
     /// The bytes of a complete blob. For big blobs prefer [`Self::export`].
-    pub async fn read(&self, hash: &BlobHash) -> Result<Vec<u8>, BlobError> {
+    pub async fn read(&self, hash: &BlobId) -> Result<Vec<u8>, BlobError> {
         if !self.is_complete(hash).await? {
             return Err(BlobError::NotHeld {
-                hash: hex::encode(hash),
+                hash: hash.to_hex(),
             });
         }
         let bytes = self
             .fs
             .blobs()
-            .get_bytes(Hash::from_bytes(*hash))
+            .get_bytes(Hash::from_bytes(hash.0))
             .await
             .map_err(BlobError::store)?;
         Ok(bytes.to_vec())
     }
 
     /// Copies a complete blob to `target` (an absolute path).
-    pub async fn export(&self, hash: &BlobHash, target: &Path) -> Result<u64, BlobError> {
+    pub async fn export(&self, hash: &BlobId, target: &Path) -> Result<u64, BlobError> {
         if !self.is_complete(hash).await? {
             return Err(BlobError::NotHeld {
-                hash: hex::encode(hash),
+                hash: hash.to_hex(),
             });
         }
         self.fs
             .blobs()
-            .export(Hash::from_bytes(*hash), target)
+            .export(Hash::from_bytes(hash.0), target)
             .finish()
             .await
             .map_err(BlobError::store)
     }
 
     /// The index entry of `hash`.
-    pub fn entry(&self, hash: &BlobHash) -> Option<BlobEntry> {
+    pub fn entry(&self, hash: &BlobId) -> Option<BlobEntry> {
         self.index
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -212,7 +212,7 @@ impl LocalStore {
     }
 
     /// Whether this node would serve `hash` to `peer`.
-    pub fn serve_decision(&self, hash: &BlobHash, peer: &PeerKey) -> ServeDecision {
+    pub fn serve_decision(&self, hash: &BlobId, peer: &PeerKey) -> ServeDecision {
         self.index
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -230,7 +230,7 @@ impl LocalStore {
     }
 
     /// Makes every blob of `round` public. Returns the hashes released.
-    pub async fn release_round(&self, round: &RoundKey) -> Result<Vec<BlobHash>, BlobError> {
+    pub async fn release_round(&self, round: &RoundKey) -> Result<Vec<BlobId>, BlobError> {
         let released = self
             .update_index(|index| Ok(index.release_round(round)))
             .await?;
@@ -303,8 +303,8 @@ impl LocalStore {
     }
 }
 
-fn tag_name(hash: &BlobHash) -> String {
-    format!("{TAG_PREFIX}{}", hex::encode(hash))
+fn tag_name(hash: &BlobId) -> String {
+    format!("{TAG_PREFIX}{}", hash.to_hex())
 }
 
 async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BlobError> {
@@ -324,6 +324,6 @@ async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BlobError> {
 }
 
 /// Converts a 32-byte hash into iroh-blobs' type.
-pub(crate) fn iroh_hash(hash: &BlobHash) -> Hash {
-    Hash::from_bytes(*hash)
+pub(crate) fn iroh_hash(hash: &BlobId) -> Hash {
+    Hash::from_bytes(hash.0)
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use l402_protocol::blobmeta::{BlobHash, Placement};
+use l402_protocol::blobmeta::{BlobId, Placement};
 
 use super::{BlobError, ProviderAddr, ProviderFailure, ProviderId};
 
@@ -12,7 +12,7 @@ use super::{BlobError, ProviderAddr, ProviderFailure, ProviderId};
 #[derive(Clone, Debug)]
 pub struct FetchRequest {
     /// The BLAKE3 hash of the blob.
-    pub hash: BlobHash,
+    pub hash: BlobId,
     /// The size announced with the hash (in the Nostr event); checked against the cap before
     /// any download, and against what providers prove.
     pub announced_size: u64,
@@ -37,7 +37,7 @@ pub struct ProviderAttempt {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchReport {
     /// The fetched blob.
-    pub hash: BlobHash,
+    pub hash: BlobId,
     /// Its size in bytes.
     pub size: u64,
     /// True if it was already held completely and nothing was fetched.
