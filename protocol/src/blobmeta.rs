@@ -21,8 +21,8 @@ pub type PeerKey = [u8; 32];
 pub const BLOB_INDEX_VERSION: u64 = 1;
 /// Largest encoded index accepted by [`BlobIndex::decode`] (checked before parsing).
 pub const MAX_INDEX_BYTES: usize = 64 << 20;
-/// Longest run id accepted in a [`RoundKey`].
-pub const MAX_RUN_ID_LEN: usize = 128;
+/// Longest run id accepted in a [`RoundKey`], in bytes (the container's cap).
+pub const MAX_RUN_ID_LEN: usize = crate::wire::MAX_RUN_ID_BYTES;
 /// Most peers a restricted blob may name as allowed readers.
 pub const MAX_ALLOWED_PER_BLOB: usize = 4096;
 /// Most rounds a single blob may be attached to.
@@ -127,6 +127,8 @@ pub struct BlobEntry {
     pub access: Access,
     /// Pinned blobs are never removed by round garbage collection.
     pub pinned: bool,
+    /// Unknown odd keys read from a newer encoding, kept and re-emitted unchanged.
+    pub extensions: BTreeMap<i128, Value>,
 }
 
 /// Whether to serve a request for a hash to a peer.
@@ -193,6 +195,8 @@ pub enum IndexError {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BlobIndex {
     entries: BTreeMap<BlobId, BlobEntry>,
+    /// Unknown odd top-level keys, kept and re-emitted unchanged.
+    extensions: BTreeMap<i128, Value>,
 }
 
 impl BlobIndex {
@@ -260,6 +264,7 @@ impl BlobIndex {
                 rounds: BTreeSet::new(),
                 access: placement.access.clone(),
                 pinned: false,
+                extensions: BTreeMap::new(),
             },
         };
         match &placement.round {
@@ -376,16 +381,19 @@ impl BlobIndex {
             .iter()
             .map(|(hash, entry)| encode_entry(hash, entry))
             .collect();
-        let top = int_map([
-            (0, Value::Integer(BLOB_INDEX_VERSION.into())),
-            (1, Value::Array(entries)),
-        ]);
+        let top = with_extensions(
+            int_map([
+                (0, Value::Integer(BLOB_INDEX_VERSION.into())),
+                (1, Value::Array(entries)),
+            ]),
+            &self.extensions,
+        );
         // Writing a Value into a Vec cannot fail: every map key is an integer.
         serde_cbor::to_vec(&top).unwrap_or_default()
     }
 
     /// Decodes a persisted index: size cap first, then version, then fields. Unknown even keys
-    /// are rejected, unknown odd keys ignored.
+    /// are rejected, unknown odd keys kept (and re-emitted by [`Self::encode`]).
     pub fn decode(bytes: &[u8]) -> Result<Self, IndexError> {
         if bytes.len() > MAX_INDEX_BYTES {
             return Err(IndexError::TooLarge { len: bytes.len() });
@@ -404,7 +412,10 @@ impl BlobIndex {
         let Some(Value::Array(items)) = top.get(&1).cloned() else {
             return Err(malformed("index entries"));
         };
-        let mut index = BlobIndex::new();
+        let mut index = BlobIndex {
+            entries: BTreeMap::new(),
+            extensions: odd_extensions(&top, &[0, 1]),
+        };
         for item in items {
             let (hash, entry) = decode_entry(item)?;
             check_entry_caps(&hash, &entry)?;
@@ -505,13 +516,33 @@ fn encode_entry(hash: &BlobId, entry: &BlobEntry) -> Value {
             Value::Array(allowed.iter().map(|k| Value::Bytes(k.to_vec())).collect())
         }
     };
-    int_map([
-        (0, Value::Bytes(hash.0.to_vec())),
-        (1, Value::Integer(entry.size.into())),
-        (2, Value::Array(rounds)),
-        (3, access),
-        (4, Value::Bool(entry.pinned)),
-    ])
+    with_extensions(
+        int_map([
+            (0, Value::Bytes(hash.0.to_vec())),
+            (1, Value::Integer(entry.size.into())),
+            (2, Value::Array(rounds)),
+            (3, access),
+            (4, Value::Bool(entry.pinned)),
+        ]),
+        &entry.extensions,
+    )
+}
+
+fn with_extensions(map: Value, extensions: &BTreeMap<i128, Value>) -> Value {
+    let Value::Map(mut map) = map else {
+        return map;
+    };
+    for (k, v) in extensions {
+        map.entry(Value::Integer(*k)).or_insert_with(|| v.clone());
+    }
+    Value::Map(map)
+}
+
+fn odd_extensions(map: &BTreeMap<i128, Value>, known: &[i128]) -> BTreeMap<i128, Value> {
+    map.iter()
+        .filter(|(k, _)| !known.contains(k) && *k % 2 != 0)
+        .map(|(k, v)| (*k, v.clone()))
+        .collect()
 }
 
 fn decode_entry(value: Value) -> Result<(BlobId, BlobEntry), IndexError> {
@@ -576,6 +607,7 @@ fn decode_entry(value: Value) -> Result<(BlobId, BlobEntry), IndexError> {
             rounds,
             access,
             pinned,
+            extensions: odd_extensions(&map, &[0, 1, 2, 3, 4]),
         },
     ))
 }
@@ -754,7 +786,13 @@ mod tests {
             (7, Value::Null),
         ]))
         .expect("cbor");
-        assert_eq!(BlobIndex::decode(&odd), Ok(BlobIndex::new()));
+        let kept = BlobIndex::decode(&odd).expect("odd key is ignored");
+        assert!(kept.is_empty());
+        assert_eq!(
+            kept.encode(),
+            odd,
+            "unknown odd keys are re-emitted unchanged"
+        );
         let huge = vec![0u8; MAX_INDEX_BYTES + 1];
         assert!(matches!(
             BlobIndex::decode(&huge),
@@ -793,5 +831,46 @@ mod tests {
             serde_cbor::from_slice::<BlobResponse>(&bytes).expect("decode"),
             resp
         );
+    }
+}
+#[cfg(test)]
+mod vector {
+    use super::*;
+
+    /// The example of specs/L2T-10-blobs.md#blob-index.
+    pub(super) fn example() -> BlobIndex {
+        let mut index = BlobIndex::new();
+        let round = RoundKey::new("run-a", 3).expect("run id");
+        index
+            .insert(
+                BlobId([0x11; 32]),
+                1000,
+                &Placement::restricted_in(round, [[0x22; 32]]),
+            )
+            .expect("insert");
+        index
+    }
+
+    /// Annotated in the spec: map(2) {0: 1, 1: [map(5) {0: hash, 1: 1000, 2: [["run-a", 3]],
+    /// 3: [allowed key], 4: false}]}.
+    const EXAMPLE_HEX: &str = concat!(
+        "a2",
+        "0001",
+        "0181",
+        "a5",
+        "005820",
+        "1111111111111111111111111111111111111111111111111111111111111111",
+        "011903e8",
+        "0281826572756e2d6103",
+        "03815820",
+        "2222222222222222222222222222222222222222222222222222222222222222",
+        "04f4"
+    );
+
+    #[test]
+    fn example_matches_the_spec_vector() {
+        let expected = hex::decode(EXAMPLE_HEX).expect("hex");
+        assert_eq!(example().encode(), expected);
+        assert_eq!(BlobIndex::decode(&expected).expect("decode"), example());
     }
 }
