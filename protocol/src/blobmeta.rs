@@ -5,7 +5,7 @@
 //! module only decides *who may receive which hash* and *which hashes are dead*. It is pure: the
 //! node feeds it requests and applies the decisions to its iroh-blobs store.
 //!
-//! Spec: specs/L2T-10-blobs.md
+//! Spec: specs/L2T-09-blobs.md
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -837,7 +837,7 @@ mod tests {
 mod vector {
     use super::*;
 
-    /// The example of specs/L2T-10-blobs.md#blob-index.
+    /// The example of specs/L2T-09-blobs.md#blob-index.
     pub(super) fn example() -> BlobIndex {
         let mut index = BlobIndex::new();
         let round = RoundKey::new("run-a", 3).expect("run id");

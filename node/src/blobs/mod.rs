@@ -9,7 +9,7 @@
 //! - [`book`]: provider ids and the [`AddressBook`] that discovery fills from node announcements.
 //! - [`config`]: every tunable.
 //!
-//! Spec: specs/L2T-10-blobs.md
+//! Spec: specs/L2T-09-blobs.md
 
 mod access;
 pub mod book;
