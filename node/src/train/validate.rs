@@ -1,0 +1,211 @@
+//! Validation: a pure function of (checkpoint, pseudo-gradient, eval seed) — plus the
+//! submitter's key and round, which fix its assigned shard.
+//!
+//! Spec: specs/L2T-07-training.md#validation
+//!
+//! For a submission Δ̂ a validator measures the loss of θ and of θ − α·Δ̂ on
+//! - the round's held-out batch (from the eval seed; never a training shard),
+//! - a batch of the submitter's own shard (which one, the eval seed decides),
+//! - a batch of a random shard (from the eval seed; the same for every submission),
+//!
+//! and hands the six losses and the norms to `l402_protocol::training::score`. The losses at θ
+//! on the held-out and random batches are the same for every submission of a round: the
+//! [`BeforePass`] computes them once. Cheap checks (names, shapes, finiteness) run before any
+//! forward pass; [`Validator::forward_passes`] counts the passes so tests can prove it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use candle_core::Device;
+use l402_protocol::training::seeds::shard_seed;
+use l402_protocol::training::{score, EvalSeed, Measurements, Score, ScoringPolicy, TrainingSpec};
+
+use super::checkpoint::Checkpoint;
+use super::data::{Batch, Corpus};
+use super::model::{Gpt, Weights};
+use super::update::{DenseUpdate, UpdateError};
+use super::TrainError;
+
+/// Why a submission could not be evaluated.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidationError {
+    /// The update does not fit the model; rejected before any compute.
+    #[error("update rejected: {0}")]
+    Rejected(#[from] UpdateError),
+    /// The before pass belongs to another round's eval seed.
+    #[error("before pass is for another eval seed")]
+    SeedMismatch,
+    /// The model failed to run.
+    #[error(transparent)]
+    Compute(#[from] TrainError),
+}
+
+/// The losses at θ that every submission of a round shares.
+#[derive(Debug, Clone)]
+pub struct BeforePass {
+    seed: EvalSeed,
+    heldout: Batch,
+    random: Batch,
+    /// Held-out loss at θ.
+    pub heldout_loss: f32,
+    /// Random-shard loss at θ.
+    pub random_loss: f32,
+}
+
+/// A validator's measurements and score of one submission.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    /// What was measured.
+    pub measurements: Measurements,
+    /// The score and verdict.
+    pub score: Score,
+}
+
+/// A validator for one round's checkpoint.
+#[derive(Debug)]
+pub struct Validator {
+    run: [u8; 32],
+    gpt: Gpt,
+    spec: TrainingSpec,
+    policy: ScoringPolicy,
+    checkpoint: Checkpoint,
+    weights: Weights,
+    model_norm: f32,
+    corpus: Corpus,
+    passes: AtomicU64,
+}
+
+impl Validator {
+    /// A validator of run `run` at `checkpoint`.
+    pub fn new(
+        run: [u8; 32],
+        checkpoint: Checkpoint,
+        spec: TrainingSpec,
+        policy: ScoringPolicy,
+        device: &Device,
+    ) -> Result<Self, TrainError> {
+        spec.validate()?;
+        let gpt = Gpt::new(checkpoint.spec(), device)?;
+        let weights = checkpoint.weights(device)?;
+        let model_norm = checkpoint.norm();
+        Ok(Self {
+            run,
+            gpt,
+            spec,
+            policy,
+            checkpoint,
+            weights,
+            model_norm,
+            corpus: Corpus::new(&run),
+            passes: AtomicU64::new(0),
+        })
+    }
+
+    /// The checkpoint being validated against.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+
+    /// Forward passes run so far.
+    pub fn forward_passes(&self) -> u64 {
+        self.passes.load(Ordering::Relaxed)
+    }
+
+    fn loss(&self, w: &Weights, batch: &Batch) -> Result<f32, TrainError> {
+        self.passes.fetch_add(1, Ordering::Relaxed);
+        self.gpt.loss_value(w, batch)
+    }
+
+    fn cols(&self) -> usize {
+        self.gpt.spec().context as usize
+    }
+
+    /// The losses at θ on the round's held-out and random batches, shared by all submissions.
+    pub fn before_pass(&self, seed: EvalSeed) -> Result<BeforePass, TrainError> {
+        let heldout = self.corpus.heldout_batch(
+            &seed.heldout(),
+            self.spec.heldout_rows as usize,
+            self.cols(),
+        );
+        let random_shard = self.corpus.shard(seed.random_shard());
+        let random =
+            self.corpus
+                .shard_batch(&random_shard, 0, self.spec.check_rows as usize, self.cols());
+        let heldout_loss = self.loss(&self.weights, &heldout)?;
+        let random_loss = self.loss(&self.weights, &random)?;
+        Ok(BeforePass {
+            seed,
+            heldout,
+            random,
+            heldout_loss,
+            random_loss,
+        })
+    }
+
+    /// Evaluates `update`, submitted by `peer` for `round`, using the shared `before` pass.
+    pub fn evaluate(
+        &self,
+        before: &BeforePass,
+        peer: &[u8; 32],
+        round: u64,
+        update: &DenseUpdate,
+    ) -> Result<Evaluation, ValidationError> {
+        // Cheap checks first: names, shapes, finiteness. No forward pass has run yet.
+        let after = self.checkpoint.apply(update, self.spec.outer_lr)?;
+        let after = after
+            .weights(self.gpt.device())
+            .map_err(ValidationError::Compute)?;
+        let shard = self.corpus.shard(shard_seed(&self.run, peer, round));
+        let index = before.seed.check_batch(peer, self.spec.shard_batches);
+        let assigned = self
+            .corpus
+            .shard_batch(&shard, index, self.spec.batch as usize, self.cols())
+            .head(self.spec.check_rows as usize);
+        let measurements = Measurements {
+            heldout_before: before.heldout_loss,
+            heldout_after: self.loss(&after, &before.heldout)?,
+            assigned_before: self.loss(&self.weights, &assigned)?,
+            assigned_after: self.loss(&after, &assigned)?,
+            random_before: before.random_loss,
+            random_after: self.loss(&after, &before.random)?,
+            update_norm: update.norm() * self.spec.outer_lr,
+            model_norm: self.model_norm,
+        };
+        let score = score(&measurements, &self.policy);
+        tracing::debug!(round, peer = %hex::encode(&peer[..8]), score = score.value, verdict = ?score.verdict, "evaluated");
+        Ok(Evaluation {
+            measurements,
+            score,
+        })
+    }
+
+    /// Evaluates `update` without a shared before pass: the pure function
+    /// (checkpoint, update, eval seed) → evaluation. Costs two extra forward passes.
+    pub fn evaluate_alone(
+        &self,
+        seed: EvalSeed,
+        peer: &[u8; 32],
+        round: u64,
+        update: &DenseUpdate,
+    ) -> Result<Evaluation, ValidationError> {
+        update.check(self.checkpoint.spec())?;
+        let before = self.before_pass(seed)?;
+        self.evaluate(&before, peer, round, update)
+    }
+}
+
+impl BeforePass {
+    /// The eval seed this pass was computed for.
+    pub fn seed(&self) -> EvalSeed {
+        self.seed
+    }
+
+    /// Checks that this pass belongs to `seed`.
+    pub fn check_seed(&self, seed: EvalSeed) -> Result<(), ValidationError> {
+        if self.seed == seed {
+            Ok(())
+        } else {
+            Err(ValidationError::SeedMismatch)
+        }
+    }
+}
