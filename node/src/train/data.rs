@@ -7,13 +7,18 @@
 //! function words ("the", "in", "and", …) are shared. A sentence is
 //! `Det [Adj] Noun Verb Det [Adj] Noun [Prep Det Noun].`, words drawn Zipf-like.
 //!
-//! Every sequence picks its topic at random, so all shards and the held-out batch follow the
-//! same distribution (as random pages of one pretraining corpus do). A peer's shard for a round
-//! is [`TrainingSpec::shard_batches`] fixed batches derived from `shard_seed(run, peer, round)`;
-//! the inner loop cycles through them, so an honest update partly memorises them. That
-//! memorisation is what the assigned-vs-random check measures: an honest update helps its own
-//! shard more than a random shard of the same distribution, a copied one does not. (Giving
-//! each shard its own topic would make the check depend on topic coincidences instead.)
+//! A peer's shard for a round is one topic and [`TrainingSpec::shard_batches`] fixed batches of
+//! that topic, all derived from `shard_seed(run, peer, round)`; the inner loop cycles through
+//! them. Held-out and "random" batches mix all topics, one random topic per sequence.
+//!
+//! Why topical shards: the assigned-vs-random check needs an update to carry a fingerprint of
+//! the data it was trained on, and the fingerprint must survive SparseLoCo's 1.56 % top-k.
+//! Memorising exact sequences leaves too faint a trace in the top-k coordinates (measured: the
+//! assigned advantage of honest and copied updates overlapped), while a topic's own words move
+//! their own embedding and output rows, which top-k keeps. The shared grammar still makes every
+//! honest update help the mixed held-out batch. A copy from a peer that drew the same topic in
+//! that round is not caught by this check (1 in [`TOPICS`] pairs); exact copies are also caught
+//! by blob-hash dedupe in the round protocol.
 //!
 //! [`TrainingSpec::shard_batches`]: l402_protocol::training::TrainingSpec
 
@@ -98,9 +103,11 @@ pub struct Corpus {
     zipf: Vec<Vec<f64>>,
 }
 
-/// One peer's data for one round: the seed of its batches.
+/// One peer's data for one round: a topic and the seed of its batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
+    /// The shard's topic, `0..TOPICS`.
+    pub topic: usize,
     seed: [u8; 32],
 }
 
@@ -235,31 +242,52 @@ impl Corpus {
 
     /// The shard of a shard seed (`l402_protocol::training::seeds::shard_seed`).
     pub fn shard(&self, seed: [u8; 32]) -> Shard {
-        Shard { seed }
+        let topic = SeedRng::sub(&seed, b"topic", 0).below(TOPICS as u64) as usize;
+        Shard { topic, seed }
     }
 
-    fn batch_from(&self, mut rng: SeedRng, rows: usize, cols: usize) -> Batch {
+    /// Batch `index` of `shard`: `rows` sequences of `cols + 1` bytes of the shard's topic.
+    pub fn shard_batch(&self, shard: &Shard, index: u32, rows: usize, cols: usize) -> Batch {
+        let mut rng = SeedRng::sub(&shard.seed, b"batch", u64::from(index));
         let bytes = (0..rows)
-            .flat_map(|_| {
-                let topic = rng.below(TOPICS as u64) as usize;
-                self.sequence(&mut rng, topic, cols + 1)
-            })
+            .flat_map(|_| self.sequence(&mut rng, shard.topic, cols + 1))
             .collect();
         Batch { rows, cols, bytes }
     }
 
-    /// Batch `index` of `shard`: `rows` sequences of `cols + 1` bytes, each of a random topic.
-    pub fn shard_batch(&self, shard: &Shard, index: u32, rows: usize, cols: usize) -> Batch {
-        self.batch_from(
-            SeedRng::sub(&shard.seed, b"batch", u64::from(index)),
-            rows,
-            cols,
-        )
+    /// A batch mixing all topics, for held-out and random batches: row `i` has topic
+    /// `i mod TOPICS` (stratified, so every topic has the same share and an update's score does
+    /// not depend on how many rows of its topic a small batch happened to draw). Validators
+    /// derive `seed` from the eval seed, a domain no shard uses.
+    pub fn mixed_batch(&self, seed: &[u8; 32], rows: usize, cols: usize) -> Batch {
+        let mut rng = SeedRng::sub(seed, b"mixed", 0);
+        let bytes = (0..rows)
+            .flat_map(|i| self.sequence(&mut rng, i % TOPICS, cols + 1))
+            .collect();
+        Batch { rows, cols, bytes }
     }
 
-    /// A held-out batch, from a seed domain no shard uses (`EvalSeed::heldout`).
-    pub fn heldout_batch(&self, seed: &[u8; 32], rows: usize, cols: usize) -> Batch {
-        self.batch_from(SeedRng::sub(seed, b"heldout", 0), rows, cols)
+    /// `rows` sequences of `shard` taken in order from its batches `start`, `start + 1`, …
+    /// (wrapping at `shard_batches`), each batch holding `batch_rows` rows: the sequences the
+    /// peer trained on, for the assigned-data check.
+    pub fn assigned_rows(
+        &self,
+        shard: &Shard,
+        start: u32,
+        shard_batches: u32,
+        batch_rows: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Batch {
+        let mut bytes = Vec::with_capacity(rows * (cols + 1));
+        let mut index = start;
+        while bytes.len() < rows * (cols + 1) {
+            let b = self.shard_batch(shard, index % shard_batches.max(1), batch_rows.max(1), cols);
+            let need = rows * (cols + 1) - bytes.len();
+            bytes.extend_from_slice(&b.bytes[..need.min(b.bytes.len())]);
+            index += 1;
+        }
+        Batch { rows, cols, bytes }
     }
 }
 
@@ -287,7 +315,10 @@ mod tests {
         );
         let other = Corpus::new(&[6; 32]);
         assert_ne!(c.shard_batch(&s, 0, 2, 63), other.shard_batch(&s, 0, 2, 63));
-        let h = c.heldout_batch(&[2; 32], 4, 31);
+        let h = c.mixed_batch(&[2; 32], 4, 31);
+        let a = c.assigned_rows(&s, 5, 6, 2, 3, 63);
+        assert_eq!(&a.bytes[..128], &c.shard_batch(&s, 5, 2, 63).bytes[..]);
+        assert_eq!(&a.bytes[128..], &c.shard_batch(&s, 0, 2, 63).bytes[..64]);
         assert_eq!(h.tokens(), 4 * 31);
         assert_eq!(h.head(2).rows, 2);
     }

@@ -7,7 +7,8 @@
 //! - [`data`]: a synthetic language generated from the run id; shards from (run, peer, round).
 //! - [`inner`]: H AdamW steps and the pseudo-gradient θ_before − θ_after.
 //! - [`validate`]: loss before/after on seeded batches, assigned-vs-random check, norm checks.
-//! - [`aggregate`]: robust merging of passing updates and the outer step.
+//! - [`codec`]: SparseLoCo error feedback, wire blobs, checked decoding, sparse aggregation.
+//! - [`aggregate`]: robust merging of dense updates (median clip + mean or trimmed mean).
 //! - [`checkpoint`]: canonical safetensors, BLAKE3 ids, loading a model directory.
 //! - [`device`]: CPU by default; `cuda` and `metal` behind cargo features.
 //!
@@ -19,6 +20,7 @@
 
 pub mod aggregate;
 pub mod checkpoint;
+pub mod codec;
 pub mod data;
 pub mod device;
 pub mod inner;
@@ -31,6 +33,9 @@ use std::path::PathBuf;
 
 pub use aggregate::aggregate_dense_updates;
 pub use checkpoint::{Checkpoint, CheckpointId};
+pub use codec::{
+    aggregate_submissions, decode_submission, PeerCodec, SubmissionContext, SubmissionError,
+};
 pub use data::{Batch, Corpus, Shard};
 pub use device::{select_device, DeviceChoice};
 pub use inner::{InnerReport, InnerTrainer};
@@ -79,6 +84,9 @@ pub enum TrainError {
     /// Aggregation got bad input.
     #[error("aggregation: {0}")]
     Aggregate(#[from] l402_protocol::training::AggregateDenseError),
+    /// The SparseLoCo codec refused its input.
+    #[error("codec: {0}")]
+    Codec(String),
     /// Aggregation got no updates.
     #[error("no updates to aggregate")]
     NoUpdates,

@@ -29,9 +29,6 @@ pub enum UpdateError {
     /// A tensor holds NaN or infinity.
     #[error("tensor {0:?} holds a non-finite value")]
     NonFinite(String),
-    /// The update's bytes do not decode.
-    #[error("malformed update: {0}")]
-    Malformed(String),
 }
 
 /// A dense update Δ, keyed by parameter name, in name order.

@@ -6,7 +6,7 @@
 //! For a submission Δ̂ a validator measures the loss of θ and of θ − α·Δ̂ on
 //! - the round's held-out batch (from the eval seed; never a training shard),
 //! - a batch of the submitter's own shard (which one, the eval seed decides),
-//! - a batch of a random shard (from the eval seed; the same for every submission),
+//! - a random batch mixing all topics (from the eval seed; the same for every submission),
 //!
 //! and hands the six losses and the norms to `l402_protocol::training::score`. The losses at θ
 //! on the held-out and random batches are the same for every submission of a round: the
@@ -19,11 +19,13 @@ use candle_core::Device;
 use l402_protocol::training::seeds::shard_seed;
 use l402_protocol::training::{score, EvalSeed, Measurements, Score, ScoringPolicy, TrainingSpec};
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, CheckpointId};
+use super::codec::{decode_submission, SubmissionContext, SubmissionError};
 use super::data::{Batch, Corpus};
 use super::model::{Gpt, Weights};
 use super::update::{DenseUpdate, UpdateError};
 use super::TrainError;
+use l402_protocol::wire::PseudoGradient;
 
 /// Why a submission could not be evaluated.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,9 @@ pub enum ValidationError {
     /// The update does not fit the model; rejected before any compute.
     #[error("update rejected: {0}")]
     Rejected(#[from] UpdateError),
+    /// The submitted blob is malformed or not for this round; rejected before any compute.
+    #[error("submission rejected: {0}")]
+    Submission(#[from] SubmissionError),
     /// The before pass belongs to another round's eval seed.
     #[error("before pass is for another eval seed")]
     SeedMismatch,
@@ -69,6 +74,7 @@ pub struct Validator {
     spec: TrainingSpec,
     policy: ScoringPolicy,
     checkpoint: Checkpoint,
+    checkpoint_id: CheckpointId,
     weights: Weights,
     model_norm: f32,
     corpus: Corpus,
@@ -88,12 +94,14 @@ impl Validator {
         let gpt = Gpt::new(checkpoint.spec(), device)?;
         let weights = checkpoint.weights(device)?;
         let model_norm = checkpoint.norm();
+        let checkpoint_id = checkpoint.id()?;
         Ok(Self {
             run,
             gpt,
             spec,
             policy,
             checkpoint,
+            checkpoint_id,
             weights,
             model_norm,
             corpus: Corpus::new(&run),
@@ -104,6 +112,35 @@ impl Validator {
     /// The checkpoint being validated against.
     pub fn checkpoint(&self) -> &Checkpoint {
         &self.checkpoint
+    }
+
+    /// The id of that checkpoint.
+    pub fn checkpoint_id(&self) -> CheckpointId {
+        self.checkpoint_id
+    }
+
+    /// What a submission for `round` must match.
+    pub fn context(&self, round: u64) -> SubmissionContext {
+        SubmissionContext {
+            run: self.run,
+            round,
+            base: self.checkpoint_id,
+            spec: self.checkpoint.spec().clone(),
+            params: self.spec.codec_params(),
+        }
+    }
+
+    /// Evaluates a submitted SparseLoCo blob: parse with the payload capped at the model's size,
+    /// check run, round, base checkpoint, codec and shapes, decode, then evaluate.
+    pub fn evaluate_blob(
+        &self,
+        before: &BeforePass,
+        peer: &[u8; 32],
+        round: u64,
+        blob: &[u8],
+    ) -> Result<(Evaluation, PseudoGradient), ValidationError> {
+        let (g, dense) = decode_submission(blob, &self.context(round))?;
+        Ok((self.evaluate(before, peer, round, &dense)?, g))
     }
 
     /// Forward passes run so far.
@@ -122,15 +159,16 @@ impl Validator {
 
     /// The losses at θ on the round's held-out and random batches, shared by all submissions.
     pub fn before_pass(&self, seed: EvalSeed) -> Result<BeforePass, TrainError> {
-        let heldout = self.corpus.heldout_batch(
+        let heldout = self.corpus.mixed_batch(
             &seed.heldout(),
             self.spec.heldout_rows as usize,
             self.cols(),
         );
-        let random_shard = self.corpus.shard(seed.random_shard());
-        let random =
-            self.corpus
-                .shard_batch(&random_shard, 0, self.spec.check_rows as usize, self.cols());
+        let random = self.corpus.mixed_batch(
+            &seed.random_shard(),
+            self.spec.check_rows as usize,
+            self.cols(),
+        );
         let heldout_loss = self.loss(&self.weights, &heldout)?;
         let random_loss = self.loss(&self.weights, &random)?;
         Ok(BeforePass {
@@ -156,11 +194,15 @@ impl Validator {
             .weights(self.gpt.device())
             .map_err(ValidationError::Compute)?;
         let shard = self.corpus.shard(shard_seed(&self.run, peer, round));
-        let index = before.seed.check_batch(peer, self.spec.shard_batches);
-        let assigned = self
-            .corpus
-            .shard_batch(&shard, index, self.spec.batch as usize, self.cols())
-            .head(self.spec.check_rows as usize);
+        let start = before.seed.check_batch(peer, self.spec.shard_batches);
+        let assigned = self.corpus.assigned_rows(
+            &shard,
+            start,
+            self.spec.shard_batches,
+            self.spec.batch as usize,
+            self.spec.check_rows as usize,
+            self.cols(),
+        );
         let measurements = Measurements {
             heldout_before: before.heldout_loss,
             heldout_after: self.loss(&after, &before.heldout)?,

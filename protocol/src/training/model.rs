@@ -213,10 +213,18 @@ pub struct TrainingSpec {
     pub weight_decay: f64,
     /// Outer SGD learning rate α (Templar `outer_learning_rate` = 1.0).
     pub outer_lr: f32,
-    /// Sequences in a validator's held-out batch.
+    /// Sequences in a validator's held-out batch (a multiple of the corpus's topic count keeps
+    /// the batch balanced).
     pub heldout_rows: u32,
-    /// Sequences of the assigned and the random batch in the assigned-data check; at most `batch`.
+    /// Sequences of the assigned and of the random batch in the assigned-data check; at most
+    /// `batch × shard_batches`.
     pub check_rows: u32,
+    /// SparseLoCo chunk side (Templar `target_chunk` = 64).
+    pub target_chunk: u32,
+    /// SparseLoCo entries kept per chunk (Templar `topk_compression` = 64).
+    pub topk: u32,
+    /// Error-feedback decay β (Templar `momentum_decay` = 0.95).
+    pub ef_decay: f32,
 }
 
 impl Default for TrainingSpec {
@@ -226,14 +234,17 @@ impl Default for TrainingSpec {
             inner_steps: 30,
             batch: 8,
             shard_batches: 6,
-            inner_lr: 2e-3,
+            inner_lr: 1e-3,
             beta1: 0.9,
             beta2: 0.95,
             eps: 1e-8,
             weight_decay: 0.1,
             outer_lr: 1.0,
             heldout_rows: 16,
-            check_rows: 8,
+            check_rows: 16,
+            target_chunk: crate::sparseloco::DEFAULT_TARGET_CHUNK,
+            topk: crate::sparseloco::DEFAULT_TOPK,
+            ef_decay: crate::sparseloco::DEFAULT_EF_DECAY,
         }
     }
 }
@@ -294,13 +305,34 @@ impl TrainingSpec {
                 reason: "1..=4096",
             });
         }
-        if self.check_rows == 0 || self.check_rows > self.batch {
+        if self.check_rows == 0 || self.check_rows > self.batch.saturating_mul(self.shard_batches) {
             return Err(OutOfRange {
                 field: "check_rows",
-                reason: "1..=batch",
+                reason: "1..=batch×shard_batches",
+            });
+        }
+        if self.codec_params().validate().is_err() {
+            return Err(OutOfRange {
+                field: "topk",
+                reason: "codec parameters out of range",
+            });
+        }
+        if !(0.0..=1.0).contains(&self.ef_decay) {
+            return Err(OutOfRange {
+                field: "ef_decay",
+                reason: "in [0, 1]",
             });
         }
         Ok(())
+    }
+
+    /// The SparseLoCo codec parameters of this run.
+    pub fn codec_params(&self) -> crate::sparseloco::CodecParams {
+        crate::sparseloco::CodecParams {
+            target_chunk: self.target_chunk,
+            topk: self.topk,
+            ..crate::sparseloco::CodecParams::default()
+        }
     }
 }
 
@@ -336,8 +368,10 @@ mod tests {
         let mut s = ModelSpec::tiny();
         s.version = 2;
         assert_eq!(s.validate(), Err(ModelSpecError::UnsupportedVersion(2)));
-        let mut t = TrainingSpec::default();
-        t.inner_lr = f64::NAN;
+        let t = TrainingSpec {
+            inner_lr: f64::NAN,
+            ..TrainingSpec::default()
+        };
         assert!(t.validate().is_err());
         TrainingSpec::default()
             .validate()
