@@ -15,7 +15,8 @@
 //! 3. SparseLoCo codec time (EF + encode + blob, parse + decode, aggregation) as a share of a
 //!    peer's round time.
 //! 4. Compute utilisation of a peer in a loopback swarm (two peers and a validator-aggregator
-//!    on 127.0.0.1 TCP, real blobs and checkpoints); baseline: the same peer training alone.
+//!    on 127.0.0.1 TCP, real blobs and checkpoints), without and with the validator preparing
+//!    the assigned batches while peers train; baseline: the same peer training alone.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -59,7 +60,8 @@ fn main() -> anyhow::Result<()> {
     );
     inner_loop_and_codec(&spec, &training, rounds)?;
     validation(&spec, &training)?;
-    swarm(&spec, &training, rounds)?;
+    swarm(&spec, &training, rounds, false)?;
+    swarm(&spec, &training, rounds, true)?;
     Ok(())
 }
 
@@ -238,6 +240,7 @@ fn recv(s: &mut TcpStream) -> std::io::Result<(u8, u64, Vec<u8>)> {
 const CHECKPOINT: u8 = 1;
 const SUBMISSION: u8 = 2;
 const DONE: u8 = 3;
+const HELLO: u8 = 4;
 
 /// One swarm peer: receive checkpoint, verify, train, compress, submit; repeat.
 fn swarm_peer(
@@ -250,6 +253,7 @@ fn swarm_peer(
     let corpus = Corpus::new(&RUN);
     let mut s = TcpStream::connect(addr)?;
     s.set_nodelay(true)?;
+    send(&mut s, HELLO, u64::from(i), &[])?;
     let mut trainer: Option<InnerTrainer> = None;
     let mut codec = PeerCodec::new(&spec, &training)?;
     let (mut train_s, mut wall_s) = (0.0, 0.0);
@@ -282,7 +286,12 @@ fn swarm_peer(
 }
 
 /// Benchmark 4.
-fn swarm(spec: &ModelSpec, training: &TrainingSpec, rounds: u64) -> anyhow::Result<()> {
+fn swarm(
+    spec: &ModelSpec,
+    training: &TrainingSpec,
+    rounds: u64,
+    prepare: bool,
+) -> anyhow::Result<()> {
     const PEERS: u8 = 2;
     let dev = Device::Cpu;
     // Baseline: the same peer training alone (no swarm), H steps per round.
@@ -302,14 +311,21 @@ fn swarm(spec: &ModelSpec, training: &TrainingSpec, rounds: u64) -> anyhow::Resu
             std::thread::spawn(move || swarm_peer(addr, i, spec, training))
         })
         .collect();
-    let mut conns: Vec<TcpStream> = Vec::new();
+    // Each peer says which one it is; connections are kept in peer order.
+    let mut conns: Vec<Option<TcpStream>> = (0..PEERS).map(|_| None).collect();
     for _ in 0..PEERS {
-        let (s, _) = listener.accept()?;
+        let (mut s, _) = listener.accept()?;
         s.set_nodelay(true)?;
-        conns.push(s);
+        let (kind, i, _) = recv(&mut s)?;
+        anyhow::ensure!(kind == HELLO && i < u64::from(PEERS), "bad hello");
+        conns[i as usize] = Some(s);
     }
-    // Peers are identified by connection order; the handshake is out of scope here. One reader
-    // thread per connection feeds a channel, so submissions are validated in arrival order.
+    let mut conns: Vec<TcpStream> = conns
+        .into_iter()
+        .map(|c| c.ok_or_else(|| anyhow::anyhow!("peer missing")))
+        .collect::<Result<_, _>>()?;
+    // One reader thread per connection feeds a channel, so submissions are validated in
+    // arrival order.
     let (tx, rx) = std::sync::mpsc::channel();
     for (i, c) in conns.iter().enumerate() {
         let mut r = c.try_clone()?;
@@ -337,7 +353,12 @@ fn swarm(spec: &ModelSpec, training: &TrainingSpec, rounds: u64) -> anyhow::Resu
             ScoringPolicy::default(),
             &dev,
         )?;
-        let before = v.before_pass(EvalSeed([round as u8; 32]))?;
+        let mut before = v.before_pass(EvalSeed([round as u8; 32]))?;
+        if prepare {
+            for i in 0..PEERS {
+                v.prepare(&mut before, &key(i), round)?;
+            }
+        }
         let mut passing: Vec<(usize, PseudoGradient)> = Vec::new();
         let mut first_at = None;
         for _ in 0..PEERS {
@@ -349,6 +370,8 @@ fn swarm(spec: &ModelSpec, training: &TrainingSpec, rounds: u64) -> anyhow::Resu
             validate_s += secs(t.elapsed());
             if e.score.passed() {
                 passing.push((i, g));
+            } else {
+                println!("  swarm round {round}: peer {i} failed: {:?}", e.score);
             }
         }
         // Canonical order (by peer) before aggregating.
@@ -365,7 +388,9 @@ fn swarm(spec: &ModelSpec, training: &TrainingSpec, rounds: u64) -> anyhow::Resu
     for c in &mut conns {
         send(c, DONE, rounds, &[])?;
     }
-    println!("\n## 4. Compute utilisation in a loopback swarm ({PEERS} peers + 1 validator, {rounds} rounds)");
+    println!(
+        "\n## 4. Compute utilisation in a loopback swarm ({PEERS} peers + 1 validator, {rounds} rounds, assigned batches prepared ahead: {prepare})"
+    );
     println!("validator time per round from first submission to new checkpoint: {:.0} ms (of which validation {:.0} ms)", 1e3 * idle_rounds / rounds as f64, 1e3 * validate_s / rounds as f64);
     for (i, p) in peers.into_iter().enumerate() {
         let (train_s, wall_s) = p

@@ -22,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the build's version and exit.
     Version,
+    /// Train a model locally: peers, SparseLoCo, validation and aggregation on one machine.
+    Train(crate::train::local::TrainArgs),
 }
 
 /// Runs a parsed command line.
@@ -31,5 +33,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("l402-node {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Train(args) => crate::train::local::run_cli(args),
     }
 }

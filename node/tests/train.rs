@@ -318,7 +318,11 @@ fn two_validators_compute_the_same_score() {
     })
     .join()
     .expect("thread");
-    let before = a.before_pass(eval_seed(round as u64)).expect("before");
+    // Validator A prepares the assigned batches ahead of the submissions; B does not.
+    let mut before = a.before_pass(eval_seed(round as u64)).expect("before");
+    for key in &f.keys {
+        a.prepare(&mut before, key, round as u64).expect("prepare");
+    }
     for ((key, blob), b) in f.keys.iter().zip(&f.rounds[round].blobs).zip(scores_b) {
         let s = a
             .evaluate_blob(&before, key, round as u64, blob)
@@ -367,6 +371,21 @@ fn poisoned_updates_score_below_the_pass_threshold() {
         );
         assert!(!e.score.passed(), "{name} passed");
         assert_eq!(e.score.weight(), 0.0);
+    }
+    // On the untrained round-0 model a ×−10 step along an honest direction still lowers the
+    // loss (see specs/L2T-07-training.md#calibration); the norm bound rejects it there.
+    let v = validator_at(f, 0);
+    let before = v.before_pass(eval_seed(0)).expect("before");
+    let honest = &f.rounds[0].blobs[0];
+    for (name, blob) in [
+        ("scaled x-10", poisoned(honest, &mut |x| -10.0 * x)),
+        ("sign-flipped", poisoned(honest, &mut |x| -x)),
+        ("random noise", noise_like(honest, 3)),
+        ("all zeros", poisoned(honest, &mut |_| 0.0)),
+    ] {
+        let (e, _) = v.evaluate_blob(&before, key, 0, &blob).expect("evaluate");
+        eprintln!("round 0 {name}: {:?}", e.score);
+        assert!(!e.score.passed(), "round 0 {name} passed");
     }
 }
 

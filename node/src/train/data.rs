@@ -72,6 +72,17 @@ impl Batch {
         ))
     }
 
+    /// The rows of `parts` one after the other (all must have the same `cols`).
+    pub fn concat(parts: &[&Batch]) -> Batch {
+        let cols = parts.first().map_or(0, |b| b.cols);
+        debug_assert!(parts.iter().all(|b| b.cols == cols));
+        Batch {
+            rows: parts.iter().map(|b| b.rows).sum(),
+            cols,
+            bytes: parts.iter().flat_map(|b| b.bytes.iter().copied()).collect(),
+        }
+    }
+
     /// The first `rows` sequences of this batch.
     pub fn head(&self, rows: usize) -> Batch {
         let rows = rows.min(self.rows);

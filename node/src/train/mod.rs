@@ -11,6 +11,7 @@
 //! - [`aggregate`]: robust merging of dense updates (median clip + mean or trimmed mean).
 //! - [`checkpoint`]: canonical safetensors, BLAKE3 ids, loading a model directory.
 //! - [`device`]: CPU by default; `cuda` and `metal` behind cargo features.
+//! - [`local`]: `l402-node train`, the whole round on one machine.
 //!
 //! The scoring rules and thresholds themselves are pure and live in
 //! `l402_protocol::training`, shared with the simulator.
@@ -24,6 +25,7 @@ pub mod codec;
 pub mod data;
 pub mod device;
 pub mod inner;
+pub mod local;
 pub mod model;
 pub mod rng;
 pub mod update;
@@ -84,6 +86,9 @@ pub enum TrainError {
     /// Aggregation got bad input.
     #[error("aggregation: {0}")]
     Aggregate(#[from] l402_protocol::training::AggregateDenseError),
+    /// A submission was rejected before compute.
+    #[error(transparent)]
+    Submission(#[from] SubmissionError),
     /// The SparseLoCo codec refused its input.
     #[error("codec: {0}")]
     Codec(String),
@@ -96,4 +101,15 @@ pub enum TrainError {
     /// The device name does not parse.
     #[error("unknown device {0:?}: expected cpu, auto, cuda[:N] or metal[:N]")]
     UnknownDevice(String),
+}
+
+impl From<ValidationError> for TrainError {
+    fn from(e: ValidationError) -> Self {
+        match e {
+            ValidationError::Compute(e) => e,
+            ValidationError::Submission(e) => Self::Submission(e),
+            ValidationError::Rejected(e) => Self::BadWeights(e),
+            ValidationError::SeedMismatch => Self::Codec("before pass of another eval seed".into()),
+        }
+    }
 }

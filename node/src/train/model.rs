@@ -133,6 +133,27 @@ impl Gpt {
             .to_dtype(DType::F32)?
             .to_scalar::<f32>()?)
     }
+
+    /// Mean next-token cross-entropy of each row of `batch`, in one forward pass. Validators
+    /// evaluate several batches in one call by concatenating them ([`Batch::concat`]).
+    pub fn row_losses(&self, w: &Weights, batch: &Batch) -> Result<Vec<f32>, TrainError> {
+        let (inputs, targets) = batch.tensors(&self.device)?;
+        let logits = self.forward(w, &inputs)?;
+        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let nll = logp
+            .gather(&targets.unsqueeze(D::Minus1)?, D::Minus1)?
+            .squeeze(D::Minus1)?;
+        Ok(nll
+            .neg()?
+            .mean(D::Minus1)?
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?)
+    }
+}
+
+/// Mean of `xs` accumulated in f64 (index order), as f32.
+pub fn mean(xs: &[f32]) -> f32 {
+    (xs.iter().map(|x| f64::from(*x)).sum::<f64>() / xs.len().max(1) as f64) as f32
 }
 
 fn get<'a>(w: &'a Weights, name: &str) -> Result<&'a Tensor, TrainError> {

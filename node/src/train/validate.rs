@@ -13,6 +13,7 @@
 //! [`BeforePass`] computes them once. Cheap checks (names, shapes, finiteness) run before any
 //! forward pass; [`Validator::forward_passes`] counts the passes so tests can prove it.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::Device;
@@ -22,7 +23,7 @@ use l402_protocol::training::{score, EvalSeed, Measurements, Score, ScoringPolic
 use super::checkpoint::{Checkpoint, CheckpointId};
 use super::codec::{decode_submission, SubmissionContext, SubmissionError};
 use super::data::{Batch, Corpus};
-use super::model::{Gpt, Weights};
+use super::model::{mean, Gpt, Weights};
 use super::update::{DenseUpdate, UpdateError};
 use super::TrainError;
 use l402_protocol::wire::PseudoGradient;
@@ -51,6 +52,8 @@ pub struct BeforePass {
     seed: EvalSeed,
     heldout: Batch,
     random: Batch,
+    /// Assigned batches and their losses at θ, by (peer, round), prepared ahead of submissions.
+    assigned: BTreeMap<([u8; 32], u64), (Batch, f32)>,
     /// Held-out loss at θ.
     pub heldout_loss: f32,
     /// Random-shard loss at θ.
@@ -148,9 +151,9 @@ impl Validator {
         self.passes.load(Ordering::Relaxed)
     }
 
-    fn loss(&self, w: &Weights, batch: &Batch) -> Result<f32, TrainError> {
+    fn row_losses(&self, w: &Weights, batch: &Batch) -> Result<Vec<f32>, TrainError> {
         self.passes.fetch_add(1, Ordering::Relaxed);
-        self.gpt.loss_value(w, batch)
+        self.gpt.row_losses(w, batch)
     }
 
     fn cols(&self) -> usize {
@@ -169,15 +172,46 @@ impl Validator {
             self.spec.check_rows as usize,
             self.cols(),
         );
-        let heldout_loss = self.loss(&self.weights, &heldout)?;
-        let random_loss = self.loss(&self.weights, &random)?;
+        // One forward pass over both batches.
+        let rows = self.row_losses(&self.weights, &Batch::concat(&[&heldout, &random]))?;
+        let (h, r) = rows.split_at(heldout.rows);
         Ok(BeforePass {
             seed,
+            heldout_loss: mean(h),
+            random_loss: mean(r),
             heldout,
             random,
-            heldout_loss,
-            random_loss,
+            assigned: BTreeMap::new(),
         })
+    }
+
+    fn assigned_batch(&self, seed: &EvalSeed, peer: &[u8; 32], round: u64) -> Batch {
+        let shard = self.corpus.shard(shard_seed(&self.run, peer, round));
+        let start = seed.check_batch(peer, self.spec.shard_batches);
+        self.corpus.assigned_rows(
+            &shard,
+            start,
+            self.spec.shard_batches,
+            self.spec.batch as usize,
+            self.spec.check_rows as usize,
+            self.cols(),
+        )
+    }
+
+    /// Computes `peer`'s assigned batch and its loss at θ ahead of its submission, so that only
+    /// the pass at θ − α·Δ̂ remains once the submission arrives. A validator calls this for the
+    /// round's expected submitters while they train (the eval seed stays unpublished until
+    /// submissions close, so this gives peers nothing).
+    pub fn prepare(
+        &self,
+        before: &mut BeforePass,
+        peer: &[u8; 32],
+        round: u64,
+    ) -> Result<(), TrainError> {
+        let batch = self.assigned_batch(&before.seed, peer, round);
+        let loss = mean(&self.row_losses(&self.weights, &batch)?);
+        before.assigned.insert((*peer, round), (batch, loss));
+        Ok(())
     }
 
     /// Evaluates `update`, submitted by `peer` for `round`, using the shared `before` pass.
@@ -193,23 +227,26 @@ impl Validator {
         let after = after
             .weights(self.gpt.device())
             .map_err(ValidationError::Compute)?;
-        let shard = self.corpus.shard(shard_seed(&self.run, peer, round));
-        let start = before.seed.check_batch(peer, self.spec.shard_batches);
-        let assigned = self.corpus.assigned_rows(
-            &shard,
-            start,
-            self.spec.shard_batches,
-            self.spec.batch as usize,
-            self.spec.check_rows as usize,
-            self.cols(),
-        );
+        let (assigned, assigned_before) = match before.assigned.get(&(*peer, round)) {
+            Some((batch, loss)) => (batch.clone(), *loss),
+            None => {
+                let batch = self.assigned_batch(&before.seed, peer, round);
+                let loss = mean(&self.row_losses(&self.weights, &batch)?);
+                (batch, loss)
+            }
+        };
+        // One forward pass at θ − α·Δ̂ over the held-out, assigned and random rows.
+        let all = Batch::concat(&[&before.heldout, &assigned, &before.random]);
+        let rows = self.row_losses(&after, &all)?;
+        let (h, rest) = rows.split_at(before.heldout.rows);
+        let (a, r) = rest.split_at(assigned.rows);
         let measurements = Measurements {
             heldout_before: before.heldout_loss,
-            heldout_after: self.loss(&after, &before.heldout)?,
-            assigned_before: self.loss(&self.weights, &assigned)?,
-            assigned_after: self.loss(&after, &assigned)?,
+            heldout_after: mean(h),
+            assigned_before,
+            assigned_after: mean(a),
             random_before: before.random_loss,
-            random_after: self.loss(&after, &before.random)?,
+            random_after: mean(r),
             update_norm: update.norm() * self.spec.outer_lr,
             model_norm: self.model_norm,
         };

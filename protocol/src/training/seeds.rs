@@ -107,5 +107,18 @@ mod tests {
         let mut h = blake3::Hasher::new_derive_key("l402 training v1 shard");
         h.update(&[0u8; 72]);
         assert_eq!(s, *h.finalize().as_bytes());
+        // The same values are listed in specs/L2T-07-training.md#seeds.
+        assert_eq!(
+            hex::encode(s),
+            "3a3416414eb1b2f154cb75c5b3b3838a7d5ee47c909979b7376727816f0962a8"
+        );
+        let mut seed = [0u8; 32];
+        seed[0] = 1;
+        let e = EvalSeed(seed);
+        assert_eq!(
+            hex::encode(e.heldout()),
+            "9bc43ffabf9d5f7a3e534553341fbe5826f2d51c400b0afac28c7378387e76f3"
+        );
+        assert_eq!(e.check_batch(&[0u8; 32], 6), 3);
     }
 }
