@@ -154,6 +154,9 @@ fn bench(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new("encode", "numpy"), |b| {
                 b.iter_custom(|iters| numpy_seconds(&py, &file, "encode", iters))
             });
+            g.bench_function(BenchmarkId::new("encode", "numpy-chunk-loop"), |b| {
+                b.iter_custom(|iters| numpy_seconds(&py, &file, "encode-loop", iters))
+            });
             g.bench_function(BenchmarkId::new("decode", "numpy"), |b| {
                 b.iter_custom(|iters| numpy_seconds(&py, &file, "decode", iters))
             });

@@ -5,7 +5,7 @@ torch): 64x64 chunks, top-64 by |x| per chunk (argpartition), 2-bit quantisation
 scale and the 4-entry lookup, 12-bit index packing and 4-per-byte code packing; decode scatters the
 dequantised values back. Ties may be broken differently from the Rust codec (argpartition's order).
 
-Usage: python3 numpy_codec.py DATA.f32 ROWS COLS COUNT encode|decode ITERS
+Usage: python3 numpy_codec.py DATA.f32 ROWS COLS COUNT encode|encode-loop|decode ITERS
 Prints the seconds spent in ITERS runs of the whole codec over COUNT tensors of ROWS x COLS.
 """
 import math
@@ -22,6 +22,39 @@ def encode(x, rows, cols):
     chunks = x.reshape(rows // h, h, cols // w, w).transpose(0, 2, 1, 3).reshape(-1, h * w)
     idx = np.argpartition(np.abs(chunks), -K, axis=1)[:, -K:]
     idx.sort(axis=1)
+    val = np.take_along_axis(chunks, idx, axis=1).ravel()
+    n = val.size
+    mu = np.float32(val.mean(dtype=np.float64))
+    c = val - mu
+    std = np.float32(math.sqrt(float(np.dot(c.astype(np.float64), c.astype(np.float64))))) / np.float32(math.sqrt(n - 1))
+    scale = np.float32(RANGE) * std / np.float32(BINS)
+    if scale == 0 or not np.isfinite(scale):
+        scale = np.float32(1.0)
+    q = np.clip(np.rint(c / scale + np.float32(BINS // 2)), 0, BINS - 1).astype(np.uint8)
+    counts = np.bincount(q, minlength=BINS)
+    sums = np.bincount(q, weights=c, minlength=BINS)
+    lookup = np.where(counts > 0, sums / np.maximum(counts, 1), 0).astype(np.float32)
+    i = idx.ravel().astype(np.uint16)
+    i1, i2 = i[0::2], i[1::2]
+    packed = np.empty(i1.size * 3, np.uint8)
+    packed[0::3] = i1 & 0xFF
+    packed[1::3] = ((i1 >> 8) & 0x0F) | ((i2 & 0x0F) << 4)
+    packed[2::3] = (i2 >> 4) & 0xFF
+    qq = q.reshape(-1, 4)
+    codes = qq[:, 0] | (qq[:, 1] << 2) | (qq[:, 2] << 4) | (qq[:, 3] << 6)
+    return packed, codes, mu, scale, lookup
+
+
+def encode_loop(x, rows, cols):
+    """The per-chunk variant (a Python loop calling argpartition on each 4096-value chunk), the
+    shape of the NumPy port measured in shared/reference/upstream-apis.md section 10."""
+    h = w = CH
+    chunks = x.reshape(rows // h, h, cols // w, w).transpose(0, 2, 1, 3).reshape(-1, h * w)
+    idx = np.empty((chunks.shape[0], K), np.int64)
+    for i, ch in enumerate(chunks):
+        top = np.argpartition(np.abs(ch), -K)[-K:]
+        top.sort()
+        idx[i] = top
     val = np.take_along_axis(chunks, idx, axis=1).ravel()
     n = val.size
     mu = np.float32(val.mean(dtype=np.float64))
@@ -69,6 +102,9 @@ def main():
         if mode == "encode":
             for t in tensors:
                 encode(t, rows, cols)
+        elif mode == "encode-loop":
+            for t in tensors:
+                encode_loop(t, rows, cols)
         else:
             for e in encoded:
                 decode(e, rows, cols)

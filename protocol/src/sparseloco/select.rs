@@ -36,7 +36,7 @@ impl Selector {
     /// Allocates the scratch space (about 4 KiB).
     pub fn new() -> Self {
         Self {
-            hist: vec![0; BUCKETS],
+            hist: vec![0; 2 * BUCKETS],
             boundary: Vec::with_capacity(4096),
         }
     }
@@ -54,18 +54,30 @@ impl Selector {
             return raw.iter().fold(0, |m, &r| m.max(r & ABS_MASK));
         }
         self.hist.fill(0);
-        let mut max = 0u32;
-        for &r in raw {
-            let key = r & ABS_MASK;
-            self.hist[(key >> SHIFT) as usize] += 1;
-            max = max.max(key);
+        // Two interleaved histograms halve the store-to-load dependency chains when neighbouring
+        // values fall into the same bucket.
+        let (ha, hb) = self.hist.split_at_mut(BUCKETS);
+        let (mut max_a, mut max_b) = (0u32, 0u32);
+        let mut pairs = raw.chunks_exact(2);
+        for p in &mut pairs {
+            let (ka, kb) = (p[0] & ABS_MASK, p[1] & ABS_MASK);
+            ha[(ka >> SHIFT) as usize] += 1;
+            hb[(kb >> SHIFT) as usize] += 1;
+            max_a = max_a.max(ka);
+            max_b = max_b.max(kb);
         }
+        for &r in pairs.remainder() {
+            let key = r & ABS_MASK;
+            ha[(key >> SHIFT) as usize] += 1;
+            max_a = max_a.max(key);
+        }
+        let max = max_a.max(max_b);
         // Walk down from the top bucket until it holds the k-th largest key. It cannot underflow:
         // the buckets hold n > k entries in total.
         let mut b = (max >> SHIFT) as usize;
         let mut above = 0usize;
         loop {
-            let c = usize::from(self.hist[b]);
+            let c = usize::from(self.hist[b]) + usize::from(self.hist[BUCKETS + b]);
             if above + c >= k {
                 break;
             }
