@@ -373,7 +373,7 @@ fn poisoned_updates_score_below_the_pass_threshold() {
         assert_eq!(e.score.weight(), 0.0);
     }
     // On the untrained round-0 model a ×−10 step along an honest direction still lowers the
-    // loss (see specs/L2T-08-training.md#calibration); the norm bound rejects it there.
+    // loss (see specs/L2T-10-training.md#calibration); the norm bound rejects it there.
     let v = validator_at(f, 0);
     let before = v.before_pass(eval_seed(0)).expect("before");
     let honest = &f.rounds[0].blobs[0];

@@ -1,6 +1,6 @@
 //! Merging a round's passing updates into the next checkpoint.
 //!
-//! Spec: specs/L2T-08-training.md#aggregation
+//! Spec: specs/L2T-10-training.md#aggregation
 
 use std::collections::BTreeMap;
 

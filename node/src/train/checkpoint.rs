@@ -1,6 +1,6 @@
 //! Checkpoints: the model's weights as canonical safetensors bytes, named by their BLAKE3 hash.
 //!
-//! Spec: specs/L2T-08-training.md#checkpoints
+//! Spec: specs/L2T-10-training.md#checkpoints
 //!
 //! A checkpoint is a directory with `model.safetensors` (f32 tensors named as in
 //! [`ModelSpec::manifest`], the spec as JSON under the metadata key [`SPEC_METADATA_KEY`]) and a

@@ -1,7 +1,7 @@
 //! SparseLoCo glue: per-tensor error feedback on the peer, wire blobs, checked decoding on the
 //! validator, sparse aggregation into the next checkpoint.
 //!
-//! Spec: specs/L2T-08-training.md#updates (codec: specs/L2T-06-sparseloco.md)
+//! Spec: specs/L2T-10-training.md#updates (codec: specs/L2T-06-sparseloco.md)
 //!
 //! The codec itself (chunking, top-k, packing, error feedback, aggregation) is
 //! `l402_protocol::sparseloco`; the blob format is `l402_protocol::wire::PseudoGradient`.

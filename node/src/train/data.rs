@@ -1,6 +1,6 @@
 //! Training data: a synthetic language generated from the run's seed. Nothing is downloaded.
 //!
-//! Spec: specs/L2T-08-training.md#data
+//! Spec: specs/L2T-10-training.md#data
 //!
 //! The language has [`TOPICS`] topics. Each topic has its own small set of consonants and
 //! therefore its own words (nouns, verbs, adjectives), while the grammar, punctuation and

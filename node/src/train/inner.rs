@@ -1,7 +1,7 @@
 //! A peer's inner loop: H AdamW steps on its shard from the round's checkpoint, then the
 //! pseudo-gradient Δ = θ_before − θ_after.
 //!
-//! Spec: specs/L2T-08-training.md#inner-loop
+//! Spec: specs/L2T-10-training.md#inner-loop
 //!
 //! The AdamW moments persist across rounds (as in DiLoCo); the weights restart from each new
 //! checkpoint.

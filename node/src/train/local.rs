@@ -2,7 +2,7 @@
 //! a validator scores, passing updates are aggregated into the next checkpoint — with real
 //! candle compute and no networking or payments (those join in the end-to-end round).
 //!
-//! Spec: specs/L2T-08-training.md
+//! Spec: specs/L2T-10-training.md
 
 use std::path::PathBuf;
 

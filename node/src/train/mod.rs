@@ -1,6 +1,6 @@
 //! Training and validation with candle: the compute the network pays for.
 //!
-//! Spec: specs/L2T-08-training.md
+//! Spec: specs/L2T-10-training.md
 //!
 //! - [`model`]: a byte-level GPT whose forward pass reads named weights (seeded init in
 //!   [`checkpoint`]).

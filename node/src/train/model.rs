@@ -1,6 +1,6 @@
 //! The byte-level GPT: a stateless forward pass over a map of named weights.
 //!
-//! Spec: specs/L2T-08-training.md#model
+//! Spec: specs/L2T-10-training.md#model
 //!
 //! The model holds no parameters. [`Gpt::forward`] reads them from a [`Weights`] map, so the
 //! same code runs on trainable `Var`s (inner loop), on a checkpoint (validation "before") and on

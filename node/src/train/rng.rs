@@ -1,6 +1,6 @@
 //! The seeded random stream behind weight initialisation and the synthetic corpus.
 //!
-//! Spec: specs/L2T-08-training.md#seeds
+//! Spec: specs/L2T-10-training.md#seeds
 //!
 //! candle's CPU RNG cannot be seeded (`Device::Cpu.set_seed` bails), so every random number we
 //! use comes from ChaCha20 keyed by a 32-byte seed. The float conversions and the normal

@@ -1,6 +1,6 @@
 //! Dense pseudo-gradients: one f32 vector per parameter tensor.
 //!
-//! Spec: specs/L2T-08-training.md#updates
+//! Spec: specs/L2T-10-training.md#updates
 
 use std::collections::BTreeMap;
 

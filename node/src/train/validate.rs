@@ -1,7 +1,7 @@
 //! Validation: a pure function of (checkpoint, pseudo-gradient, eval seed) — plus the
 //! submitter's key and round, which fix its assigned shard.
 //!
-//! Spec: specs/L2T-08-training.md#validation
+//! Spec: specs/L2T-10-training.md#validation
 //!
 //! For a submission Δ̂ a validator measures the loss of θ and of θ − α·Δ̂ on
 //! - the round's held-out batch (from the eval seed; never a training shard),

@@ -1,6 +1,6 @@
 //! Robust aggregation of dense pseudo-gradients (one tensor at a time).
 //!
-//! Spec: specs/L2T-08-training.md#aggregation
+//! Spec: specs/L2T-10-training.md#aggregation
 //!
 //! Sparse SparseLoCo updates are merged by `crate::sparseloco::aggregate` (median-norm clipping,
 //! then a per-coordinate mean over the peers that selected each coordinate). This module does

@@ -2,7 +2,7 @@
 //! hyperparameters, the seeds that assign data, the scoring of a submission and the robust
 //! aggregation of dense updates.
 //!
-//! Spec: specs/L2T-08-training.md
+//! Spec: specs/L2T-10-training.md
 //!
 //! This module is pure: it never touches tensors of a particular framework. `node` runs candle
 //! and feeds the numbers it measured into [`scoring::score`]; `sim` can feed simulated numbers

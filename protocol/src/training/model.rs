@@ -1,6 +1,6 @@
 //! The model specification (architecture and sizes) and the training hyperparameters of a run.
 //!
-//! Spec: specs/L2T-08-training.md#model
+//! Spec: specs/L2T-10-training.md#model
 //!
 //! A [`ModelSpec`] is enough to know every parameter tensor's name and shape
 //! ([`ModelSpec::manifest`]) without building the model, so a validator can reject a wrong-shape

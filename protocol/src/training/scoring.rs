@@ -1,6 +1,6 @@
 //! Gauntlet-style scoring: from the losses a validator measured to a score and a verdict.
 //!
-//! Spec: specs/L2T-08-training.md#scoring
+//! Spec: specs/L2T-10-training.md#scoring
 //!
 //! A validator applies a submission's decoded pseudo-gradient Δ̂ to the round's checkpoint θ
 //! (θ' = θ − α·Δ̂) and measures the mean next-byte cross-entropy of θ and θ' on three batches:
@@ -65,7 +65,7 @@ pub struct ScoringPolicy {
 impl Default for ScoringPolicy {
     /// Thresholds calibrated on the tiny byte-level GPT and synthetic corpus of `node::train`
     /// with SparseLoCo-compressed updates; the measurements behind them are in
-    /// specs/L2T-08-training.md#calibration. A run with another model or data publishes its own.
+    /// specs/L2T-10-training.md#calibration. A run with another model or data publishes its own.
     fn default() -> Self {
         Self {
             pass_threshold: 5e-3,

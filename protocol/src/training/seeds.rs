@@ -1,6 +1,6 @@
 //! Seeds that assign data: who trains on what, and what a validator evaluates on.
 //!
-//! Spec: specs/L2T-08-training.md#seeds
+//! Spec: specs/L2T-10-training.md#seeds
 //!
 //! Every seed is a BLAKE3 derived key (`blake3::derive_key` with a per-purpose context string)
 //! over fixed-width inputs, so anyone can recompute a peer's shard from (run, peer key, round)
@@ -107,7 +107,7 @@ mod tests {
         let mut h = blake3::Hasher::new_derive_key("l402 training v1 shard");
         h.update(&[0u8; 72]);
         assert_eq!(s, *h.finalize().as_bytes());
-        // The same values are listed in specs/L2T-08-training.md#seeds.
+        // The same values are listed in specs/L2T-10-training.md#seeds.
         assert_eq!(
             hex::encode(s),
             "3a3416414eb1b2f154cb75c5b3b3838a7d5ee47c909979b7376727816f0962a8"
