@@ -12,6 +12,7 @@
 //! - [`l402`]: macaroons, L402 challenges and credentials.
 //! - [`events`]: the Nostr kind set, content schemas, builders and validating parsers.
 //! - [`round`]: coordinator, peer and validator state machines for a training round.
+//! - [`training`]: model spec, data-assignment seeds, Gauntlet-style scoring, dense aggregation.
 //!
 //! Spec: specs/README.md
 #![forbid(unsafe_code)]
@@ -23,4 +24,5 @@ pub mod l402;
 pub mod quorum;
 pub mod round;
 pub mod sparseloco;
+pub mod training;
 pub mod wire;
