@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 
 /// Command-line interface of `l402-node`.
 #[derive(Debug, Parser)]
-#[command(name = "l402-node", version, about = "A node of the l402 network: train, validate, pay and get paid in bitcoin.")]
+#[command(
+    name = "l402-node",
+    version,
+    about = "A node of the l402 network: train, validate, pay and get paid in bitcoin."
+)]
 pub struct Cli {
     /// The subcommand to run.
     #[command(subcommand)]

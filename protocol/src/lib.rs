@@ -11,6 +11,7 @@
 //! - [`quorum`]: validator selection, attestations, tallies, equivocation evidence.
 //! - [`l402`]: macaroons, L402 challenges and credentials.
 //! - [`events`]: the Nostr kind set, content schemas, builders and validating parsers.
+//! - [`hold`]: the persisted payee-side lifecycle of a hold invoice.
 //! - [`round`]: coordinator, peer and validator state machines for a training round.
 //!
 //! Spec: specs/README.md
@@ -18,6 +19,7 @@
 
 pub mod escrow;
 pub mod events;
+pub mod hold;
 pub mod l402;
 pub mod quorum;
 pub mod round;
