@@ -402,7 +402,7 @@ mod tests {
     #[test]
     fn failed_is_final() {
         let (mut r, p) = record();
-        r.on_claimable(10_000, Some(150)).expect("claimable");
+        assert_eq!(r.on_claimable(10_000, Some(150)), Ok(Transition::Changed));
         assert_eq!(r.fail(FailReason::FailedBack), Ok(Transition::Changed));
         assert_eq!(r.fail(FailReason::FailedBack), Ok(Transition::Unchanged));
         assert_eq!(
@@ -429,7 +429,7 @@ mod tests {
     #[test]
     fn expiry_at_deadline() {
         let (mut r, _) = record();
-        r.on_claimable(10_000, Some(150)).expect("claimable");
+        assert_eq!(r.on_claimable(10_000, Some(150)), Ok(Transition::Changed));
         assert_eq!(r.expire(149), Transition::Unchanged);
         assert_eq!(r.expire(150), Transition::Changed);
         assert_eq!(
@@ -441,7 +441,7 @@ mod tests {
     #[test]
     fn encoding_round_trips_and_is_versioned() {
         let (mut r, _) = record();
-        r.on_claimable(12_000, Some(150)).expect("claimable");
+        assert_eq!(r.on_claimable(12_000, Some(150)), Ok(Transition::Changed));
         let bytes = r.encode();
         assert_eq!(HoldRecord::decode(&bytes), Ok(r.clone()));
         let text = String::from_utf8(bytes).expect("utf8");
@@ -466,7 +466,10 @@ mod tests {
         // specs/L2T-07-lightning.md shows this record.
         let p = Preimage([0x42; 32]);
         let mut r = HoldRecord::new(p.payment_hash(), Some(5_000_000), 1_700_000_000, 3600);
-        r.on_claimable(5_000_000, Some(264)).expect("claimable");
+        assert_eq!(
+            r.on_claimable(5_000_000, Some(264)),
+            Ok(Transition::Changed)
+        );
         let text = String::from_utf8(r.encode()).expect("utf8");
         let spec = include_str!("../../specs/vectors/hold/claimable.json");
         assert_eq!(text.trim(), spec.trim());

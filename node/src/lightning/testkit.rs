@@ -114,7 +114,20 @@ pub struct Testkit {
     /// The regtest chain (Esplora on 127.0.0.1).
     pub chain: Testnet,
     nodes: Vec<Option<LightningNode>>,
-    dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Testkit {
+    fn drop(&mut self) {
+        // Dropped without `shutdown` (a failing test): the nodes may still be writing, so keep
+        // their files instead of deleting them under a running SQLite store.
+        if self.nodes.iter().any(Option::is_some) {
+            if let Some(dir) = self.dir.take() {
+                let path = dir.keep();
+                tracing::warn!(path = %path.display(), "test kit dropped without shutdown; keeping its data dir");
+            }
+        }
+    }
 }
 
 impl Testkit {
@@ -125,7 +138,7 @@ impl Testkit {
         let mut kit = Testkit {
             chain,
             nodes: Vec::new(),
-            dir,
+            dir: Some(dir),
         };
         for i in 0..config.nodes {
             let cfg = kit.node_config(i, config.seed)?;
@@ -140,8 +153,13 @@ impl Testkit {
     /// The config node `i` gets: its own data dir, a free port, an alias `node-i`.
     fn node_config(&self, i: usize, seed: u64) -> Result<LightningConfig, TestkitError> {
         let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
+        let base = self
+            .dir
+            .as_ref()
+            .map(|d| d.path().to_path_buf())
+            .unwrap_or_else(std::env::temp_dir);
         let mut cfg = LightningConfig::regtest(
-            self.dir.path().join(format!("node-{i}")),
+            base.join(format!("node-{i}")),
             self.chain.url(),
             listen,
             node_seed(seed, i),
