@@ -4,6 +4,11 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod bounties;
+pub mod relay;
+pub mod runs;
+pub mod validators;
+
 /// Command-line interface of `l402-node`.
 #[derive(Debug, Parser)]
 #[command(
@@ -22,6 +27,14 @@ pub struct Cli {
 pub enum Command {
     /// Print the build's version and exit.
     Version,
+    /// Run the embedded Nostr relay on its own (standalone relay server).
+    Relay(relay::RelayArgs),
+    /// List the runs announced on the relays, by coordinator.
+    Runs(crate::discovery::listing::ListArgs),
+    /// List the validators announced on the relays, with their bound iroh and Lightning keys.
+    Validators(crate::discovery::listing::ListArgs),
+    /// List the bounties announced on the relays.
+    Bounties(crate::discovery::listing::ListArgs),
 }
 
 /// Runs a parsed command line.
@@ -31,5 +44,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("l402-node {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Relay(args) => relay::run(args),
+        Command::Runs(args) => runs::run(args),
+        Command::Validators(args) => validators::run(args),
+        Command::Bounties(args) => bounties::run(args),
     }
 }

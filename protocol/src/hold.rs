@@ -24,75 +24,9 @@ pub const HOLD_RECORD_VERSION: u16 = 1;
 /// Largest encoded record accepted by [`HoldRecord::decode`] (checked before parsing).
 pub const MAX_HOLD_RECORD_BYTES: usize = 4096;
 
-macro_rules! hex32 {
-    ($(#[$m:meta])* $name:ident) => {
-        $(#[$m])*
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(pub [u8; 32]);
-
-        impl $name {
-            /// Lower-case hex.
-            pub fn to_hex(&self) -> String {
-                hex::encode(self.0)
-            }
-
-            /// Parses 64 hex characters.
-            pub fn from_hex(s: &str) -> Result<Self, HoldError> {
-                let mut out = [0u8; 32];
-                hex::decode_to_slice(s, &mut out).map_err(|_| HoldError::BadHex)?;
-                Ok(Self(out))
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.to_hex())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                Self::from_hex(&s).map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-
-hex32!(
-    /// SHA-256 payment hash of a hold invoice, `H = sha256(P)`.
-    PaymentHash
-);
-hex32!(
-    /// A payment preimage `P`. Its `Debug` output is redacted.
-    Preimage
-);
-
-impl std::fmt::Debug for PaymentHash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PaymentHash({})", self.to_hex())
-    }
-}
-
-impl std::fmt::Display for PaymentHash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl std::fmt::Debug for Preimage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Preimage(<redacted>)")
-    }
-}
-
-impl Preimage {
-    /// `sha256(P)`.
-    pub fn payment_hash(&self) -> PaymentHash {
-        use sha2::Digest;
-        PaymentHash(sha2::Sha256::digest(self.0).into())
-    }
-}
+/// The payment hash (`H = sha256(P)`) and preimage types shared with the escrow.
+pub use crate::escrow::vss::Preimage;
+pub use crate::events::ids::PaymentHash;
 
 /// Why a hold invoice ended failed (the payer is refunded in every case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,9 +135,6 @@ pub enum HoldError {
         /// The current height.
         height: u32,
     },
-    /// Hex that is not 64 hex characters.
-    #[error("expected 64 hex characters")]
-    BadHex,
     /// The encoded record exceeds [`MAX_HOLD_RECORD_BYTES`].
     #[error("hold record of {0} bytes exceeds the {MAX_HOLD_RECORD_BYTES}-byte limit")]
     TooLarge(usize),

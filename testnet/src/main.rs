@@ -7,6 +7,9 @@
 //!      -d '{"address":"bcrt1q...","amount_sat":1000000,"confirm":true}'
 //! curl -s -X POST localhost:3002/mine -H 'content-type: application/json' -d '{"blocks":6}'
 //! ```
+//!
+//! With `--relay 127.0.0.1:4869` it also runs the l402 Nostr relay (`l402_relay_kit`, the same
+//! relay `l402-node relay` runs) and prints `relay ws://…`.
 
 use std::time::Duration;
 
@@ -39,6 +42,13 @@ struct Args {
     /// Skip libbitcoinconsensus script verification.
     #[arg(long, env = "L402_TESTNET_NO_SCRIPT_CHECKS")]
     no_script_checks: bool,
+    // --- Nostr relay (relay-kit, issue 5) ---
+    /// Also run the l402 Nostr relay on this address (port 0 picks a free port).
+    #[arg(long, env = "L402_TESTNET_RELAY")]
+    relay: Option<std::net::SocketAddr>,
+    /// Directory of the relay's LMDB store (memory if absent).
+    #[arg(long, env = "L402_TESTNET_RELAY_DATA_DIR", requires = "relay")]
+    relay_data_dir: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -61,6 +71,20 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     println!("esplora {}", testnet.url());
     println!("faucet {}", testnet.faucet_address());
+    // --- Nostr relay (relay-kit, issue 5): lives until the end of main ---
+    let _relay = match args.relay {
+        Some(listen) => {
+            let relay = l402_relay_kit::spawn_relay(l402_relay_kit::RelayConfig {
+                listen,
+                data_dir: args.relay_data_dir.clone(),
+                ..l402_relay_kit::RelayConfig::default()
+            })
+            .await?;
+            println!("relay {}", relay.url());
+            Some(relay)
+        }
+        None => None,
+    };
     if args.block_interval_secs > 0 {
         let mut tick = tokio::time::interval(Duration::from_secs(args.block_interval_secs));
         tick.tick().await;

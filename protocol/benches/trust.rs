@@ -1,0 +1,196 @@
+//! Cost of the trust core: event ingest, escrow dealing and checks, L402 verification. Each group
+//! carries its baseline, measured in the same process:
+//!
+//! - `ingest`: the full `validate_event` pipeline vs the bare NIP-01 id + Schnorr check it
+//!   contains, and the rejection of an oversized event (caps run before the signature check);
+//! - `escrow`: dealing a tranche (n = 5 and 16) vs one NIP-44 encryption and one Schnorr
+//!   signature; a validator's share check; reconstruction; a third party checking a complaint;
+//! - `l402`: verifying an `Authorization` header vs one SHA-256 of the preimage.
+//!
+//! Run: `cargo bench -p l402-protocol --bench trust`.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use l402_protocol::escrow::{
+    deal, deal_with, BadShareComplaint, Corruption, DealingParams, TrancheSpec,
+};
+use l402_protocol::events::{sign_event, validate_event, BlobHash, RunId, Score, SubmissionId};
+use l402_protocol::l402;
+use l402_protocol::quorum::{AttestationBody, Phase, Verdict};
+use nostr::nips::nip44;
+use nostr::{EventBuilder, Keys, Kind, SecretKey, Timestamp};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use std::time::Duration;
+
+fn key(tag: u8, i: u8) -> Keys {
+    let mut b = [tag; 32];
+    b[31] = i;
+    Keys::new(SecretKey::from_slice(&b).expect("valid key"))
+}
+
+fn attestation_event() -> nostr::Event {
+    let v = key(1, 1);
+    let body = AttestationBody {
+        run_id: RunId::new("bench").expect("run id"),
+        round: 1,
+        phase: Phase::Initial,
+        submission: SubmissionId([1; 32]),
+        checkpoint: BlobHash([2; 32]),
+        gradient: BlobHash([3; 32]),
+        eval_seed: l402_protocol::events::Seed32([4; 32]),
+        score: Score(1000),
+        verdict: Verdict::Accept,
+        validator: v.public_key(),
+    };
+    let content = l402_protocol::events::AttestationEvent {
+        attestation: body.sign(&v, &[0; 32]).expect("sign"),
+        peer: key(2, 1).public_key(),
+        shares: vec![],
+        fee_invoice: None,
+    };
+    sign_event(
+        &content,
+        &v,
+        Timestamp::from_secs(1_000),
+        &mut ChaCha20Rng::from_seed([0; 32]),
+    )
+    .expect("sign event")
+}
+
+fn ingest(c: &mut Criterion) {
+    let ev = attestation_event();
+    let now = Timestamp::from_secs(1_000);
+    let big = EventBuilder::new(Kind::from_u16(4025), "x".repeat(70_000))
+        .custom_created_at(now)
+        .build(ev.pubkey);
+    let big = big
+        .sign_with_ctx(
+            nostr::SECP256K1,
+            &mut ChaCha20Rng::from_seed([1; 32]),
+            &key(1, 1),
+        )
+        .expect("sign");
+    let mut g = c.benchmark_group("ingest");
+    g.bench_function("baseline_nip01_verify", |b| {
+        b.iter(|| black_box(&ev).verify())
+    });
+    g.bench_function("validate_event_attestation", |b| {
+        b.iter(|| validate_event(black_box(&ev), now).expect("valid"))
+    });
+    g.bench_function("reject_oversized", |b| {
+        b.iter(|| validate_event(black_box(&big), now).expect_err("too large"))
+    });
+    g.finish();
+}
+
+fn escrow(c: &mut Criterion) {
+    let dealer = key(3, 1);
+    let run = RunId::new("bench").expect("run id");
+    let vs16: Vec<Keys> = (1..=16).map(|i| key(4, i)).collect();
+    let pks16: Vec<_> = vs16.iter().map(|k| k.public_key()).collect();
+    let params = |validators, k| DealingParams {
+        run_id: &run,
+        round: 1,
+        submission: SubmissionId([5; 32]),
+        peer: key(6, 1).public_key(),
+        tranche: 0,
+        spec: TrancheSpec {
+            amount_msat: 1000,
+            threshold: Score(1),
+            holdback: false,
+        },
+        claim_deadline: 2_000,
+        validators,
+        k,
+    };
+    let p5 = params(&pks16[..5], 3);
+    let p16 = params(&pks16[..], 11);
+    let mut g = c.benchmark_group("escrow");
+    g.bench_function("baseline_nip44_encrypt", |b| {
+        let mut rng = ChaCha20Rng::from_seed([2; 32]);
+        b.iter(|| {
+            nip44::encrypt_with_rng(
+                &mut rng,
+                dealer.secret_key(),
+                &pks16[0],
+                [7u8; 32],
+                nip44::Version::V2,
+            )
+            .expect("encrypt")
+        })
+    });
+    g.bench_function("baseline_schnorr_sign", |b| {
+        let msg = nostr::secp256k1::Message::from_digest([9; 32]);
+        let kp = nostr::secp256k1::Keypair::from_secret_key(nostr::SECP256K1, dealer.secret_key());
+        b.iter(|| nostr::SECP256K1.sign_schnorr_with_aux_rand(black_box(&msg), &kp, &[0; 32]))
+    });
+    g.bench_function("deal_n5_k3", |b| {
+        b.iter(|| deal(&dealer, &p5, &[1; 32]).expect("deal"))
+    });
+    g.bench_function("deal_n16_k11", |b| {
+        b.iter(|| deal(&dealer, &p16, &[1; 32]).expect("deal"))
+    });
+    let (d5, _) = deal(&dealer, &p5, &[1; 32]).expect("deal");
+    g.bench_function("open_and_check_share_k3", |b| {
+        b.iter(|| d5.open_share(black_box(&vs16[0])).expect("share"))
+    });
+    let shares: Vec<_> = vs16[..3]
+        .iter()
+        .map(|v| d5.open_share(v).expect("share"))
+        .collect();
+    g.bench_function("reconstruct_k3", |b| {
+        b.iter(|| d5.reconstruct(black_box(&shares)).expect("preimage"))
+    });
+    let (bad, _) = deal_with(&dealer, &p5, &[1; 32], Corruption::WrongShare(0)).expect("deal");
+    let complaint = BadShareComplaint::new(&bad, &vs16[0], &[3; 32]).expect("complaint");
+    g.bench_function("third_party_checks_complaint", |b| {
+        b.iter(|| black_box(&complaint).verify().expect("proven"))
+    });
+    g.finish();
+}
+
+fn l402_bench(c: &mut Criterion) {
+    let secret = [1u8; 32];
+    let run = RunId::new("bench").expect("run id");
+    let preimage = l402_protocol::escrow::Preimage([2; 32]);
+    let buyer = key(7, 1).public_key();
+    let mac = l402::mint(
+        &secret,
+        &l402::MintParams {
+            service: "submit",
+            run: Some(&run),
+            valid_until: Some(10_000),
+            max_uses: Some(5),
+            pubkey: Some(buyer),
+            payment_hash: preimage.payment_hash(),
+            token_id: [3; 32],
+            location: None,
+        },
+    );
+    let header = l402::authorization_header(&mac, &preimage);
+    let ctx = l402::VerifyContext {
+        service: "submit",
+        run: Some(&run),
+        now: 1,
+        uses_so_far: 0,
+        presenter: Some(&buyer),
+    };
+    let mut g = c.benchmark_group("l402");
+    g.bench_function("baseline_sha256_preimage", |b| {
+        b.iter(|| black_box(&preimage).payment_hash())
+    });
+    g.bench_function("verify_authorization", |b| {
+        b.iter(|| l402::verify_authorization(&secret, black_box(&header), &ctx).expect("valid"))
+    });
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20)
+}
+
+criterion_group!(name = benches; config = config(); targets = ingest, escrow, l402_bench);
+criterion_main!(benches);

@@ -1,0 +1,495 @@
+//! The signed dealing of one tranche's preimage to the round's validators.
+//!
+//! Spec: specs/L2T-05-escrow.md#dealing
+
+use k256::ProjectivePoint;
+use nostr::nips::nip44;
+use nostr::{Keys, PublicKey, SecretKey};
+use rand::{CryptoRng, RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+use super::tranche::TrancheSpec;
+use super::vss::{self, Preimage, Share};
+use crate::events::canonical::{CanonError, MapReader, MapWriter};
+use crate::events::ids::{PaymentHash, RunId, Score, SubmissionId, UnixTime};
+use crate::events::sig::{self, DOMAIN_DEALING};
+
+/// Most validators in a round committee.
+pub const MAX_VALIDATORS: usize = 64;
+/// Cap on one NIP-44 share ciphertext (base64). A 32-byte share encrypts to 132 characters.
+pub const MAX_SHARE_CIPHERTEXT_LEN: usize = 256;
+/// Cap on an encoded [`SignedDealing`].
+pub const MAX_DEALING_BYTES: usize = 32 * 1024;
+
+/// What the dealer commits to for one tranche of one submission.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DealingBody {
+    /// Run.
+    pub run_id: RunId,
+    /// Round.
+    pub round: u64,
+    /// Submission the reward is for.
+    pub submission: SubmissionId,
+    /// Worker that will hold the invoice and receive the shares.
+    pub peer: PublicKey,
+    /// Tranche index in the round's schedule.
+    pub tranche: u32,
+    /// Amount, threshold, holdback flag.
+    pub spec: TrancheSpec,
+    /// The worker must claim or fail back before this time.
+    pub claim_deadline: UnixTime,
+    /// `H = sha256(P)`.
+    pub payment_hash: PaymentHash,
+    /// Threshold `k`.
+    pub k: u32,
+    /// The committee, in share-index order (validator `i` holds share index `i + 1`).
+    pub validators: Vec<PublicKey>,
+    /// Feldman commitments `C₀ … C_{k−1}`, 33-byte compressed.
+    pub commitments: Vec<[u8; 33]>,
+    /// Ephemeral x-only key `E` the shares are NIP-44-encrypted from (fresh per dealing, so that
+    /// a complaint exposes only this dealing's share).
+    pub ephemeral: PublicKey,
+    /// NIP-44 v2 ciphertexts (base64), one per validator, from `E` to the validator.
+    pub shares: Vec<String>,
+    /// The dealer (payer) that signs it.
+    pub dealer: PublicKey,
+}
+
+/// Error decoding or checking a dealing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DealingError {
+    /// Not canonical CBOR of the right shape.
+    #[error("dealing encoding: {0}")]
+    Encoding(#[from] CanonError),
+    /// A structural rule is broken (named).
+    #[error("dealing is malformed: {0}")]
+    Malformed(&'static str),
+    /// The dealer's signature does not verify.
+    #[error("dealing signature does not verify")]
+    BadSignature,
+    /// NIP-44 encryption failed (only for invalid keys).
+    #[error("share encryption failed")]
+    Encrypt,
+}
+
+impl DealingBody {
+    /// Canonical bytes (the signed message).
+    pub fn encode(&self) -> Vec<u8> {
+        MapWriter::new(1)
+            .text(1, self.run_id.as_str())
+            .u64(2, self.round)
+            .bytes(3, &self.submission.0)
+            .bytes(4, self.peer.as_bytes())
+            .u64(5, u64::from(self.tranche))
+            .u64(6, self.spec.amount_msat)
+            .i64(7, self.spec.threshold.0)
+            .bool(8, self.spec.holdback)
+            .u64(9, self.claim_deadline)
+            .bytes(10, &self.payment_hash.0)
+            .u64(11, u64::from(self.k))
+            .bytes_array(12, self.validators.iter().map(|v| v.as_bytes().as_slice()))
+            .bytes_array(13, self.commitments.iter().map(|c| c.as_slice()))
+            .bytes(14, self.ephemeral.as_bytes())
+            .text_array(15, self.shares.iter().map(String::as_str))
+            .bytes(16, self.dealer.as_bytes())
+            .finish()
+    }
+
+    /// Decode and check the structure: `1 ≤ k ≤ n ≤ MAX_VALIDATORS`, distinct validators,
+    /// `k` valid commitment points, `n` share ciphertexts within the size cap, non-zero amount.
+    pub fn decode(b: &[u8]) -> Result<Self, DealingError> {
+        let r = MapReader::decode(
+            b,
+            MAX_DEALING_BYTES,
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
+            &[1],
+        )?;
+        let pk = |bytes: &[u8], what| {
+            PublicKey::from_slice(bytes).map_err(|_| DealingError::Malformed(what))
+        };
+        let validators = r
+            .bytes_array(12, MAX_VALIDATORS)?
+            .into_iter()
+            .map(|b| pk(b, "validator key"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let commitments = r
+            .bytes_array(13, MAX_VALIDATORS)?
+            .into_iter()
+            .map(|b| <[u8; 33]>::try_from(b).map_err(|_| DealingError::Malformed("commitment")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let shares: Vec<String> = r
+            .text_array(15, MAX_VALIDATORS)?
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let body = Self {
+            run_id: RunId::new(r.text(1)?).map_err(|_| DealingError::Malformed("run_id"))?,
+            round: r.u64(2)?,
+            submission: SubmissionId(r.array_n(3)?),
+            peer: pk(r.bytes(4)?, "peer key")?,
+            tranche: u32::try_from(r.u64(5)?).map_err(|_| DealingError::Malformed("tranche"))?,
+            spec: TrancheSpec {
+                amount_msat: r.u64(6)?,
+                threshold: Score(r.i64(7)?),
+                holdback: r.bool(8)?,
+            },
+            claim_deadline: r.u64(9)?,
+            payment_hash: PaymentHash(r.array_n(10)?),
+            k: u32::try_from(r.u64(11)?).map_err(|_| DealingError::Malformed("k"))?,
+            validators,
+            commitments,
+            ephemeral: pk(r.bytes(14)?, "ephemeral key")?,
+            shares,
+            dealer: pk(r.bytes(16)?, "dealer key")?,
+        };
+        body.check_structure()?;
+        Ok(body)
+    }
+
+    fn check_structure(&self) -> Result<(), DealingError> {
+        let n = self.validators.len();
+        let k = self.k as usize;
+        if k == 0 || k > n || n > MAX_VALIDATORS {
+            return Err(DealingError::Malformed("k and n"));
+        }
+        let mut sorted: Vec<_> = self.validators.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != n {
+            return Err(DealingError::Malformed("duplicate validator"));
+        }
+        if self.commitments.len() != k {
+            return Err(DealingError::Malformed("commitment count"));
+        }
+        if self
+            .commitments
+            .iter()
+            .any(|c| vss::point_from_bytes(c).is_none())
+        {
+            return Err(DealingError::Malformed("commitment point"));
+        }
+        if self.shares.len() != n {
+            return Err(DealingError::Malformed("share count"));
+        }
+        if self
+            .shares
+            .iter()
+            .any(|s| s.is_empty() || s.len() > MAX_SHARE_CIPHERTEXT_LEN)
+        {
+            return Err(DealingError::Malformed("share ciphertext size"));
+        }
+        if self.spec.amount_msat == 0 {
+            return Err(DealingError::Malformed("amount"));
+        }
+        if vss::lift_x(self.ephemeral.as_bytes()).is_none() {
+            return Err(DealingError::Malformed("ephemeral key"));
+        }
+        Ok(())
+    }
+
+    /// The commitments as points (validated at decode/deal time).
+    pub fn commitment_points(&self) -> Vec<ProjectivePoint> {
+        self.commitments
+            .iter()
+            .filter_map(|c| vss::point_from_bytes(c))
+            .collect()
+    }
+
+    /// Share index (1-based) of `validator`, if it is in the committee.
+    pub fn share_index(&self, validator: &PublicKey) -> Option<u32> {
+        self.validators
+            .iter()
+            .position(|v| v == validator)
+            .map(|i| i as u32 + 1)
+    }
+}
+
+/// A dealing with the dealer's BIP-340 signature. Only exists verified (or freshly signed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedDealing {
+    body: DealingBody,
+    body_bytes: Vec<u8>,
+    sig: [u8; 64],
+}
+
+impl SignedDealing {
+    /// The dealt tranche.
+    pub fn body(&self) -> &DealingBody {
+        &self.body
+    }
+
+    /// Canonical encoding `{0: 1, 1: body bytes, 2: signature}`.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_signed(&self.body_bytes, &self.sig)
+    }
+
+    /// Decode: cap → canonical outer map → body structure → signature by the body's dealer.
+    pub fn decode(b: &[u8]) -> Result<Self, DealingError> {
+        let (body_bytes, sig) = decode_signed(b)?;
+        let body = DealingBody::decode(&body_bytes)?;
+        if !sig::verify(&body.dealer, DOMAIN_DEALING, &body_bytes, &sig) {
+            return Err(DealingError::BadSignature);
+        }
+        Ok(Self {
+            body,
+            body_bytes,
+            sig,
+        })
+    }
+
+    /// Base64 of [`SignedDealing::encode`].
+    pub fn to_base64(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(self.encode())
+    }
+
+    /// Inverse of [`SignedDealing::to_base64`], with the size cap checked before decoding.
+    pub fn from_base64(s: &str) -> Result<Self, DealingError> {
+        Self::decode(&b64_capped(s, MAX_DEALING_BYTES)?)
+    }
+
+    /// A validator decrypts and checks its own share.
+    ///
+    /// Errors other than [`ShareError::NotAValidator`] are the dealer's fault: the validator
+    /// should publish [`super::evidence::BadShareComplaint::new`].
+    pub fn open_share(&self, validator: &Keys) -> Result<Share, ShareError> {
+        let index = self
+            .body
+            .share_index(&validator.public_key())
+            .ok_or(ShareError::NotAValidator)?;
+        let ct = &self.body.shares[index as usize - 1];
+        let pt = nip44::decrypt_to_bytes(validator.secret_key(), &self.body.ephemeral, ct)
+            .map_err(|_| ShareError::Undecryptable)?;
+        self.check_plain_share(index, &pt)
+    }
+
+    pub(crate) fn check_plain_share(&self, index: u32, pt: &[u8]) -> Result<Share, ShareError> {
+        let value: [u8; 32] = pt.try_into().map_err(|_| ShareError::NotAScalar)?;
+        if vss::scalar_from_bytes(&value).is_none() {
+            return Err(ShareError::NotAScalar);
+        }
+        let share = Share { index, value };
+        if !vss::verify_share(&self.body.commitment_points(), &share) {
+            return Err(ShareError::Inconsistent);
+        }
+        Ok(share)
+    }
+
+    /// A validator re-encrypts its (verified) share to the worker, NIP-44 from its own key.
+    pub fn release_share<R: RngCore + CryptoRng>(
+        &self,
+        validator: &Keys,
+        share: &Share,
+        rng: &mut R,
+    ) -> Result<String, ShareError> {
+        nip44::encrypt_with_rng(
+            rng,
+            validator.secret_key(),
+            &self.body.peer,
+            share.value,
+            nip44::Version::V2,
+        )
+        .map_err(|_| ShareError::Undecryptable)
+    }
+
+    /// The worker decrypts a share released by `validator` and checks it against the
+    /// commitments. Errors here are the validator's fault (or a forgery), never the dealer's.
+    pub fn open_released_share(
+        &self,
+        worker: &Keys,
+        validator: &PublicKey,
+        ciphertext: &str,
+    ) -> Result<Share, ShareError> {
+        let index = self
+            .body
+            .share_index(validator)
+            .ok_or(ShareError::NotAValidator)?;
+        if ciphertext.len() > MAX_SHARE_CIPHERTEXT_LEN {
+            return Err(ShareError::Undecryptable);
+        }
+        let pt = nip44::decrypt_to_bytes(worker.secret_key(), validator, ciphertext)
+            .map_err(|_| ShareError::Undecryptable)?;
+        self.check_plain_share(index, &pt)
+    }
+
+    /// Reconstruct the preimage from released shares (see [`vss::reconstruct`]).
+    pub fn reconstruct(&self, shares: &[Share]) -> Result<Preimage, vss::ReconstructError> {
+        vss::reconstruct(
+            &self.body.commitment_points(),
+            shares,
+            &self.body.payment_hash,
+        )
+    }
+}
+
+pub(crate) fn encode_signed(body_bytes: &[u8], sig: &[u8; 64]) -> Vec<u8> {
+    MapWriter::new(1)
+        .bytes(1, body_bytes)
+        .bytes(2, sig)
+        .finish()
+}
+
+pub(crate) fn decode_signed(b: &[u8]) -> Result<(Vec<u8>, [u8; 64]), DealingError> {
+    let r = MapReader::decode(b, MAX_DEALING_BYTES, &[1, 2], &[1])?;
+    Ok((r.bytes(1)?.to_vec(), r.array_n(2)?))
+}
+
+pub(crate) fn b64_capped(s: &str, max: usize) -> Result<Vec<u8>, CanonError> {
+    use base64::Engine;
+    if s.len() > max.div_ceil(3) * 4 {
+        return Err(CanonError::TooLarge {
+            size: s.len() / 4 * 3,
+            max,
+        });
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| CanonError::Malformed(e.to_string()))
+}
+
+/// Error opening a share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShareError {
+    /// The key is not in the dealing's committee.
+    #[error("not a validator of this dealing")]
+    NotAValidator,
+    /// The ciphertext does not decrypt (bad MAC, bad padding, bad base64).
+    #[error("share ciphertext does not decrypt")]
+    Undecryptable,
+    /// The plaintext is not a canonical 32-byte scalar.
+    #[error("share is not a scalar")]
+    NotAScalar,
+    /// The share fails the Feldman check against the commitments.
+    #[error("share is inconsistent with the commitments")]
+    Inconsistent,
+}
+
+/// Everything a dealing binds besides the randomness.
+#[derive(Clone, Debug)]
+pub struct DealingParams<'a> {
+    /// Run.
+    pub run_id: &'a RunId,
+    /// Round.
+    pub round: u64,
+    /// Submission.
+    pub submission: SubmissionId,
+    /// Worker.
+    pub peer: PublicKey,
+    /// Tranche index.
+    pub tranche: u32,
+    /// Tranche terms.
+    pub spec: TrancheSpec,
+    /// Claim deadline.
+    pub claim_deadline: UnixTime,
+    /// Committee in share order.
+    pub validators: &'a [PublicKey],
+    /// Threshold.
+    pub k: usize,
+}
+
+/// A dishonest dealing, for the simulator's dishonest-dealer actor and for tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum Corruption {
+    /// Honest dealing.
+    #[default]
+    None,
+    /// The share of validator position `i` (0-based) is off by one.
+    WrongShare(usize),
+    /// The ciphertext of validator position `i` is random bytes.
+    GarbageCiphertext(usize),
+    /// The payment hash does not match the shared secret.
+    WrongPaymentHash,
+}
+
+/// Deal a fresh preimage for one tranche, honestly. All randomness (polynomial, ephemeral key,
+/// NIP-44 nonces, signature aux) is drawn from `ChaCha20(seed)`, so a restarted dealer re-deals
+/// byte-identically.
+pub fn deal(
+    dealer: &Keys,
+    p: &DealingParams<'_>,
+    seed: &[u8; 32],
+) -> Result<(SignedDealing, Preimage), DealingError> {
+    deal_with(dealer, p, seed, Corruption::None)
+}
+
+/// [`deal`] with an optional [`Corruption`].
+pub fn deal_with(
+    dealer: &Keys,
+    p: &DealingParams<'_>,
+    seed: &[u8; 32],
+    corruption: Corruption,
+) -> Result<(SignedDealing, Preimage), DealingError> {
+    let n = p.validators.len();
+    if p.k == 0 || p.k > n || n > MAX_VALIDATORS {
+        return Err(DealingError::Malformed("k and n"));
+    }
+    let mut rng = ChaCha20Rng::from_seed(*seed);
+    let sharing = vss::share_random(&mut rng, p.k, n);
+    let eph = loop {
+        let mut b = [0u8; 32];
+        rng.fill_bytes(&mut b);
+        if let Ok(sk) = SecretKey::from_slice(&b) {
+            break Keys::new(sk);
+        }
+    };
+    let mut shares = Vec::with_capacity(n);
+    for (i, (v, sh)) in p.validators.iter().zip(&sharing.shares).enumerate() {
+        let mut value = sh.value;
+        if corruption == Corruption::WrongShare(i) {
+            let s =
+                vss::scalar_from_bytes(&value).unwrap_or(k256::Scalar::ZERO) + k256::Scalar::ONE;
+            value = vss::scalar_to_bytes(&s);
+        }
+        let ct = if corruption == Corruption::GarbageCiphertext(i) {
+            use base64::Engine;
+            let mut junk = [0u8; 99];
+            rng.fill_bytes(&mut junk);
+            junk[0] = 2;
+            base64::engine::general_purpose::STANDARD.encode(junk)
+        } else {
+            nip44::encrypt_with_rng(&mut rng, eph.secret_key(), v, value, nip44::Version::V2)
+                .map_err(|_| DealingError::Encrypt)?
+        };
+        shares.push(ct);
+    }
+    let mut payment_hash = sharing.preimage.payment_hash();
+    if corruption == Corruption::WrongPaymentHash {
+        payment_hash.0[0] ^= 0xff;
+    }
+    let body = DealingBody {
+        run_id: p.run_id.clone(),
+        round: p.round,
+        submission: p.submission,
+        peer: p.peer,
+        tranche: p.tranche,
+        spec: p.spec,
+        claim_deadline: p.claim_deadline,
+        payment_hash,
+        k: p.k as u32,
+        validators: p.validators.to_vec(),
+        commitments: sharing
+            .commitments
+            .iter()
+            .map(vss::point_to_bytes)
+            .collect(),
+        ephemeral: eph.public_key(),
+        shares,
+        dealer: dealer.public_key(),
+    };
+    body.check_structure()?;
+    let body_bytes = body.encode();
+    let mut aux = [0u8; 32];
+    rng.fill_bytes(&mut aux);
+    let sig = sig::sign(dealer, DOMAIN_DEALING, &body_bytes, &aux);
+    Ok((
+        SignedDealing {
+            body,
+            body_bytes,
+            sig,
+        },
+        sharing.preimage,
+    ))
+}

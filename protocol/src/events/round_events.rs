@@ -1,0 +1,642 @@
+//! The training-round kinds: round open, submission, escrow offer, escrow lock, attestation and
+//! checkpoint, plus the scope check that rejects events replayed from another run or round.
+//!
+//! Spec: specs/L2T-01-events.md#round-kinds
+
+use std::collections::BTreeSet;
+
+use nostr::{EventId, PublicKey, Tag};
+use serde::{Deserialize, Serialize};
+
+use super::ids::{BlobHash, PaymentHash, RunId, Score, Seed32, SubmissionId, UnixTime};
+use super::parse::{from_json, to_json, EventContent};
+use super::{
+    tags, L402Kind, RejectReason, Verified, EXPIRY_GRACE_SECS, MAX_BOLT11_LEN, MAX_MERGED,
+    MAX_SUBMISSION_BLOB_BYTES, MAX_TOKEN_LEN,
+};
+use crate::escrow::dealing::MAX_SHARE_CIPHERTEXT_LEN;
+use crate::escrow::tranche::{validate_schedule, TrancheSpec, MAX_TRANCHES};
+use crate::escrow::{SignedDealing, MAX_VALIDATORS};
+use crate::quorum::{round_seed, SignedAttestation, Tolerance, Verdict};
+
+fn schema<T>(s: &str) -> Result<T, RejectReason> {
+    Err(RejectReason::Schema(s.into()))
+}
+
+fn distinct<T: Ord>(it: impl IntoIterator<Item = T>) -> bool {
+    let mut seen = BTreeSet::new();
+    it.into_iter().all(|x| seen.insert(x))
+}
+
+/// Times of the holdback re-evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldbackWindow {
+    /// Validators re-evaluate from this time on.
+    pub reeval_at: UnixTime,
+    /// Holdback attestations must be published before this time.
+    pub attest_deadline: UnixTime,
+    /// The holdback tranche is claimed or failed back before this time.
+    pub claim_deadline: UnixTime,
+}
+
+/// Round open, by the coordinator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoundOpen {
+    /// Content version (1).
+    pub v: u32,
+    /// Run.
+    pub run_id: RunId,
+    /// Round number.
+    pub round: u64,
+    /// Checkpoint peers train from.
+    pub checkpoint: BlobHash,
+    /// The previous checkpoint (input of the seed).
+    pub prev_checkpoint: BlobHash,
+    /// `round_seed(run, round, prev_checkpoint)`; checked by every parser.
+    pub seed: Seed32,
+    /// Committee in share order, drawn with `seed` from the opted-in validators.
+    pub validators: Vec<PublicKey>,
+    /// Quorum threshold.
+    pub k: u32,
+    /// Submissions after this time are ignored.
+    pub submit_deadline: UnixTime,
+    /// Attestations after this time are ignored.
+    pub attest_deadline: UnixTime,
+    /// Regular tranches are claimed or failed back before this time.
+    pub claim_deadline: UnixTime,
+    /// Holdback window, present iff the schedule has a holdback tranche.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdback: Option<HoldbackWindow>,
+    /// Tranches per accepted submission.
+    pub tranches: Vec<TrancheSpec>,
+    /// L402 price of a submission token, in millisatoshis.
+    pub submission_price_msat: u64,
+    /// Score tolerance.
+    pub tolerance: Tolerance,
+}
+
+impl RoundOpen {
+    fn check(&self) -> Result<(), RejectReason> {
+        if self.seed != round_seed(&self.run_id, self.round, &self.prev_checkpoint) {
+            return schema("seed is not round_seed(run, round, prev_checkpoint)");
+        }
+        let n = self.validators.len();
+        if self.k == 0 || self.k as usize > n || n > MAX_VALIDATORS {
+            return schema("k and n");
+        }
+        if !distinct(self.validators.iter()) {
+            return schema("duplicate validator");
+        }
+        if !(self.submit_deadline < self.attest_deadline
+            && self.attest_deadline < self.claim_deadline)
+        {
+            return schema("deadlines must increase: submit < attest < claim");
+        }
+        validate_schedule(&self.tranches).map_err(|e| RejectReason::Schema(e.to_string()))?;
+        let has_holdback = self.tranches.iter().any(|t| t.holdback);
+        match (&self.holdback, has_holdback) {
+            (None, false) => {}
+            (Some(h), true) => {
+                if !(self.attest_deadline <= h.reeval_at
+                    && h.reeval_at < h.attest_deadline
+                    && h.attest_deadline < h.claim_deadline)
+                {
+                    return schema("holdback window must follow the round");
+                }
+            }
+            _ => return schema("holdback window iff holdback tranche"),
+        }
+        Ok(())
+    }
+
+    /// Claim deadline of a tranche.
+    pub fn claim_deadline_for(&self, spec: &TrancheSpec) -> UnixTime {
+        match (&self.holdback, spec.holdback) {
+            (Some(h), true) => h.claim_deadline,
+            _ => self.claim_deadline,
+        }
+    }
+
+    /// The last deadline of the round.
+    pub fn last_deadline(&self) -> UnixTime {
+        self.holdback
+            .map(|h| h.claim_deadline)
+            .unwrap_or(self.claim_deadline)
+    }
+
+    /// The scope other events of this round must match.
+    pub fn scope(&self, coordinator: PublicKey) -> RoundScope {
+        RoundScope {
+            run_id: self.run_id.clone(),
+            round: self.round,
+            checkpoint: self.checkpoint,
+            coordinator,
+            validators: self.validators.clone(),
+        }
+    }
+}
+
+impl EventContent for RoundOpen {
+    const KIND: L402Kind = L402Kind::RoundOpen;
+
+    fn tags(&self) -> Vec<Tag> {
+        let mut t = vec![
+            tags::run(&self.run_id),
+            tags::round(self.round),
+            tags::blob(&self.checkpoint),
+        ];
+        t.extend(self.validators.iter().map(tags::p));
+        t.push(tags::t(tags::HASHTAG));
+        t.push(tags::expiration(self.last_deadline() + EXPIRY_GRACE_SECS));
+        t
+    }
+    fn to_content(&self) -> String {
+        to_json(self)
+    }
+    fn from_content(content: &str, _author: &PublicKey) -> Result<Self, RejectReason> {
+        let a: Self = from_json(content)?;
+        a.check()?;
+        Ok(a)
+    }
+}
+
+/// Submission, by a peer. Its event id is the [`SubmissionId`]; the blob hash is the commitment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submission {
+    /// Content version (1).
+    pub v: u32,
+    /// Run.
+    pub run_id: RunId,
+    /// Round.
+    pub round: u64,
+    /// Checkpoint the pseudo-gradient was computed from.
+    pub checkpoint: BlobHash,
+    /// The round's coordinator.
+    pub coordinator: PublicKey,
+    /// BLAKE3 hash of the pseudo-gradient blob.
+    pub blob: BlobHash,
+    /// Blob size in bytes.
+    pub size: u64,
+    /// The peer's own local loss reduction, in millionths (informative only).
+    pub claimed_loss: Score,
+    /// L402 credential `<base64 macaroon>:<hex preimage>` for the run's submission service; the
+    /// macaroon carries a `pubkey` caveat so only this author can use it.
+    pub token: String,
+    /// Makes otherwise identical submissions distinct events.
+    pub nonce: u64,
+}
+
+impl Submission {
+    fn check(&self) -> Result<(), RejectReason> {
+        if self.size == 0 || self.size > MAX_SUBMISSION_BLOB_BYTES {
+            return schema("blob size");
+        }
+        if self.token.is_empty() || self.token.len() > MAX_TOKEN_LEN {
+            return schema("token length");
+        }
+        Ok(())
+    }
+}
+
+impl EventContent for Submission {
+    const KIND: L402Kind = L402Kind::Submission;
+
+    fn tags(&self) -> Vec<Tag> {
+        vec![
+            tags::run(&self.run_id),
+            tags::round(self.round),
+            tags::blob(&self.blob),
+            tags::p(&self.coordinator),
+        ]
+    }
+    fn to_content(&self) -> String {
+        to_json(self)
+    }
+    fn from_content(content: &str, _author: &PublicKey) -> Result<Self, RejectReason> {
+        let a: Self = from_json(content)?;
+        a.check()?;
+        Ok(a)
+    }
+}
+
+/// Escrow offer, by the payer: one signed dealing per tranche.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EscrowOffer {
+    /// Run.
+    pub run_id: RunId,
+    /// Round.
+    pub round: u64,
+    /// Submission rewarded.
+    pub submission: SubmissionId,
+    /// Worker.
+    pub peer: PublicKey,
+    /// Dealing of tranche `i` at position `i`.
+    pub dealings: Vec<SignedDealing>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EscrowOfferJson {
+    v: u32,
+    run_id: RunId,
+    round: u64,
+    submission: SubmissionId,
+    peer: PublicKey,
+    dealings: Vec<String>,
+}
+
+impl EscrowOffer {
+    fn check(&self, author: &PublicKey) -> Result<(), RejectReason> {
+        if self.dealings.is_empty() || self.dealings.len() > MAX_TRANCHES {
+            return schema("dealing count");
+        }
+        let first = self.dealings[0].body();
+        for (i, d) in self.dealings.iter().enumerate() {
+            let b = d.body();
+            if &b.dealer != author {
+                return Err(RejectReason::AuthorMismatch);
+            }
+            if b.run_id != self.run_id
+                || b.round != self.round
+                || b.submission != self.submission
+                || b.peer != self.peer
+            {
+                return schema("dealing bound to another run, round, submission or peer");
+            }
+            if b.tranche as usize != i {
+                return schema("dealing tranche index");
+            }
+            if b.validators != first.validators || b.k != first.k {
+                return schema("dealings disagree on the committee");
+            }
+        }
+        if !distinct(self.dealings.iter().map(|d| d.body().payment_hash)) {
+            return schema("payment hashes must be distinct");
+        }
+        Ok(())
+    }
+}
+
+impl EventContent for EscrowOffer {
+    const KIND: L402Kind = L402Kind::EscrowOffer;
+
+    fn tags(&self) -> Vec<Tag> {
+        vec![
+            tags::run(&self.run_id),
+            tags::round(self.round),
+            tags::submission(&self.submission),
+            tags::p(&self.peer),
+            tags::e(&EventId::from_byte_array(self.submission.0)),
+        ]
+    }
+    fn to_content(&self) -> String {
+        to_json(&EscrowOfferJson {
+            v: super::CONTENT_VERSION,
+            run_id: self.run_id.clone(),
+            round: self.round,
+            submission: self.submission,
+            peer: self.peer,
+            dealings: self.dealings.iter().map(SignedDealing::to_base64).collect(),
+        })
+    }
+    fn from_content(content: &str, author: &PublicKey) -> Result<Self, RejectReason> {
+        let j: EscrowOfferJson = from_json(content)?;
+        if j.dealings.len() > MAX_TRANCHES {
+            return schema("dealing count");
+        }
+        let dealings = j
+            .dealings
+            .iter()
+            .map(|d| SignedDealing::from_base64(d).map_err(|e| RejectReason::Inner(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let a = Self {
+            run_id: j.run_id,
+            round: j.round,
+            submission: j.submission,
+            peer: j.peer,
+            dealings,
+        };
+        a.check(author)?;
+        Ok(a)
+    }
+}
+
+/// Progress of the worker's hold invoices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockState {
+    /// Invoices created; the payer should pay them.
+    Invoices,
+    /// Every HTLC is held: the escrow is locked and the blob is released to the validators.
+    Locked,
+}
+
+/// One hold invoice of a tranche.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrancheInvoice {
+    /// Tranche index.
+    pub tranche: u32,
+    /// Its payment hash (`H` of the dealing).
+    pub payment_hash: PaymentHash,
+    /// BOLT11 hold invoice (checked against the hash and amount by the payer's node).
+    pub bolt11: String,
+}
+
+/// Escrow lock progress, by the worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EscrowLock {
+    /// Content version (1).
+    pub v: u32,
+    /// Run.
+    pub run_id: RunId,
+    /// Round.
+    pub round: u64,
+    /// Submission.
+    pub submission: SubmissionId,
+    /// The payer.
+    pub coordinator: PublicKey,
+    /// Invoices issued, or escrow locked.
+    pub state: LockState,
+    /// The hold invoices (in the `invoices` state).
+    #[serde(default)]
+    pub invoices: Vec<TrancheInvoice>,
+}
+
+impl EscrowLock {
+    fn check(&self) -> Result<(), RejectReason> {
+        if self.invoices.len() > MAX_TRANCHES {
+            return schema("invoice count");
+        }
+        if self.state == LockState::Invoices && self.invoices.is_empty() {
+            return schema("no invoices");
+        }
+        if self
+            .invoices
+            .iter()
+            .any(|i| i.bolt11.is_empty() || i.bolt11.len() > MAX_BOLT11_LEN)
+        {
+            return schema("bolt11 length");
+        }
+        if !distinct(self.invoices.iter().map(|i| i.tranche)) {
+            return schema("duplicate tranche");
+        }
+        Ok(())
+    }
+}
+
+impl EventContent for EscrowLock {
+    const KIND: L402Kind = L402Kind::EscrowLock;
+
+    fn tags(&self) -> Vec<Tag> {
+        vec![
+            tags::run(&self.run_id),
+            tags::round(self.round),
+            tags::submission(&self.submission),
+            tags::p(&self.coordinator),
+        ]
+    }
+    fn to_content(&self) -> String {
+        to_json(self)
+    }
+    fn from_content(content: &str, _author: &PublicKey) -> Result<Self, RejectReason> {
+        let a: Self = from_json(content)?;
+        a.check()?;
+        Ok(a)
+    }
+}
+
+/// A validator's share of one tranche, NIP-44-encrypted to the worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleasedShare {
+    /// Tranche index.
+    pub tranche: u32,
+    /// NIP-44 v2 ciphertext (base64), from the validator's key to the worker's.
+    pub ciphertext: String,
+}
+
+/// Attestation, by a validator: the signed attestation, the shares it releases (tranches whose
+/// threshold its score meets) and its fee invoice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttestationEvent {
+    /// The signed attestation (signed by the event author).
+    pub attestation: SignedAttestation,
+    /// The worker.
+    pub peer: PublicKey,
+    /// Released shares.
+    pub shares: Vec<ReleasedShare>,
+    /// BOLT11 invoice for the validation fee.
+    pub fee_invoice: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AttestationJson {
+    v: u32,
+    attestation: String,
+    peer: PublicKey,
+    #[serde(default)]
+    shares: Vec<ReleasedShare>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fee_invoice: Option<String>,
+}
+
+impl EventContent for AttestationEvent {
+    const KIND: L402Kind = L402Kind::Attestation;
+
+    fn tags(&self) -> Vec<Tag> {
+        let b = self.attestation.body();
+        vec![
+            tags::run(&b.run_id),
+            tags::round(b.round),
+            tags::submission(&b.submission),
+            tags::blob(&b.gradient),
+            tags::p(&self.peer),
+        ]
+    }
+    fn to_content(&self) -> String {
+        to_json(&AttestationJson {
+            v: super::CONTENT_VERSION,
+            attestation: self.attestation.to_base64(),
+            peer: self.peer,
+            shares: self.shares.clone(),
+            fee_invoice: self.fee_invoice.clone(),
+        })
+    }
+    fn from_content(content: &str, author: &PublicKey) -> Result<Self, RejectReason> {
+        let j: AttestationJson = from_json(content)?;
+        let attestation = SignedAttestation::from_base64(&j.attestation)
+            .map_err(|e| RejectReason::Inner(e.to_string()))?;
+        if &attestation.validator() != author {
+            return Err(RejectReason::AuthorMismatch);
+        }
+        if j.shares.len() > MAX_TRANCHES
+            || j.shares
+                .iter()
+                .any(|s| s.ciphertext.is_empty() || s.ciphertext.len() > MAX_SHARE_CIPHERTEXT_LEN)
+            || !distinct(j.shares.iter().map(|s| s.tranche))
+        {
+            return schema("released shares");
+        }
+        if matches!(attestation.body().verdict, Verdict::Reject(_)) && !j.shares.is_empty() {
+            return schema("a rejecting attestation releases no share");
+        }
+        if j.fee_invoice
+            .as_ref()
+            .is_some_and(|f| f.len() > MAX_BOLT11_LEN)
+        {
+            return schema("fee invoice length");
+        }
+        Ok(Self {
+            attestation,
+            peer: j.peer,
+            shares: j.shares,
+            fee_invoice: j.fee_invoice,
+        })
+    }
+}
+
+/// A submission merged into a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergedSubmission {
+    /// Submission id.
+    pub submission: SubmissionId,
+    /// Its blob.
+    pub blob: BlobHash,
+}
+
+/// Checkpoint publication, by the coordinator: the new checkpoint and exactly the submissions
+/// with a passing quorum, so anyone can recompute the aggregate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Content version (1).
+    pub v: u32,
+    /// Run.
+    pub run_id: RunId,
+    /// Round that produced it.
+    pub round: u64,
+    /// New checkpoint blob.
+    pub checkpoint: BlobHash,
+    /// Checkpoint the round started from.
+    pub parent: BlobHash,
+    /// Merged submissions, sorted by submission id.
+    pub merged: Vec<MergedSubmission>,
+}
+
+impl EventContent for Checkpoint {
+    const KIND: L402Kind = L402Kind::Checkpoint;
+
+    fn tags(&self) -> Vec<Tag> {
+        vec![
+            tags::run(&self.run_id),
+            tags::round(self.round),
+            tags::blob(&self.checkpoint),
+            tags::t(tags::HASHTAG),
+        ]
+    }
+    fn to_content(&self) -> String {
+        to_json(self)
+    }
+    fn from_content(content: &str, _author: &PublicKey) -> Result<Self, RejectReason> {
+        let a: Self = from_json(content)?;
+        if a.merged.len() > MAX_MERGED {
+            return schema("too many merged submissions");
+        }
+        if !a
+            .merged
+            .windows(2)
+            .all(|w| w[0].submission < w[1].submission)
+        {
+            return schema("merged submissions must be sorted and distinct");
+        }
+        Ok(a)
+    }
+}
+
+/// Why a verified event does not belong to the round at hand (replays, foreign runs).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScopeError {
+    /// Another run.
+    #[error("event belongs to another run")]
+    WrongRun,
+    /// Another round.
+    #[error("event belongs to another round")]
+    WrongRound,
+    /// Another checkpoint.
+    #[error("event names another checkpoint")]
+    WrongCheckpoint,
+    /// Another submission.
+    #[error("event names another submission")]
+    WrongSubmission,
+    /// Signed by someone without that role in the round.
+    #[error("author has no such role in this round")]
+    WrongAuthor,
+}
+
+/// What identifies a round; events of another run, round or checkpoint are rejected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoundScope {
+    /// Run.
+    pub run_id: RunId,
+    /// Round.
+    pub round: u64,
+    /// Checkpoint of the round.
+    pub checkpoint: BlobHash,
+    /// Coordinator (author of the round open, payer).
+    pub coordinator: PublicKey,
+    /// Committee.
+    pub validators: Vec<PublicKey>,
+}
+
+impl RoundScope {
+    fn run_round(&self, run: &RunId, round: u64) -> Result<(), ScopeError> {
+        if run != &self.run_id {
+            return Err(ScopeError::WrongRun);
+        }
+        if round != self.round {
+            return Err(ScopeError::WrongRound);
+        }
+        Ok(())
+    }
+
+    /// A submission for this round.
+    pub fn check_submission(&self, s: &Verified<Submission>) -> Result<(), ScopeError> {
+        self.run_round(&s.run_id, s.round)?;
+        if s.checkpoint != self.checkpoint {
+            return Err(ScopeError::WrongCheckpoint);
+        }
+        if s.coordinator != self.coordinator {
+            return Err(ScopeError::WrongAuthor);
+        }
+        Ok(())
+    }
+
+    /// An escrow offer of this round's coordinator.
+    pub fn check_offer(&self, o: &Verified<EscrowOffer>) -> Result<(), ScopeError> {
+        self.run_round(&o.run_id, o.round)?;
+        if o.author() != self.coordinator {
+            return Err(ScopeError::WrongAuthor);
+        }
+        Ok(())
+    }
+
+    /// An escrow lock addressed to this round's coordinator.
+    pub fn check_lock(&self, l: &Verified<EscrowLock>) -> Result<(), ScopeError> {
+        self.run_round(&l.run_id, l.round)?;
+        if l.coordinator != self.coordinator {
+            return Err(ScopeError::WrongAuthor);
+        }
+        Ok(())
+    }
+
+    /// An attestation by a committee member, for this round's checkpoint.
+    pub fn check_attestation(&self, a: &Verified<AttestationEvent>) -> Result<(), ScopeError> {
+        let b = a.attestation.body();
+        self.run_round(&b.run_id, b.round)?;
+        if b.checkpoint != self.checkpoint {
+            return Err(ScopeError::WrongCheckpoint);
+        }
+        if !self.validators.contains(&a.author()) {
+            return Err(ScopeError::WrongAuthor);
+        }
+        Ok(())
+    }
+}

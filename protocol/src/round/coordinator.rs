@@ -1,0 +1,421 @@
+//! The coordinator (payer) of one round: open it, check submission tokens, deal the escrow,
+//! pay the hold invoices, tally the attestations, merge exactly the submissions with a passing
+//! quorum and publish the checkpoint.
+//!
+//! Spec: specs/L2T-03-round.md#coordinator
+
+use std::collections::BTreeMap;
+
+use nostr::{Event, Keys};
+use serde::{Deserialize, Serialize};
+
+use super::{ignored, op_seed, persist, restore, sign, Action, Input, PersistError, RoleError};
+use crate::escrow::{deal_with, Corruption, DealingParams};
+use crate::events::{
+    parse, AttestationEvent, Checkpoint, EscrowLock, EscrowOffer, LockState, MergedSubmission,
+    RoundOpen, RoundScope, Submission, SubmissionId, UnixTime, Verified, VerifiedAny,
+};
+use crate::l402;
+use crate::quorum::{eval_seed, tally, Phase, TallyContext};
+
+const ROLE: &str = "coordinator";
+
+/// Coordinator settings besides the round itself.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CoordinatorConfig {
+    /// Server secret of the L402 submission tokens.
+    pub l402_secret: [u8; 32],
+    /// L402 service name of submissions.
+    pub service: String,
+    /// Uses already consumed per token id (hex), carried across rounds by the node.
+    pub token_uses: BTreeMap<String, u64>,
+    /// Always [`Corruption::None`] in a real node; the simulator's dishonest-dealer actor (and
+    /// the tests) set it to deal bad escrows through the same state machine.
+    #[serde(default)]
+    pub dealing_corruption: Corruption,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct CSub {
+    submission: Verified<Submission>,
+    offer: Option<Verified<EscrowOffer>>,
+    /// The worker's invoices, once accepted (and paid).
+    lock: Option<Verified<EscrowLock>>,
+    attestations: Vec<Verified<AttestationEvent>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct CoordinatorState {
+    seed: [u8; 32],
+    open: Verified<RoundOpen>,
+    config: CoordinatorConfig,
+    subs: BTreeMap<SubmissionId, CSub>,
+    aggregate: Option<Vec<MergedSubmission>>,
+    checkpoint: Option<Verified<Checkpoint>>,
+    published: Vec<Event>,
+}
+
+/// The coordinator's state machine for one round.
+#[derive(Debug)]
+pub struct Coordinator {
+    keys: Keys,
+    st: CoordinatorState,
+}
+
+impl Coordinator {
+    /// Open a round at `now`. The round open is signed here and validated like any received one
+    /// (seed derivation, committee, deadlines, schedule); it is published on the first `handle`.
+    pub fn new(
+        keys: Keys,
+        seed: [u8; 32],
+        now: UnixTime,
+        open: RoundOpen,
+        config: CoordinatorConfig,
+    ) -> Result<Self, RoleError> {
+        let ev = sign(&keys, &seed, now, "round-open", &[], &open)
+            .ok_or_else(|| RoleError::RoundOpen("signing failed".into()))?;
+        let open =
+            parse::<RoundOpen>(&ev, None).map_err(|e| RoleError::RoundOpen(e.to_string()))?;
+        Ok(Self {
+            keys,
+            st: CoordinatorState {
+                seed,
+                open,
+                config,
+                subs: BTreeMap::new(),
+                aggregate: None,
+                checkpoint: None,
+                published: Vec::new(),
+            },
+        })
+    }
+
+    /// The verified round open (what peers and validators are constructed from).
+    pub fn round_open(&self) -> &Verified<RoundOpen> {
+        &self.st.open
+    }
+
+    /// Token uses per token id, to carry into the next round.
+    pub fn token_uses(&self) -> &BTreeMap<String, u64> {
+        &self.st.config.token_uses
+    }
+
+    /// The published checkpoint, once the round is over.
+    pub fn checkpoint(&self) -> Option<&Verified<Checkpoint>> {
+        self.st.checkpoint.as_ref()
+    }
+
+    /// Persist (versioned CBOR).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        persist(ROLE, self.keys.public_key(), &self.st)
+    }
+
+    /// Restore with the same keys, then call [`Coordinator::resume`].
+    pub fn from_bytes(keys: Keys, bytes: &[u8]) -> Result<Self, PersistError> {
+        let st = restore(ROLE, keys.public_key(), bytes)?;
+        Ok(Self { keys, st })
+    }
+
+    fn scope(&self) -> RoundScope {
+        self.st.open.scope(self.keys.public_key())
+    }
+
+    fn publish(&mut self, ev: Option<Event>, out: &mut Vec<Action>) {
+        if let Some(ev) = ev {
+            self.st.published.push(ev.clone());
+            out.push(Action::Publish(ev));
+        }
+    }
+
+    /// After a restart: re-publish, re-request payments (idempotent per payment hash in the
+    /// shell) and the aggregate.
+    pub fn resume(&mut self, now: UnixTime) -> Vec<Action> {
+        let mut out = vec![Action::Publish(self.st.open.event().clone())];
+        out.extend(self.st.published.iter().cloned().map(Action::Publish));
+        let pays: Vec<SubmissionId> = self
+            .st
+            .subs
+            .iter()
+            .filter(|(_, s)| s.lock.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in pays {
+            if let Some(a) = self.pay_action(&id) {
+                out.push(a);
+            }
+        }
+        if let (Some(merged), None) = (&self.st.aggregate, &self.st.checkpoint) {
+            out.push(Action::Aggregate {
+                parent: self.st.open.checkpoint,
+                merged: merged.clone(),
+            });
+        }
+        out.extend(self.handle(now, Input::Tick));
+        out
+    }
+
+    /// Handle one input at time `now`.
+    pub fn handle(&mut self, now: UnixTime, input: Input) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.st.published.is_empty() {
+            let ev = self.st.open.event().clone();
+            self.publish(Some(ev), &mut out);
+        }
+        match input {
+            Input::Event(VerifiedAny::Submission(s)) => self.on_submission(now, s, &mut out),
+            Input::Event(VerifiedAny::EscrowLock(l)) => self.on_lock(now, l, &mut out),
+            Input::Event(VerifiedAny::Attestation(a)) => self.on_attestation(a, &mut out),
+            Input::CheckpointReady { checkpoint } => self.on_checkpoint(now, checkpoint, &mut out),
+            _ => {}
+        }
+        if now >= self.st.open.attest_deadline && self.st.aggregate.is_none() {
+            self.close(&mut out);
+        }
+        out
+    }
+
+    fn on_submission(&mut self, now: UnixTime, s: Verified<Submission>, out: &mut Vec<Action>) {
+        if let Err(e) = self.scope().check_submission(&s) {
+            out.push(ignored(s.event(), e));
+            return;
+        }
+        let id = SubmissionId::of_event(s.event());
+        if self.st.subs.contains_key(&id) {
+            return;
+        }
+        if now > self.st.open.submit_deadline {
+            out.push(ignored(s.event(), "submission after the submit deadline"));
+            return;
+        }
+        let author = s.author();
+        let uses_key = |t: &[u8; 32]| hex::encode(t);
+        let ctx = |uses| l402::VerifyContext {
+            service: &self.st.config.service,
+            run: Some(&self.st.open.run_id),
+            now,
+            uses_so_far: uses,
+            presenter: Some(&author),
+        };
+        // Learn the token id first (uses 0), then check against the real use count.
+        let info = l402::verify_token_string(&self.st.config.l402_secret, &s.token, &ctx(0))
+            .and_then(|i| {
+                let used = self
+                    .st
+                    .config
+                    .token_uses
+                    .get(&uses_key(&i.token_id))
+                    .copied()
+                    .unwrap_or(0);
+                l402::verify_token_string(&self.st.config.l402_secret, &s.token, &ctx(used))
+            });
+        let info = match info {
+            Ok(i) => i,
+            Err(e) => {
+                out.push(ignored(s.event(), format!("token: {e}")));
+                return;
+            }
+        };
+        *self
+            .st
+            .config
+            .token_uses
+            .entry(uses_key(&info.token_id))
+            .or_insert(0) += 1;
+        let open = self.st.open.value().clone();
+        let mut dealings = Vec::with_capacity(open.tranches.len());
+        for (i, spec) in open.tranches.iter().enumerate() {
+            let p = DealingParams {
+                run_id: &open.run_id,
+                round: open.round,
+                submission: id,
+                peer: author,
+                tranche: i as u32,
+                spec: *spec,
+                claim_deadline: open.claim_deadline_for(spec),
+                validators: &open.validators,
+                k: open.k as usize,
+            };
+            let seed = op_seed(&self.st.seed, "deal", &[&id.0, &(i as u32).to_be_bytes()]);
+            match deal_with(&self.keys, &p, &seed, self.st.config.dealing_corruption) {
+                Ok((d, _preimage)) => dealings.push(d),
+                Err(e) => {
+                    out.push(ignored(s.event(), format!("dealing failed: {e}")));
+                    return;
+                }
+            }
+        }
+        let offer = EscrowOffer {
+            run_id: open.run_id.clone(),
+            round: open.round,
+            submission: id,
+            peer: author,
+            dealings,
+        };
+        let ev = sign(&self.keys, &self.st.seed, now, "offer", &[&id.0], &offer);
+        let verified = ev.as_ref().and_then(|e| parse::<EscrowOffer>(e, None).ok());
+        self.st.subs.insert(
+            id,
+            CSub {
+                submission: s,
+                offer: verified,
+                lock: None,
+                attestations: Vec::new(),
+            },
+        );
+        self.publish(ev, out);
+    }
+
+    fn pay_action(&self, id: &SubmissionId) -> Option<Action> {
+        let sub = self.st.subs.get(id)?;
+        let offer = sub.offer.as_ref()?;
+        let lock = sub.lock.as_ref()?;
+        let invoices = offer
+            .dealings
+            .iter()
+            .filter_map(|d| {
+                let b = d.body();
+                lock.invoices
+                    .iter()
+                    .find(|i| i.tranche == b.tranche && i.payment_hash == b.payment_hash)
+                    .map(|i| (i.clone(), b.spec.amount_msat))
+            })
+            .collect();
+        Some(Action::PayHoldInvoices {
+            submission: *id,
+            peer: offer.peer,
+            invoices,
+        })
+    }
+
+    fn on_lock(&mut self, now: UnixTime, l: Verified<EscrowLock>, out: &mut Vec<Action>) {
+        if l.state != LockState::Invoices {
+            return;
+        }
+        if let Err(e) = self.scope().check_lock(&l) {
+            out.push(ignored(l.event(), e));
+            return;
+        }
+        let deadline = self.st.open.attest_deadline;
+        let Some(sub) = self.st.subs.get_mut(&l.submission) else {
+            return;
+        };
+        if l.author() != sub.submission.author() {
+            out.push(ignored(l.event(), "invoices not from the worker"));
+            return;
+        }
+        if sub.lock.is_some() {
+            return;
+        }
+        if now >= deadline {
+            out.push(ignored(l.event(), "invoices after the lock deadline"));
+            return;
+        }
+        let Some(offer) = &sub.offer else {
+            return;
+        };
+        let ok = l.invoices.len() == offer.dealings.len()
+            && offer.dealings.iter().all(|d| {
+                l.invoices.iter().any(|i| {
+                    i.tranche == d.body().tranche && i.payment_hash == d.body().payment_hash
+                })
+            });
+        if !ok {
+            out.push(ignored(l.event(), "invoices do not match the dealings"));
+            return;
+        }
+        sub.lock = Some(l);
+        let id = sub.submission.id().to_bytes();
+        if let Some(a) = self.pay_action(&SubmissionId(id)) {
+            out.push(a);
+        }
+    }
+
+    fn on_attestation(&mut self, a: Verified<AttestationEvent>, out: &mut Vec<Action>) {
+        if let Err(e) = self.scope().check_attestation(&a) {
+            out.push(ignored(a.event(), e));
+            return;
+        }
+        let id = a.attestation.body().submission;
+        let Some(sub) = self.st.subs.get_mut(&id) else {
+            return;
+        };
+        if !sub.attestations.iter().any(|x| x.id() == a.id()) {
+            sub.attestations.push(a);
+        }
+    }
+
+    /// At the attest deadline: tally, request fees and the aggregate of exactly the submissions
+    /// with a passing quorum.
+    fn close(&mut self, out: &mut Vec<Action>) {
+        let open = self.st.open.value().clone();
+        let mut merged = Vec::new();
+        for (id, sub) in &self.st.subs {
+            let atts: Vec<_> = sub
+                .attestations
+                .iter()
+                .filter(|a| a.created_at().as_secs() <= open.attest_deadline)
+                .map(|a| a.attestation.clone())
+                .collect();
+            let ctx = TallyContext {
+                run_id: &open.run_id,
+                round: open.round,
+                phase: Phase::Initial,
+                submission: *id,
+                checkpoint: open.checkpoint,
+                gradient: sub.submission.blob,
+                eval_seed: eval_seed(&open.seed, id),
+                validators: &open.validators,
+                k: open.k as usize,
+                tolerance: open.tolerance,
+            };
+            let t = tally(&ctx, &atts);
+            if t.quorum_accepts() {
+                merged.push(MergedSubmission {
+                    submission: *id,
+                    blob: sub.submission.blob,
+                });
+            }
+            for v in t.within_tolerance() {
+                let fee = sub
+                    .attestations
+                    .iter()
+                    .find(|a| a.author() == v)
+                    .and_then(|a| a.fee_invoice.clone());
+                if let Some(bolt11) = fee {
+                    out.push(Action::PayValidatorFee {
+                        validator: v,
+                        bolt11,
+                    });
+                }
+            }
+        }
+        // `subs` is a BTreeMap: `merged` is already sorted by submission id, as the spec wants.
+        self.st.aggregate = Some(merged.clone());
+        out.push(Action::Aggregate {
+            parent: open.checkpoint,
+            merged,
+        });
+    }
+
+    fn on_checkpoint(
+        &mut self,
+        now: UnixTime,
+        checkpoint: crate::events::BlobHash,
+        out: &mut Vec<Action>,
+    ) {
+        let (Some(merged), None) = (self.st.aggregate.clone(), &self.st.checkpoint) else {
+            return;
+        };
+        let c = Checkpoint {
+            v: crate::events::CONTENT_VERSION,
+            run_id: self.st.open.run_id.clone(),
+            round: self.st.open.round,
+            checkpoint,
+            parent: self.st.open.checkpoint,
+            merged,
+        };
+        let ev = sign(&self.keys, &self.st.seed, now, "checkpoint", &[], &c);
+        self.st.checkpoint = ev.as_ref().and_then(|e| parse::<Checkpoint>(e, None).ok());
+        self.publish(ev, out);
+    }
+}

@@ -1,1 +1,0 @@
-//! SparseLoCo codec.
