@@ -344,6 +344,12 @@ async fn held_payment_survives_a_payee_restart_and_is_claimed() -> anyhow::Resul
         kit.node(0).wait_payment(hash, WAIT).await?,
         PaymentOutcome::Succeeded { preimage: Some(p), .. } if p == preimage
     ));
+    // The payer also restarts: the outcome (and the preimage, the proof of payment) is still known.
+    kit.restart(0).await?;
+    assert!(matches!(
+        kit.node(0).wait_payment(hash, WAIT).await?,
+        PaymentOutcome::Succeeded { preimage: Some(p), .. } if p == preimage
+    ));
     kit.shutdown().await?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! event to the Lightning node. Subscribers get [`LightningEvent`]s; waiters are woken through a
 //! version counter, so nobody polls and no event can slip between a check and a wait.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bitcoin::secp256k1::PublicKey;
@@ -142,6 +142,8 @@ pub enum ChannelState {
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
     pub outbound: BTreeMap<PaymentHash, PaymentOutcome>,
+    /// Payments sent since this node started (their outcome comes from events).
+    pub sent: BTreeSet<PaymentHash>,
     pub received: BTreeMap<PaymentHash, u64>,
     pub channels: BTreeMap<LocalChannelId, ChannelState>,
     pub forwarded: u64,

@@ -538,7 +538,11 @@ impl LightningNode {
     /// Pays a BOLT11 invoice. The outcome arrives as an event ([`Self::wait_payment`]).
     pub fn pay(&self, invoice: &Invoice) -> Result<PaymentHash, LightningError> {
         let hash = invoice.payment_hash();
-        self.inner.tracker().outbound.remove(&hash);
+        {
+            let mut tracker = self.inner.tracker();
+            tracker.outbound.remove(&hash);
+            tracker.sent.insert(hash);
+        }
         self.inner
             .node
             .bolt11_payment()
@@ -654,6 +658,45 @@ impl LightningNode {
         }
     }
 
+    /// The outcome of an outgoing payment, if it finished: from this run's events, or from the
+    /// Lightning node's own payment store (which survives restarts; it keeps no failure reason).
+    pub fn payment_outcome(&self, payment_hash: PaymentHash) -> Option<PaymentOutcome> {
+        {
+            let tracker = self.inner.tracker();
+            if let Some(o) = tracker.outbound.get(&payment_hash) {
+                return Some(o.clone());
+            }
+            // Sent in this run: the event is the answer (the store may be updated before the
+            // event carrying the failure reason is handled).
+            if tracker.sent.contains(&payment_hash) {
+                return None;
+            }
+        }
+        use ldk_node::payment::{PaymentDirection, PaymentKind, PaymentStatus};
+        let details =
+            self.inner
+                .node
+                .payment(&ldk_node::lightning::ln::channelmanager::PaymentId(
+                    payment_hash.0,
+                ))?;
+        if details.direction != PaymentDirection::Outbound {
+            return None;
+        }
+        match details.status {
+            PaymentStatus::Succeeded => Some(PaymentOutcome::Succeeded {
+                fee_paid_msat: details.fee_paid_msat,
+                preimage: match details.kind {
+                    PaymentKind::Bolt11 { preimage, .. } => preimage.map(|p| Preimage(p.0)),
+                    _ => None,
+                },
+            }),
+            PaymentStatus::Failed => Some(PaymentOutcome::Failed {
+                reason: "failed (reason not stored across restarts)".into(),
+            }),
+            PaymentStatus::Pending => None,
+        }
+    }
+
     /// Waits for the outcome of an outgoing payment.
     pub async fn wait_payment(
         &self,
@@ -661,7 +704,7 @@ impl LightningNode {
         timeout: Duration,
     ) -> Result<PaymentOutcome, LightningError> {
         self.wait_for(timeout, &format!("payment {payment_hash}"), |n| {
-            n.inner.tracker().outbound.get(&payment_hash).cloned()
+            n.payment_outcome(payment_hash)
         })
         .await
     }
