@@ -1,6 +1,6 @@
 //! Hold-invoice records: the payee-side lifecycle of one hold invoice, as the node persists it.
 //!
-//! Spec: specs/L2T-09-lightning.md#hold-invoice-lifecycle
+//! Spec: specs/L2T-11-lightning.md#hold-invoice-lifecycle
 //!
 //! ```text
 //! Created ──PaymentClaimable──▶ Claimable{amount, deadline} ──PaymentReceived──▶ Claimed
@@ -394,7 +394,7 @@ mod tests {
 
     #[test]
     fn vector_matches_spec() {
-        // specs/L2T-09-lightning.md shows this record.
+        // specs/L2T-11-lightning.md shows this record.
         let p = Preimage([0x42; 32]);
         let mut r = HoldRecord::new(p.payment_hash(), Some(5_000_000), 1_700_000_000, 3600);
         assert_eq!(

@@ -13,10 +13,12 @@
 //! - [`events`]: the Nostr kind set, content schemas, builders and validating parsers.
 //! - [`hold`]: the persisted payee-side lifecycle of a hold invoice.
 //! - [`round`]: coordinator, peer and validator state machines for a training round.
+//! - [`training`]: model spec, data-assignment seeds, Gauntlet-style scoring, dense aggregation.
 //!
 //! Spec: specs/README.md
 #![forbid(unsafe_code)]
 
+pub mod blobmeta;
 pub mod escrow;
 pub mod events;
 pub mod hold;
@@ -24,4 +26,5 @@ pub mod l402;
 pub mod quorum;
 pub mod round;
 pub mod sparseloco;
+pub mod training;
 pub mod wire;

@@ -1,6 +1,6 @@
 //! Embedded Lightning: a thin adapter over ldk-node 0.7.1 with persisted hold-invoice states.
 //!
-//! Spec: specs/L2T-09-lightning.md
+//! Spec: specs/L2T-11-lightning.md
 //!
 //! The rest of the node talks only to [`LightningNode`]; ldk-node's names (`receive_for_hash`,
 //! `claim_for_hash`, `fail_for_hash`, `Event`, …) stay in this module because they change in later
