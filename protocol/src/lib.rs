@@ -11,6 +11,7 @@
 //! - [`quorum`]: validator selection, attestations, tallies, equivocation evidence.
 //! - [`l402`]: macaroons, L402 challenges and credentials.
 //! - [`events`]: the Nostr kind set, content schemas, builders and validating parsers.
+//! - [`hold`]: the persisted payee-side lifecycle of a hold invoice.
 //! - [`round`]: coordinator, peer and validator state machines for a training round.
 //! - [`training`]: model spec, data-assignment seeds, Gauntlet-style scoring, dense aggregation.
 //!
@@ -20,6 +21,7 @@
 pub mod blobmeta;
 pub mod escrow;
 pub mod events;
+pub mod hold;
 pub mod l402;
 pub mod quorum;
 pub mod round;
