@@ -35,6 +35,8 @@ pub enum Command {
     Validators(crate::discovery::listing::ListArgs),
     /// List the bounties announced on the relays.
     Bounties(crate::discovery::listing::ListArgs),
+    /// Train a model locally: peers, SparseLoCo, validation and aggregation on one machine.
+    Train(crate::train::local::TrainArgs),
 }
 
 /// Runs a parsed command line.
@@ -48,5 +50,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Runs(args) => runs::run(args),
         Command::Validators(args) => validators::run(args),
         Command::Bounties(args) => bounties::run(args),
+        Command::Train(args) => crate::train::local::run_cli(args),
     }
 }

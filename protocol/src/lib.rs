@@ -11,15 +11,20 @@
 //! - [`quorum`]: validator selection, attestations, tallies, equivocation evidence.
 //! - [`l402`]: macaroons, L402 challenges and credentials.
 //! - [`events`]: the Nostr kind set, content schemas, builders and validating parsers.
+//! - [`hold`]: the persisted payee-side lifecycle of a hold invoice.
 //! - [`round`]: coordinator, peer and validator state machines for a training round.
+//! - [`training`]: model spec, data-assignment seeds, Gauntlet-style scoring, dense aggregation.
 //!
 //! Spec: specs/README.md
 #![forbid(unsafe_code)]
 
+pub mod blobmeta;
 pub mod escrow;
 pub mod events;
+pub mod hold;
 pub mod l402;
 pub mod quorum;
 pub mod round;
 pub mod sparseloco;
+pub mod training;
 pub mod wire;

@@ -3,7 +3,7 @@
 //! (`Coordinator`, `Peer`, `Validator`); a behaviour only changes what the actor feeds it (the
 //! work it submits, the evaluation results it reports, the events it re-injects).
 //!
-//! Spec: specs/L2T-09-sim.md#actors
+//! Spec: specs/L2T-12-sim.md#actors
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,7 @@
 //! The global invariants checked after every run (test-matrix 7.2), as typed violations that
 //! carry the seed so a failure can be replayed.
 //!
-//! Spec: specs/L2T-09-sim.md#invariants
+//! Spec: specs/L2T-12-sim.md#invariants
 
 use serde::Serialize;
 

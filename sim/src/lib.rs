@@ -15,7 +15,7 @@
 //! - [`report`]: the run report; [`invariants`]: the checks; [`sweep`]: many seeds;
 //!   [`plot`]: SVG payouts per round.
 //!
-//! Spec: specs/L2T-09-sim.md
+//! Spec: specs/L2T-12-sim.md
 #![warn(missing_docs)]
 
 pub mod actors;

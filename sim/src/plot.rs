@@ -1,7 +1,7 @@
 //! An SVG plot of a run's payouts per round (honest workers, adversaries, refunds), with
 //! plotters' SVG backend (text is emitted as SVG `<text>`, no font files needed).
 //!
-//! Spec: specs/L2T-09-sim.md#report
+//! Spec: specs/L2T-12-sim.md#report
 
 use std::path::Path;
 

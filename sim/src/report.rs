@@ -1,7 +1,7 @@
 //! The report of one run: who was paid what, HTLC outcomes, detection counts, faults, per-round
 //! figures. Serialisable to JSON (`--json`) and printable as text.
 //!
-//! Spec: specs/L2T-09-sim.md#report
+//! Spec: specs/L2T-12-sim.md#report
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

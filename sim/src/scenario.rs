@@ -2,7 +2,7 @@
 //! fault knobs. Scenarios are TOML (`sim/scenarios/*.toml`); every section and field is optional
 //! except `name`, unknown fields are an error.
 //!
-//! Spec: specs/L2T-09-sim.md#scenario-files
+//! Spec: specs/L2T-12-sim.md#scenario-files
 
 use std::path::Path;
 

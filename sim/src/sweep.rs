@@ -1,7 +1,7 @@
 //! Running one seed (with its invariants and, optionally, the replay check) and sweeping many
 //! seeds into a summary with throughput figures.
 //!
-//! Spec: specs/L2T-09-sim.md#sweeps
+//! Spec: specs/L2T-12-sim.md#sweeps
 
 use std::time::Instant;
 

@@ -341,7 +341,12 @@ pub fn decode_tx_hex(body: &[u8]) -> Result<bitcoin::Transaction, TxRejection> {
         std::str::from_utf8(body).map_err(|_| TxRejection::Decode("body is not UTF-8".into()))?;
     let bytes =
         hex::decode(s.trim()).map_err(|e| TxRejection::Decode(format!("invalid hex: {e}")))?;
-    deserialize(&bytes).map_err(|e| TxRejection::Decode(e.to_string()))
+    deserialize(&bytes).map_err(|e| match e {
+        bitcoin::consensus::encode::Error::Io(_) => {
+            TxRejection::Decode("truncated transaction (unexpected end of data)".into())
+        }
+        other => TxRejection::Decode(other.to_string()),
+    })
 }
 
 async fn blocks_tip(State(s): State<Arc<Shared>>) -> Json<Vec<BlockInfoJson>> {

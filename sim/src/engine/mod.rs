@@ -13,7 +13,7 @@
 //! order can reach the output is a `BTreeMap`; every processed item and executed action is
 //! hashed into the event log, so a seed replays to the same event-log hash.
 //!
-//! Spec: specs/L2T-09-sim.md#engine
+//! Spec: specs/L2T-12-sim.md#engine
 
 mod audit;
 mod exec;

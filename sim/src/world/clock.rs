@@ -1,6 +1,6 @@
 //! The simulated clock: Unix seconds and a block height that advances every `block_secs`.
 //!
-//! Spec: specs/L2T-09-sim.md#world
+//! Spec: specs/L2T-12-sim.md#world
 
 use l402_protocol::events::UnixTime;
 

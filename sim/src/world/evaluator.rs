@@ -8,7 +8,7 @@
 //! assigned-vs-random test) is modelled by the blob's origin: an update presented by anyone but
 //! the peer that trained it is `Copied`.
 //!
-//! Spec: specs/L2T-09-sim.md#fake-evaluator
+//! Spec: specs/L2T-12-sim.md#fake-evaluator
 
 use std::collections::{BTreeMap, BTreeSet};
 

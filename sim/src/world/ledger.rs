@@ -7,7 +7,7 @@
 //! held at its expiry height is failed back automatically (`expire`). Every sat is accounted:
 //! `minted = Σ balances + Σ held`, and per HTLC `locked = claimed + refunded + still held`.
 //!
-//! Spec: specs/L2T-09-sim.md#fake-ledger
+//! Spec: specs/L2T-12-sim.md#fake-ledger
 
 use std::collections::BTreeMap;
 

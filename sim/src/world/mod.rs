@@ -7,7 +7,7 @@
 //! - [`ledger`]: `FakeLedger`, Lightning balances and hold-invoice HTLCs with expiry.
 //! - [`evaluator`]: `FakeBlobs` (who holds which blob) and `FakeEvaluator` (deterministic scores).
 //!
-//! Spec: specs/L2T-09-sim.md#world
+//! Spec: specs/L2T-12-sim.md#world
 
 pub mod clock;
 pub mod evaluator;

@@ -6,7 +6,7 @@
 //! delayed or duplicated; a subscriber's periodic re-sync reads the log, so a dropped push only
 //! adds latency. A censoring relay neither stores nor serves the kinds it censors.
 //!
-//! Spec: specs/L2T-09-sim.md#fake-relays
+//! Spec: specs/L2T-12-sim.md#fake-relays
 
 use std::collections::BTreeSet;
 use std::rc::Rc;
