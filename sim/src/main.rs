@@ -11,7 +11,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use l402_sim::{plot, run_checked, sweep, InvariantError, Scenario};
@@ -76,7 +75,8 @@ enum Cmd {
 }
 
 fn load(path: &Path) -> anyhow::Result<Scenario> {
-    Scenario::load(path).with_context(|| format!("loading scenario {}", path.display()))
+    // The scenario error's message already names its cause; no error chain to repeat it.
+    Scenario::load(path).map_err(|e| anyhow::anyhow!("loading scenario {}: {e}", path.display()))
 }
 
 fn report_failure(path: &Path, e: &InvariantError) {
