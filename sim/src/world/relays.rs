@@ -173,7 +173,7 @@ mod tests {
     use l402_protocol::escrow::{
         deal_with, Corruption, DealingParams, TrancheSpec, WrongPreimageEvidence,
     };
-    use l402_protocol::events::{sign_event, BlobHash, Evidence, RunId};
+    use l402_protocol::events::{sign_event, Evidence, RunId};
     use l402_protocol::events::{Score, SubmissionId};
     use nostr::{Keys, SecretKey};
     use rand::SeedableRng;
@@ -200,13 +200,13 @@ mod tests {
             k: 1,
         };
         let (d, _) = deal_with(&dealer, &p, &[5; 32], Corruption::WrongPaymentHash).unwrap();
-        let secret = d.open_share(&v).unwrap();
-        let s = d.reconstruct(&[secret]).unwrap_err();
-        let l402_protocol::escrow::ReconstructError::HashMismatch { secret } = s else {
+        // k = 1: the validator's share is the secret, which does not open the wrong hash.
+        let share = d.open_share(&v).unwrap();
+        let err = d.reconstruct(&[share]).unwrap_err();
+        let l402_protocol::escrow::ReconstructError::HashMismatch { secret } = err else {
             panic!("expected a hash mismatch")
         };
         let e = Evidence::WrongPreimage(WrongPreimageEvidence::new(d, secret));
-        let _ = BlobHash([0; 32]);
         let mut rng = ChaCha20Rng::seed_from_u64(1);
         sign_event(&e, &v, Timestamp::from_secs(now), &mut rng).unwrap()
     }
