@@ -17,11 +17,13 @@ import numpy as np
 K, CH, BINS, RANGE = 64, 64, 4, 6
 
 
-def encode(x, rows, cols):
+def chunked(x, rows, cols):
     h = w = CH
-    chunks = x.reshape(rows // h, h, cols // w, w).transpose(0, 2, 1, 3).reshape(-1, h * w)
-    idx = np.argpartition(np.abs(chunks), -K, axis=1)[:, -K:]
-    idx.sort(axis=1)
+    return x.reshape(rows // h, h, cols // w, w).transpose(0, 2, 1, 3).reshape(-1, h * w)
+
+
+def quantise_and_pack(chunks, idx):
+    """Everything after selection: gather, 2-bit quantisation, 12-bit and 2-bit packing."""
     val = np.take_along_axis(chunks, idx, axis=1).ravel()
     n = val.size
     mu = np.float32(val.mean(dtype=np.float64))
@@ -43,39 +45,26 @@ def encode(x, rows, cols):
     qq = q.reshape(-1, 4)
     codes = qq[:, 0] | (qq[:, 1] << 2) | (qq[:, 2] << 4) | (qq[:, 3] << 6)
     return packed, codes, mu, scale, lookup
+
+
+def encode(x, rows, cols):
+    """Vectorised: one argpartition over all chunks at once."""
+    chunks = chunked(x, rows, cols)
+    idx = np.argpartition(np.abs(chunks), -K, axis=1)[:, -K:]
+    idx.sort(axis=1)
+    return quantise_and_pack(chunks, idx)
 
 
 def encode_loop(x, rows, cols):
     """The per-chunk variant (a Python loop calling argpartition on each 4096-value chunk), the
     shape of the NumPy port measured in shared/reference/upstream-apis.md section 10."""
-    h = w = CH
-    chunks = x.reshape(rows // h, h, cols // w, w).transpose(0, 2, 1, 3).reshape(-1, h * w)
+    chunks = chunked(x, rows, cols)
     idx = np.empty((chunks.shape[0], K), np.int64)
     for i, ch in enumerate(chunks):
         top = np.argpartition(np.abs(ch), -K)[-K:]
         top.sort()
         idx[i] = top
-    val = np.take_along_axis(chunks, idx, axis=1).ravel()
-    n = val.size
-    mu = np.float32(val.mean(dtype=np.float64))
-    c = val - mu
-    std = np.float32(math.sqrt(float(np.dot(c.astype(np.float64), c.astype(np.float64))))) / np.float32(math.sqrt(n - 1))
-    scale = np.float32(RANGE) * std / np.float32(BINS)
-    if scale == 0 or not np.isfinite(scale):
-        scale = np.float32(1.0)
-    q = np.clip(np.rint(c / scale + np.float32(BINS // 2)), 0, BINS - 1).astype(np.uint8)
-    counts = np.bincount(q, minlength=BINS)
-    sums = np.bincount(q, weights=c, minlength=BINS)
-    lookup = np.where(counts > 0, sums / np.maximum(counts, 1), 0).astype(np.float32)
-    i = idx.ravel().astype(np.uint16)
-    i1, i2 = i[0::2], i[1::2]
-    packed = np.empty(i1.size * 3, np.uint8)
-    packed[0::3] = i1 & 0xFF
-    packed[1::3] = ((i1 >> 8) & 0x0F) | ((i2 & 0x0F) << 4)
-    packed[2::3] = (i2 >> 4) & 0xFF
-    qq = q.reshape(-1, 4)
-    codes = qq[:, 0] | (qq[:, 1] << 2) | (qq[:, 2] << 4) | (qq[:, 3] << 6)
-    return packed, codes, mu, scale, lookup
+    return quantise_and_pack(chunks, idx)
 
 
 def decode(enc, rows, cols):
