@@ -2,6 +2,7 @@
 //!
 //! Spec: specs/L2T-01-events.md#bounty-kinds
 
+use super::parse::json_content;
 use nostr::{EventId, PublicKey, Tag};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -104,14 +105,7 @@ impl EventContent for Bounty {
             tags::t(tags::HASHTAG_BOUNTY),
         ]
     }
-    fn to_content(&self) -> String {
-        to_json(self)
-    }
-    fn from_content(content: &str, _author: &PublicKey) -> Result<Self, RejectReason> {
-        let a: Self = from_json(content)?;
-        a.check()?;
-        Ok(a)
-    }
+    json_content!();
 }
 
 /// The commitment an agent publishes before revealing:

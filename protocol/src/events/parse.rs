@@ -30,6 +30,25 @@ pub trait EventContent: Sized {
     fn from_content(content: &str, author: &PublicKey) -> Result<Self, RejectReason>;
 }
 
+/// The `to_content` / `from_content` pair of a JSON content type whose rules are all in its
+/// `check(&self) -> Result<(), RejectReason>` method (most kinds).
+macro_rules! json_content {
+    () => {
+        fn to_content(&self) -> String {
+            $crate::events::parse::to_json(self)
+        }
+        fn from_content(
+            content: &str,
+            _author: &nostr::PublicKey,
+        ) -> Result<Self, $crate::events::RejectReason> {
+            let a: Self = $crate::events::parse::from_json(content)?;
+            a.check()?;
+            Ok(a)
+        }
+    };
+}
+pub(crate) use json_content;
+
 /// JSON-encode a serde content struct (serde_json cannot fail on these plain structs).
 pub(crate) fn to_json<T: Serialize>(t: &T) -> String {
     serde_json::to_string(t).unwrap_or_default()

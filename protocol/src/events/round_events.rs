@@ -3,6 +3,7 @@
 //!
 //! Spec: specs/L2T-01-events.md#round-kinds
 
+use super::parse::json_content;
 use std::collections::BTreeSet;
 
 use nostr::{EventId, PublicKey, Tag};
@@ -150,14 +151,7 @@ impl EventContent for RoundOpen {
         t.push(tags::expiration(self.last_deadline() + EXPIRY_GRACE_SECS));
         t
     }
-    fn to_content(&self) -> String {
-        to_json(self)
-    }
-    fn from_content(content: &str, _author: &PublicKey) -> Result<Self, RejectReason> {
-        let a: Self = from_json(content)?;
-        a.check()?;
-        Ok(a)
-    }
+    json_content!();
 }
 
 /// Submission, by a peer. Its event id is the [`SubmissionId`]; the blob hash is the commitment.
@@ -209,14 +203,7 @@ impl EventContent for Submission {
             tags::p(&self.coordinator),
         ]
     }
-    fn to_content(&self) -> String {
-        to_json(self)
-    }
-    fn from_content(content: &str, _author: &PublicKey) -> Result<Self, RejectReason> {
-        let a: Self = from_json(content)?;
-        a.check()?;
-        Ok(a)
-    }
+    json_content!();
 }
 
 /// Escrow offer, by the payer: one signed dealing per tranche.
@@ -394,14 +381,7 @@ impl EventContent for EscrowLock {
             tags::p(&self.coordinator),
         ]
     }
-    fn to_content(&self) -> String {
-        to_json(self)
-    }
-    fn from_content(content: &str, _author: &PublicKey) -> Result<Self, RejectReason> {
-        let a: Self = from_json(content)?;
-        a.check()?;
-        Ok(a)
-    }
+    json_content!();
 }
 
 /// A validator's share of one tranche, NIP-44-encrypted to the worker.
