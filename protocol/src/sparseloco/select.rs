@@ -6,11 +6,24 @@
 //! equal. The selected indices are returned in ascending order (Templar's `torch.topk(...,
 //! sorted=False)` leaves the order unspecified; ascending order makes the encoding canonical).
 //!
-//! Algorithm (exact, O(n)): the magnitude of an IEEE-754 float orders like its bit pattern with the
-//! sign bit cleared, so we histogram those keys by their top 11 bits (exponent plus 3 mantissa bits,
-//! 8 buckets per octave), walk down from the largest bucket to the one holding the k-th entry, take
-//! every entry above it, and break the tie inside the boundary bucket with `select_nth_unstable` on
-//! `(key, !index)`. A general sort or `select_nth_unstable_by` on all 4096 entries is 1.5–3× slower.
+//! The magnitude of an IEEE-754 float orders like its bit pattern with the sign bit cleared (the
+//! *key*), so everything below works on integer keys. Two exact algorithms, same result:
+//!
+//! - **Sampled threshold** (the fast path, full chunks with `16·k ≤ n`): take every 16th key, pick
+//!   as threshold `t` the sample rank at which about `2.5·k` keys of the chunk are expected to be
+//!   `≥ t`, then one branch-light pass builds 32-bit masks of `key ≥ t` (the compiler vectorises
+//!   it) and collects those candidates as `(key, !index)`. If at least `k` keys are `≥ t`, the
+//!   k-th largest key is `≥ t`, so every entry of the top k (ties included) is a candidate and
+//!   `select_nth_unstable` over the candidates (~2.5·k of them) is exact. With fewer than `k`
+//!   candidates (≈ 0.5 % of Gaussian chunks) it falls back to:
+//! - **Histogram select** (O(n)): histogram the keys by their top 11 bits (exponent plus 3
+//!   mantissa bits, 8 buckets per octave), walk down from the largest bucket to the one holding
+//!   the k-th entry, take every entry above it, and break the tie inside the boundary bucket with
+//!   `select_nth_unstable` on `(key, !index)`.
+//!
+//! The sampled path is ~1.6× faster than the histogram alone, which is itself 1.5–3× faster than
+//! a general sort or `select_nth_unstable_by` on all 4096 entries. Neither depends on anything but
+//! the chunk, so the result is deterministic.
 
 /// Bit pattern magnitude of a float: `f32::to_bits(x) & ABS_MASK` orders like `|x|`.
 pub const ABS_MASK: u32 = 0x7FFF_FFFF;
@@ -18,12 +31,20 @@ pub const ABS_MASK: u32 = 0x7FFF_FFFF;
 const SHIFT: u32 = 20;
 /// Number of histogram buckets (keys are 31 bits wide).
 const BUCKETS: usize = 1 << (31 - SHIFT);
+/// Every `SAMPLE_STRIDE`-th key is sampled to place the threshold.
+const SAMPLE_STRIDE: usize = 16;
+/// Keys per mask word in the candidate pass.
+const BLOCK: usize = 32;
+/// Expected candidates per selected entry, in halves (5 → 2.5·k).
+const CANDIDATE_HALVES: usize = 5;
 
 /// Reusable scratch space for [`Selector::select`].
 #[derive(Debug)]
 pub struct Selector {
     hist: Vec<u16>,
     boundary: Vec<u64>,
+    sample: Vec<u32>,
+    fallbacks: u64,
 }
 
 impl Default for Selector {
@@ -33,12 +54,20 @@ impl Default for Selector {
 }
 
 impl Selector {
-    /// Allocates the scratch space (about 4 KiB).
+    /// Allocates the scratch space (about 41 KiB).
     pub fn new() -> Self {
         Self {
             hist: vec![0; 2 * BUCKETS],
             boundary: Vec::with_capacity(4096),
+            sample: Vec::with_capacity(4096 / SAMPLE_STRIDE),
+            fallbacks: 0,
         }
+    }
+
+    /// How many chunks the sampled threshold missed (fewer than `k` candidates), so the histogram
+    /// select ran instead.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks
     }
 
     /// Selects the top `k` of a chunk given as raw `f32` bit patterns (at most 4096 of them).
@@ -53,6 +82,67 @@ impl Selector {
             out.extend((0..n).map(|j| j as u16));
             return raw.iter().fold(0, |m, &r| m.max(r & ABS_MASK));
         }
+        if n >= 64 * SAMPLE_STRIDE && k * SAMPLE_STRIDE <= n {
+            if let Some(max) = self.select_sampled(raw, k, out) {
+                return max;
+            }
+            self.fallbacks += 1;
+        }
+        self.select_histogram(raw, k, out)
+    }
+
+    /// The sampled-threshold path; `None` when fewer than `k` keys reach the threshold.
+    fn select_sampled(&mut self, raw: &[u32], k: usize, out: &mut Vec<u16>) -> Option<u32> {
+        let n = raw.len();
+        self.sample.clear();
+        self.sample
+            .extend(raw.iter().step_by(SAMPLE_STRIDE).map(|&r| r & ABS_MASK));
+        let s = self.sample.len();
+        // Rank r (from the top) of the threshold among the samples: about
+        // `CANDIDATE_HALVES / 2 · k` keys of the chunk are expected at or above it.
+        let r = (k * CANDIDATE_HALVES * s).div_ceil(2 * n).clamp(1, s);
+        let (_, &mut t, _) = self.sample.select_nth_unstable(s - r);
+        // Keys are at most 31 bits wide, so comparing them as `i32` is exact and maps to the
+        // signed SIMD compare every x86-64 has.
+        let t = t as i32;
+        self.boundary.clear();
+        let mut blocks = raw.chunks_exact(BLOCK);
+        for (bi, block) in (&mut blocks).enumerate() {
+            let mut mask = 0u32;
+            for (i, &r) in block.iter().enumerate() {
+                mask |= u32::from((r & ABS_MASK) as i32 >= t) << i;
+            }
+            while mask != 0 {
+                let i = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                let j = bi * BLOCK + i;
+                self.boundary
+                    .push(u64::from(block[i] & ABS_MASK) << 16 | u64::from(0xFFFF - j as u16));
+            }
+        }
+        let base = n - blocks.remainder().len();
+        for (i, &r) in blocks.remainder().iter().enumerate() {
+            let key = r & ABS_MASK;
+            if key as i32 >= t {
+                self.boundary
+                    .push(u64::from(key) << 16 | u64::from(0xFFFF - (base + i) as u16));
+            }
+        }
+        let m = self.boundary.len();
+        if m < k {
+            return None;
+        }
+        self.boundary.select_nth_unstable(m - k);
+        let top = &self.boundary[m - k..];
+        // The chunk's largest key is among the candidates (it is >= t) and so among the top k.
+        let max = top.iter().map(|&x| (x >> 16) as u32).max().unwrap_or(0);
+        out.extend(top.iter().map(|&x| 0xFFFF - (x & 0xFFFF) as u16));
+        out.sort_unstable();
+        Some(max)
+    }
+
+    /// The histogram path (any chunk).
+    fn select_histogram(&mut self, raw: &[u32], k: usize, out: &mut Vec<u16>) -> u32 {
         self.hist.fill(0);
         // Two interleaved histograms halve the store-to-load dependency chains when neighbouring
         // values fall into the same bucket.
@@ -140,6 +230,60 @@ mod tests {
         let neg_zero = vec![(-0.0f32).to_bits(); 100];
         s.select(&neg_zero, 3, &mut out);
         assert_eq!(out, [0, 1, 2]);
+    }
+
+    /// Deterministic xorshift values in `[-0.5, 0.5)`.
+    fn noise(seed: u64, n: usize) -> Vec<f32> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    /// Both paths agree with the sort reference on chunks shaped to hit the sampled path, its
+    /// fallback and heavy ties.
+    #[test]
+    fn sampled_and_histogram_paths_match_reference() {
+        let mut s = Selector::new();
+        let (mut out, mut hist) = (Vec::new(), Vec::new());
+        for seed in 1..300u64 {
+            let u = noise(seed, 4 * 4096);
+            let vals: Vec<f32> = match seed % 6 {
+                // Gaussian-like: the common case.
+                0 | 1 => (0..4096)
+                    .map(|i| u[4 * i] + u[4 * i + 1] + u[4 * i + 2] + u[4 * i + 3])
+                    .collect(),
+                // Few distinct magnitudes: ties across the threshold and the k-th entry.
+                2 => u[..4096].iter().map(|v| (v * 8.0).round()).collect(),
+                // Sparse spikes: fewer than k keys reach any sampled threshold.
+                3 => u[..4096]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| if i % 97 == 5 { v * 1e3 } else { 0.0 })
+                    .collect(),
+                // Heavy tail: a few huge values the sample can miss.
+                4 => u[..4096].iter().map(|v| v.powi(9)).collect(),
+                // Ragged chunk length (not a multiple of the block).
+                _ => u[..4096 - (seed as usize % 500)].to_vec(),
+            };
+            let raw: Vec<u32> = vals.iter().map(|v| v.to_bits()).collect();
+            for k in [1, 64, 200] {
+                let max = s.select(&raw, k, &mut out);
+                assert_eq!(out, reference(&vals, k), "seed {seed} k {k}");
+                let want_max = raw.iter().map(|r| r & ABS_MASK).max().unwrap_or(0);
+                assert_eq!(max, want_max, "seed {seed} k {k}");
+                hist.clear();
+                assert_eq!(s.select_histogram(&raw, k, &mut hist), want_max);
+                assert_eq!(hist, out, "seed {seed} k {k}");
+            }
+        }
+        // The spike chunks must have exercised the fallback.
+        assert!(s.fallbacks() > 0);
     }
 
     #[test]
