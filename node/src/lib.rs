@@ -5,10 +5,13 @@
 //! - [`discovery`]: nostr-sdk publishing, subscriptions and the live directory;
 //! - [`blobs`]: BLAKE3-addressed blobs over iroh-blobs (libp2p behind a feature);
 //! - [`train`]: candle training and validation;
+//! - [`runtime`]: the role runtime: the protocol's driver over the real components;
 //! - [`cli`]: the clap command line.
 
 pub mod blobs;
 pub mod cli;
 pub mod discovery;
+pub mod durable;
 pub mod lightning;
+pub mod runtime;
 pub mod train;

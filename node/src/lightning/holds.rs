@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use l402_protocol::hold::{HoldRecord, PaymentHash};
@@ -15,6 +14,7 @@ use l402_protocol::hold::{HoldRecord, PaymentHash};
 use super::LightningError;
 
 const SUFFIX: &str = ".json";
+/// `SUFFIX` plus [`crate::durable::TMP_SUFFIX`].
 const TMP_SUFFIX: &str = ".json.tmp";
 
 /// In-memory view of the store, written through on every change.
@@ -84,18 +84,8 @@ impl HoldStore {
 
     /// Durably writes `record`, then updates the in-memory view.
     pub fn put(&mut self, record: HoldRecord) -> Result<(), LightningError> {
-        let hex = record.payment_hash.to_hex();
-        let path = self.dir.join(format!("{hex}{SUFFIX}"));
-        let tmp = self.dir.join(format!("{hex}{TMP_SUFFIX}"));
-        {
-            let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
-            f.write_all(&record.encode()).map_err(io(&tmp))?;
-            f.sync_all().map_err(io(&tmp))?;
-        }
-        fs::rename(&tmp, &path).map_err(io(&path))?;
-        fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))?;
+        let name = format!("{}{SUFFIX}", record.payment_hash.to_hex());
+        crate::durable::write_atomic(&self.dir, &name, &record.encode()).map_err(io(&self.dir))?;
         self.records.insert(record.payment_hash, record);
         Ok(())
     }

@@ -16,6 +16,7 @@
 //! Spec: specs/L2T-03-round.md
 
 pub mod coordinator;
+pub mod driver;
 pub mod peer;
 pub mod validator;
 
@@ -33,6 +34,7 @@ use crate::events::{
 use crate::quorum::{Phase, Verdict};
 
 pub use coordinator::{Coordinator, CoordinatorConfig};
+pub use driver::{scope_of, Delivery, Driver, Effects, Machine, MachineKey, Role};
 pub use peer::{Peer, PeerWork, TrancheState};
 pub use validator::Validator;
 

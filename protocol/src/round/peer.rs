@@ -141,6 +141,11 @@ impl Peer {
         Ok(Self { keys, st })
     }
 
+    /// The round open this machine was built from.
+    pub fn round_open(&self) -> &Verified<RoundOpen> {
+        &self.st.open
+    }
+
     /// The submission id, once submitted.
     pub fn submission_id(&self) -> Option<SubmissionId> {
         self.st

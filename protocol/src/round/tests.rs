@@ -152,3 +152,120 @@ fn persisted_state_is_versioned_and_bound_to_role_and_key() {
         Err(PersistError::Decode(_))
     ));
 }
+
+/// The in-memory effects of the driver tests: a fake store that can be made to fail, and a log
+/// of executed actions.
+#[derive(Default)]
+struct FakeEffects {
+    fail_persist: bool,
+    stored: BTreeMap<MachineKey, Vec<u8>>,
+    executed: Vec<(MachineKey, Action)>,
+    forgotten: Vec<MachineKey>,
+}
+
+impl Effects<MachineKey> for FakeEffects {
+    type Error = String;
+    fn persist(&mut self, key: &MachineKey, m: &Machine) -> Result<(), String> {
+        if self.fail_persist {
+            return Err("disk full".into());
+        }
+        self.stored.insert(key.clone(), m.to_bytes());
+        Ok(())
+    }
+    fn execute(&mut self, key: &MachineKey, actions: Vec<Action>) {
+        self.executed
+            .extend(actions.into_iter().map(|a| (key.clone(), a)));
+    }
+    fn forget(&mut self, key: &MachineKey) {
+        self.stored.remove(key);
+        self.forgotten.push(key.clone());
+    }
+}
+
+fn mkey(round: u64, role: Role) -> MachineKey {
+    MachineKey {
+        run: RunId::new("unit").unwrap(),
+        round,
+        role,
+    }
+}
+
+#[test]
+fn driver_executes_nothing_it_could_not_persist_and_resume_re_derives_it() {
+    let mut d = Driver::new();
+    let key = mkey(2, Role::Peer);
+    d.insert(key.clone(), Machine::Peer(peer()));
+    let mut fx = FakeEffects {
+        fail_persist: true,
+        ..Default::default()
+    };
+    assert!(matches!(
+        d.handle(T0, &key, Input::Tick, &mut fx),
+        Delivery::PersistFailed(_)
+    ));
+    assert!(
+        fx.executed.is_empty(),
+        "an unpersisted submission was published"
+    );
+    // The machine moved on in memory; a restart restores the last durable state instead.
+    fx.fail_persist = false;
+    assert_eq!(
+        d.handle(T0 + 1, &key, Input::Tick, &mut fx),
+        Delivery::Executed(0)
+    );
+    let bytes = fx.stored.get(&key).unwrap().clone();
+    let mut d2: Driver<MachineKey> = Driver::new();
+    d2.restore(key.clone(), Role::Peer, keys(2), &bytes)
+        .unwrap();
+    assert!(matches!(d2.resume(T0 + 2, &key, &mut fx), Delivery::Executed(n) if n >= 1));
+    assert!(
+        matches!(fx.executed.first(), Some((k, Action::Publish(_))) if *k == key),
+        "resume re-publishes the submission: {:?}",
+        fx.executed
+    );
+    assert_eq!(
+        d2.restore(key.clone(), Role::Validator, keys(2), &bytes),
+        Err(PersistError::WrongRole)
+    );
+}
+
+#[test]
+fn driver_routes_events_by_run_and_round_and_lightning_by_payment_hash() {
+    let mut d = Driver::new();
+    let mut fx = FakeEffects::default();
+    let coord = Coordinator::new(keys(1), [0; 32], T0, open(), config()).unwrap();
+    let vo = coord.round_open().clone();
+    d.insert(mkey(2, Role::Coordinator), Machine::Coordinator(coord));
+    d.insert(
+        mkey(2, Role::Validator),
+        Machine::Validator(Validator::new(keys(10), [3; 32], vo.clone()).unwrap()),
+    );
+    let mut other = open();
+    other.round = 3;
+    other.seed = round_seed(&other.run_id, 3, &other.prev_checkpoint);
+    let c3 = Coordinator::new(keys(1), [0; 32], T0, other, config()).unwrap();
+    d.insert(mkey(3, Role::Coordinator), Machine::Coordinator(c3));
+    // The peer's submission of round 2 concerns round 2's machines only.
+    let mut p = peer();
+    let Some(Action::Publish(ev)) = p.handle(T0, Input::Tick).into_iter().next() else {
+        panic!("no submission");
+    };
+    let sub = VerifiedAny::Submission(parse(&ev, None).unwrap());
+    let targets = d.targets(&Input::Event(sub));
+    assert_eq!(
+        targets,
+        vec![mkey(2, Role::Coordinator), mkey(2, Role::Validator)]
+    );
+    // Nobody owns an unknown payment hash; ticks reach everyone.
+    let held = Input::HtlcHeld {
+        payment_hash: PaymentHash([9; 32]),
+        amount_msat: 1,
+    };
+    assert!(d.targets(&held).is_empty());
+    assert_eq!(d.route(T0, Input::Tick, &mut fx), 3);
+    // Retiring: nothing before the last deadline, everything after it.
+    assert!(d.retire_finished(T0 + 500, 10, &mut fx).is_empty());
+    let gone = d.retire_finished(T0 + 511, 10, &mut fx);
+    assert_eq!(gone.len(), 3);
+    assert!(d.is_empty() && fx.stored.is_empty() && fx.forgotten.len() == 3);
+}

@@ -86,6 +86,11 @@ impl Validator {
         })
     }
 
+    /// The round open this machine was built from.
+    pub fn round_open(&self) -> &Verified<RoundOpen> {
+        &self.st.open
+    }
+
     /// Persist (versioned CBOR).
     pub fn to_bytes(&self) -> Vec<u8> {
         persist(ROLE, self.keys.public_key(), &self.st)

@@ -2,7 +2,7 @@
 //! Lightning notifications, evaluation results, clock ticks) that drives every actor's protocol
 //! state machines and executes the actions they return against the fake world.
 //!
-//! - `machine`: the role machines (the protocol's own types).
+//! - `effects`: the simulator's side of the protocol's shared `Driver` (fake store, executor).
 //! - `rounds`: opening rounds, creating each actor's machines, the work and tokens they submit.
 //! - `exec`: executing actions (publish, hold invoices, claims, evaluations, aggregation).
 //! - `audit`: the per-round audit (fraud proofs by deterministic replay, outliers, censoring
@@ -16,9 +16,9 @@
 //! Spec: specs/L2T-12-sim.md#engine
 
 mod audit;
+mod effects;
 mod exec;
 mod facts;
-mod machine;
 mod rounds;
 
 use std::cmp::{Ordering, Reverse};
@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::rc::Rc;
 
 use l402_protocol::events::{BlobHash, PaymentHash, RunId, Score, SubmissionId, VerifiedAny};
-use l402_protocol::round::{Action, Input};
+use l402_protocol::round::{Driver, Input};
 use nostr::{EventId, Keys, PublicKey, SecretKey};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -35,7 +35,7 @@ use crate::actors::{Actor, ActorId, ActorKind};
 use crate::scenario::{kind_by_name, Scenario, ScenarioError};
 use crate::world::{FakeBlobs, FakeEvaluator, FakeLedger, FakeRelays, SimClock};
 
-pub(crate) use machine::Machine;
+use effects::SimEffects;
 
 /// Simulated Unix time of the first round open.
 pub const GENESIS_TIME: u64 = 1_700_000_000;
@@ -212,7 +212,7 @@ pub struct Simulation {
     by_key: BTreeMap<PublicKey, ActorId>,
     pub(crate) coordinator: ActorId,
     free_riders: Vec<ActorId>,
-    machines: BTreeMap<(ActorId, u64), Machine>,
+    driver: Driver<(ActorId, u64)>,
     persisted: BTreeMap<(ActorId, u64), Vec<u8>>,
     ln_buffer: BTreeMap<ActorId, Vec<(u64, Input)>>,
     epochs: Vec<u64>,
@@ -392,7 +392,7 @@ impl Simulation {
             by_key,
             coordinator: 0,
             free_riders,
-            machines: BTreeMap::new(),
+            driver: Driver::new(),
             persisted: BTreeMap::new(),
             ln_buffer: BTreeMap::new(),
             epochs,
@@ -544,7 +544,7 @@ impl Simulation {
                 },
             );
         }
-        let keys: Vec<(ActorId, u64)> = self.machines.keys().copied().collect();
+        let keys: Vec<(ActorId, u64)> = self.driver.iter().map(|(k, _)| *k).collect();
         for (a, r) in keys {
             if !self.is_down(a) {
                 self.deliver_input(a, r, Input::Tick, false);
@@ -576,39 +576,79 @@ impl Simulation {
             .filter(|(_, r)| !r.retired && now > r.open.last_deadline() + slack)
             .map(|(n, _)| *n)
             .collect();
-        for r in done {
-            if let Some(rec) = self.rounds.get_mut(&r) {
+        for r in &done {
+            if let Some(rec) = self.rounds.get_mut(r) {
                 rec.retired = true;
             }
-            self.machines.retain(|(_, round), _| *round != r);
-            self.persisted.retain(|(_, round), _| *round != r);
+        }
+        if !done.is_empty() {
+            self.with_driver(false, None, |d, fx| {
+                d.retire_where(fx, |(_, round), _| done.contains(round));
+            });
         }
     }
 
-    /// Hand `input` to actor `a`'s machine of round `r`; with the scenario's crash probability
-    /// (not for ticks) the node crashes after executing a random prefix of the actions.
+    /// Run `f` with the shared driver and this simulation as its effects.
+    pub(crate) fn with_driver<T>(
+        &mut self,
+        crashable: bool,
+        replay: Option<Rc<VerifiedAny>>,
+        f: impl FnOnce(&mut Driver<(ActorId, u64)>, &mut SimEffects<'_>) -> T,
+    ) -> T {
+        // The effects borrow the whole simulation; the driver is lent out meanwhile (nothing the
+        // executor does reaches the machines: it schedules their next inputs).
+        let mut driver = std::mem::take(&mut self.driver);
+        let out = f(
+            &mut driver,
+            &mut SimEffects {
+                sim: self,
+                crashable,
+                replay,
+            },
+        );
+        self.driver = driver;
+        out
+    }
+
+    /// Hand `input` to actor `a`'s machine of round `r` through the driver; with the scenario's
+    /// crash probability (not for ticks) the node crashes after executing a random prefix of
+    /// the actions.
     pub(crate) fn deliver_input(&mut self, a: ActorId, r: u64, input: Input, crashable: bool) {
+        self.deliver(a, r, input, crashable, None);
+    }
+
+    pub(crate) fn deliver(
+        &mut self,
+        a: ActorId,
+        r: u64,
+        input: Input,
+        crashable: bool,
+        replay: Option<Rc<VerifiedAny>>,
+    ) {
         let now = self.clock.now;
-        if self.is_down(a) {
-            return; // crashed while handling an earlier input of the same batch
+        if self.is_down(a) || !self.driver.contains(&(a, r)) {
+            return; // crashed while handling an earlier input of the same batch, or no machine
         }
-        let Some(m) = self.machines.get_mut(&(a, r)) else {
-            return;
-        };
         self.stats.handled_inputs += 1;
         if !matches!(input, Input::Tick) {
             tracing::trace!(seed = self.seed, actor = a, round = r, now, input = %input_label(&input), "deliver");
         }
-        let actions = m.handle(now, input);
-        let crash = self.sc.faults.crash;
-        if crashable && crash > 0.0 && self.rng.gen_bool(crash) {
-            let cut = self.rng.gen_range(0..=actions.len());
-            let done: Vec<Action> = actions.into_iter().take(cut).collect();
-            self.execute(a, r, done);
-            self.crash(a);
-        } else {
-            self.execute(a, r, actions);
+        self.with_driver(crashable, replay, |d, fx| d.handle(now, &(a, r), input, fx));
+        if self.is_down(a) {
+            self.snapshot(a);
         }
+    }
+
+    /// The fake store: the state of every machine of a crashed actor (see
+    /// [`SimEffects::persist`]).
+    fn snapshot(&mut self, a: ActorId) {
+        let states: Vec<((ActorId, u64), Vec<u8>)> = self
+            .driver
+            .iter()
+            .filter(|((x, _), _)| *x == a)
+            .map(|(k, m)| (*k, m.to_bytes()))
+            .collect();
+        self.persisted.extend(states);
     }
 
     fn crash(&mut self, a: ActorId) {
@@ -618,17 +658,6 @@ impl Simulation {
         let now = self.clock.now;
         self.stats.crashes += 1;
         self.epochs[a as usize] += 1;
-        let keys: Vec<(ActorId, u64)> = self
-            .machines
-            .keys()
-            .filter(|(x, _)| *x == a)
-            .copied()
-            .collect();
-        for k in keys {
-            if let Some(m) = self.machines.get(&k) {
-                self.persisted.insert(k, m.to_bytes());
-            }
-        }
         let d = self
             .rng
             .gen_range(1..=self.sc.faults.max_downtime_secs.max(1));
@@ -655,20 +684,19 @@ impl Simulation {
             let Some(bytes) = self.persisted.remove(&k) else {
                 continue;
             };
-            let Some(old) = self.machines.get(&k) else {
+            let Some(role) = self.driver.get(&k).map(|m| m.role()) else {
                 continue;
             };
-            match old.restore(self.actors[a as usize].keys.clone(), &bytes) {
-                Ok(mut m) => {
+            let keys = self.actors[a as usize].keys.clone();
+            match self.driver.restore(k, role, keys, &bytes) {
+                Ok(()) => {
                     // The restored state must be exactly what was persisted.
-                    if m.to_bytes() != bytes {
+                    if self.driver.get(&k).map(|m| m.to_bytes()) != Some(bytes) {
                         self.stats
                             .restore_errors
                             .push(format!("actor {a} round {}: state changed on restore", k.1));
                     }
-                    let actions = m.resume(now);
-                    self.machines.insert(k, m);
-                    self.execute(a, k.1, actions);
+                    self.with_driver(false, None, |d, fx| d.resume(now, &k, fx));
                 }
                 Err(e) => self
                     .stats
@@ -774,7 +802,7 @@ impl Simulation {
                 self.maybe_copy(to, s.clone());
             }
             _ => {
-                if !self.machines.contains_key(&(to, r)) {
+                if !self.driver.contains(&(to, r)) {
                     return; // not in this round (yet): a later re-sync delivers it
                 }
                 self.actors[to as usize].seen.insert(id);

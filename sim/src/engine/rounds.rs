@@ -11,12 +11,12 @@ use l402_protocol::events::{
 use l402_protocol::l402;
 use l402_protocol::quorum::{round_seed, select_validators, Tolerance};
 use l402_protocol::round::{
-    Action, Coordinator, CoordinatorConfig, Input, Peer, PeerWork, Validator,
+    Coordinator, CoordinatorConfig, Input, Machine, Peer, PeerWork, Validator,
 };
 use nostr::PublicKey;
 use rand::Rng;
 
-use super::{derive, Item, Machine, RoundRecord, Simulation};
+use super::{derive, Item, RoundRecord, Simulation};
 use crate::actors::{ActorId, ActorKind};
 use crate::scenario::{DealerFault, PoisonKind};
 use crate::world::BlobTruth;
@@ -108,7 +108,7 @@ impl Simulation {
         };
         let corruption = self.pick_corruption(n);
         let c = self.coordinator;
-        if let Some(Machine::Coordinator(prev)) = self.machines.get(&(c, r.saturating_sub(1))) {
+        if let Some(Machine::Coordinator(prev)) = self.driver.get(&(c, r.saturating_sub(1))) {
             self.token_uses = prev.token_uses().clone();
         }
         let config = CoordinatorConfig {
@@ -148,7 +148,7 @@ impl Simulation {
                 model_loss: self.model_loss,
             },
         );
-        self.machines.insert((c, r), Machine::Coordinator(coord));
+        self.driver.insert((c, r), Machine::Coordinator(coord));
         if r >= self.sc.rounds {
             let t = &self.sc.timing;
             self.end_time =
@@ -163,7 +163,7 @@ impl Simulation {
         let Some(rec) = self.rounds.get(&r) else {
             return;
         };
-        if rec.retired || rec.open.id() != open.id() || self.machines.contains_key(&(a, r)) {
+        if rec.retired || rec.open.id() != open.id() || self.driver.contains(&(a, r)) {
             return;
         }
         let kind = self.actors[a as usize].kind;
@@ -176,7 +176,7 @@ impl Simulation {
                 }
                 match Validator::new(keys, seed, open) {
                     Ok(v) => {
-                        self.machines.insert((a, r), Machine::Validator(v));
+                        self.driver.insert((a, r), Machine::Validator(v));
                     }
                     Err(e) => {
                         self.stats.open_errors.push(format!("validator {a}: {e}"));
@@ -193,7 +193,7 @@ impl Simulation {
                 }
                 let work = self.make_work(a, &open);
                 let peer = Peer::new(keys, seed, open, work);
-                self.machines.insert((a, r), Machine::Peer(peer));
+                self.driver.insert((a, r), Machine::Peer(peer));
             }
             ActorKind::FreeRider => {
                 if let Some(rec) = self.rounds.get_mut(&r) {
@@ -320,7 +320,7 @@ impl Simulation {
             || !rec.riders_ready.contains(&a)
             || rec.riders_done.contains(&a)
             || self.clock.now >= rec.open.submit_deadline
-            || self.machines.contains_key(&(a, r))
+            || self.driver.contains(&(a, r))
         {
             return;
         }
@@ -343,7 +343,7 @@ impl Simulation {
         };
         let keys = self.actors[a as usize].keys.clone();
         let peer = Peer::new(keys, self.machine_seed(a, r), open, work);
-        self.machines.insert((a, r), Machine::Peer(peer));
+        self.driver.insert((a, r), Machine::Peer(peer));
         self.stats.copies_submitted += 1;
         self.deliver_input(a, r, Input::Tick, true);
         self.catch_up(a, r);
@@ -415,7 +415,7 @@ impl Simulation {
             }
             _ => Vec::new(),
         };
-        targets.retain(|t| self.machines.contains_key(&(*t, r)));
+        targets.retain(|t| self.driver.contains(&(*t, r)));
         for to in targets {
             let d = self.rng.gen_range(0..=self.sc.network.max_delay_secs);
             self.stats.replay_deliveries += 1;
@@ -434,23 +434,16 @@ impl Simulation {
     /// a tick at the same time (so time-driven actions are not blamed on the replay); any
     /// action but `Ignored` in answer to the replay itself counts as an accepted replay.
     pub(super) fn deliver_replay(&mut self, to: ActorId, r: u64, ev: &Rc<VerifiedAny>) {
-        if self.is_down(to) || !self.machines.contains_key(&(to, r)) {
+        if self.is_down(to) || !self.driver.contains(&(to, r)) {
             return;
         }
         self.deliver_input(to, r, Input::Tick, false);
-        let now = self.clock.now;
-        let Some(m) = self.machines.get_mut(&(to, r)) else {
-            return;
-        };
-        self.stats.handled_inputs += 1;
-        let actions = m.handle(now, Input::Event((**ev).clone()));
-        if actions.iter().any(|a| !matches!(a, Action::Ignored { .. })) {
-            self.stats.replays_accepted.push(format!(
-                "round {r}: actor {to} acted on replayed event {} ({:?})",
-                ev.event().id,
-                ev.kind()
-            ));
-        }
-        self.execute(to, r, actions);
+        self.deliver(
+            to,
+            r,
+            Input::Event((**ev).clone()),
+            false,
+            Some(Rc::clone(ev)),
+        );
     }
 }
