@@ -9,15 +9,26 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use l402_protocol::blobmeta::{PeerKey, RoundKey};
-use l402_protocol::events::{PaymentHash, TrancheInvoice};
+use l402_protocol::blobmeta::{PeerKey, Placement, RoundKey};
+use l402_protocol::events::{
+    BlobHash, MergedSubmission, PaymentHash, RoundOpen, Score, SubmissionId, TrancheInvoice,
+    Verified,
+};
+use l402_protocol::quorum::{RejectCode, Verdict};
 use l402_protocol::round::{Action, Input, MachineKey};
+use l402_protocol::wire::PseudoGradient;
 use nostr_sdk::prelude::{PublicKey, Timestamp};
 use tokio::sync::mpsc;
 
-use crate::blobs::BlobNode;
+use super::work::{
+    blob_id, checkpoint_size, failed_eval, merge_order, phase_label, round_placement,
+    SubmissionBook, TrainingWork,
+};
+use crate::blobs::{BlobNode, FetchRequest, ProviderAddr, ProviderId};
 use crate::discovery::Discovery;
 use crate::lightning::{Invoice, LightningError, LightningEvent, LightningNode};
+use crate::train::codec::payload_bytes;
+use crate::train::{Checkpoint, TrainError};
 
 /// Seconds a hold invoice stays payable: the payer pays right after the lock request, well
 /// inside the round's attest deadline.
@@ -72,6 +83,15 @@ pub enum ExecError {
     /// The blob store refused.
     #[error(transparent)]
     Blob(#[from] crate::blobs::BlobError),
+    /// Candle or the checkpoint format failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// A merged submission this node never saw.
+    #[error("merged submission {0} was never seen")]
+    UnknownSubmission(SubmissionId),
+    /// A compute task failed.
+    #[error("task: {0}")]
+    Task(String),
 }
 
 /// Check each of a worker's hold invoices against the dealing before paying anything: the
@@ -137,6 +157,10 @@ pub struct Components {
     pub discovery: Arc<Discovery>,
     /// Blob store and transport.
     pub blobs: Arc<BlobNode>,
+    /// Candle training, scoring and aggregation.
+    pub work: Arc<TrainingWork>,
+    /// Authors and sizes of the submissions seen.
+    pub book: SubmissionBook,
 }
 
 impl Components {
@@ -150,10 +174,171 @@ impl Components {
             .collect()
     }
 
-    /// Execute one action of machine `key`; answers go to `reports`.
+    /// The blob providers of the given Nostr keys: their announced iroh ids, whose direct
+    /// addresses go into the address book.
+    fn providers(&self, holders: &[PublicKey]) -> Vec<ProviderId> {
+        let dir = self.discovery.directory();
+        let now = Timestamp::now();
+        let mut out = Vec::new();
+        for pk in holders {
+            let Some(n) = dir.node(pk, now) else {
+                tracing::debug!(holder = %pk, "no node announcement: cannot fetch from it");
+                continue;
+            };
+            let id = ProviderId(n.verified.iroh_node_id);
+            let addrs = n
+                .verified
+                .iroh_addrs
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect();
+            if let Err(e) = self.blobs.address_book().insert(ProviderAddr { id, addrs }) {
+                tracing::debug!(holder = %pk, error = %e, "bad provider address");
+                continue;
+            }
+            out.push(id);
+        }
+        out
+    }
+
+    /// The bytes of blob `hash`: from the local store, else fetched (BLAKE3-verified, size
+    /// checked against `size` before any download) from the holders and re-provided.
+    pub async fn fetch(
+        &self,
+        hash: &BlobHash,
+        size: u64,
+        holders: &[PublicKey],
+        placement: Placement,
+    ) -> Result<Vec<u8>, ExecError> {
+        let id = blob_id(hash);
+        if !self.blobs.store().is_complete(&id).await? {
+            let providers = self.providers(holders);
+            let report = self
+                .blobs
+                .fetch(&FetchRequest {
+                    hash: id,
+                    announced_size: size,
+                    providers,
+                    placement,
+                })
+                .await?;
+            tracing::debug!(blob = %id, size, attempts = report.attempts.len(), "blob fetched");
+        }
+        Ok(self.blobs.read(&id).await?)
+    }
+
+    async fn checkpoint(
+        &self,
+        open: &Verified<RoundOpen>,
+        hash: &BlobHash,
+        holders: &[PublicKey],
+    ) -> Result<Checkpoint, ExecError> {
+        let size = checkpoint_size(&self.work.model)?;
+        let bytes = self
+            .fetch(
+                hash,
+                size,
+                holders,
+                round_placement(&open.run_id, open.round),
+            )
+            .await?;
+        let spec = self.work.model.clone();
+        Ok(
+            tokio::task::spawn_blocking(move || Checkpoint::from_safetensors(&bytes, Some(spec)))
+                .await
+                .map_err(|e| ExecError::Task(e.to_string()))??,
+        )
+    }
+
+    /// `Evaluate`: fetch the checkpoint (from the coordinator) and the submission (from its
+    /// author, who released it to the committee), then score with candle.
+    async fn evaluate(
+        &self,
+        open: &Verified<RoundOpen>,
+        submission: SubmissionId,
+        checkpoint: BlobHash,
+        blob: BlobHash,
+        eval_seed: [u8; 32],
+    ) -> Result<(Score, Verdict), ExecError> {
+        let Some((peer, size)) = self.book.get(&submission) else {
+            return Ok(failed_eval(RejectCode::Unavailable));
+        };
+        let ck = self.checkpoint(open, &checkpoint, &[open.author()]).await?;
+        let bytes = match self
+            .fetch(
+                &blob,
+                size,
+                &[peer],
+                round_placement(&open.run_id, open.round),
+            )
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(submission = %submission, blob = %blob, error = %e, "submission blob unavailable");
+                return Ok(failed_eval(RejectCode::Unavailable));
+            }
+        };
+        let work = self.work.clone();
+        let (run, round) = (open.run_id.clone(), open.round);
+        Ok(tokio::task::spawn_blocking(move || {
+            work.evaluate(&run, round, ck, &peer, eval_seed, &bytes)
+        })
+        .await
+        .map_err(|e| ExecError::Task(e.to_string()))??)
+    }
+
+    /// `Aggregate`: fetch every merged pseudo-gradient (from its author or any committee member
+    /// that fetched it), aggregate onto the parent, store the new checkpoint blob.
+    async fn aggregate(
+        &self,
+        open: &Verified<RoundOpen>,
+        parent: BlobHash,
+        merged: &[MergedSubmission],
+    ) -> Result<BlobHash, ExecError> {
+        let parent_ck = self.checkpoint(open, &parent, &[open.author()]).await?;
+        let mut grads = Vec::new();
+        for m in merge_order(merged) {
+            let (author, size) = self
+                .book
+                .get(&m.submission)
+                .ok_or(ExecError::UnknownSubmission(m.submission))?;
+            let mut holders = vec![author];
+            holders.extend(open.validators.iter().copied());
+            let bytes = self
+                .fetch(
+                    &m.blob,
+                    size,
+                    &holders,
+                    round_placement(&open.run_id, open.round),
+                )
+                .await?;
+            let cap = payload_bytes(&self.work.model, &self.work.training.codec_params())?;
+            let g = PseudoGradient::from_blob_with_limit(&bytes, cap)
+                .map_err(|e| ExecError::Task(format!("merged blob {}: {e}", m.blob)))?;
+            grads.push(g);
+        }
+        let work = self.work.clone();
+        let next = tokio::task::spawn_blocking(move || work.aggregate(&parent_ck, &grads))
+            .await
+            .map_err(|e| ExecError::Task(e.to_string()))??;
+        let Some(next) = next else {
+            return Ok(parent);
+        };
+        let bytes = next.to_safetensors()?;
+        let id = self
+            .blobs
+            .add_bytes(bytes, &round_placement(&open.run_id, open.round + 1))
+            .await?;
+        Ok(BlobHash(id.0))
+    }
+
+    /// Execute one action of machine `key` (whose round open is `open`); answers go to
+    /// `reports`. Evaluations and aggregation run as tasks: the runtime keeps handling inputs.
     pub async fn execute(
         &self,
         key: &MachineKey,
+        open: &Verified<RoundOpen>,
         action: Action,
         reports: &mpsc::UnboundedSender<Report>,
     ) -> Result<(), ExecError> {
@@ -257,11 +442,62 @@ impl Components {
                     tracing::info!(machine = %key, validator = %validator, payment_hash = %inv.payment_hash(), "validator fee sent");
                 }
             }
+            Action::Evaluate {
+                submission,
+                phase,
+                checkpoint,
+                blob,
+                eval_seed,
+            } => {
+                let (this, open, key, reports) =
+                    (self.clone(), open.clone(), key.clone(), reports.clone());
+                tokio::spawn(async move {
+                    let t = std::time::Instant::now();
+                    let (score, verdict) = match this
+                        .evaluate(&open, submission, checkpoint, blob, eval_seed.0)
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::warn!(machine = %key, submission = %submission, error = %e, "evaluation failed");
+                            failed_eval(RejectCode::Unavailable)
+                        }
+                    };
+                    tracing::info!(machine = %key, submission = %submission, blob = %blob, phase = phase_label(phase), score = score.0, verdict = ?verdict, ms = t.elapsed().as_millis() as u64, "evaluated");
+                    let _ = reports.send(Report {
+                        key: Some(key),
+                        input: Input::EvalDone {
+                            submission,
+                            phase,
+                            score,
+                            verdict,
+                        },
+                    });
+                });
+            }
+            Action::Aggregate { parent, merged } => {
+                let (this, open, key, reports) =
+                    (self.clone(), open.clone(), key.clone(), reports.clone());
+                tokio::spawn(async move {
+                    match this.aggregate(&open, parent, &merged).await {
+                        Ok(checkpoint) => {
+                            tracing::info!(machine = %key, merged = merged.len(), checkpoint = %checkpoint, "aggregated");
+                            let _ = reports.send(Report {
+                                key: Some(key),
+                                input: Input::CheckpointReady { checkpoint },
+                            });
+                        }
+                        // Retried by `resume` after a restart (the machine re-asks while no
+                        // checkpoint is published).
+                        Err(e) => tracing::error!(machine = %key, error = %e, "aggregation failed"),
+                    }
+                });
+            }
             Action::Ignored { event, reason } => {
                 tracing::debug!(machine = %key, event_id = %event, %reason, "ignored")
             }
             other => {
-                tracing::warn!(machine = %key, action = ?other, "action not executed by this runtime")
+                tracing::warn!(machine = %key, action = ?other, "unknown action: not executed")
             }
         }
         Ok(())

@@ -1,7 +1,8 @@
 //! The role runtime: the protocol's one [`Driver`] over real IO.
 //!
 //! - [`store`]: the durable machine store (persist before execute, resume after restart);
-//! - [`exec`]: the real executors of the machines' actions (outbox, ldk-node, blob index).
+//! - [`exec`]: the real executors of the machines' actions (outbox, ldk-node, blob index);
+//! - [`work`]: the candle side of `Evaluate` and `Aggregate`.
 //!
 //! A [`Runtime`] feeds the driver from four sources: verified events of its runs' rounds (a
 //! nostr-sdk subscription, each event through `events::validate_event`), Lightning hold-invoice
@@ -13,6 +14,7 @@
 
 pub mod exec;
 pub mod store;
+pub mod work;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -26,6 +28,7 @@ use tokio::sync::mpsc;
 
 pub use exec::{check_hold_invoices, lightning_input, Components, ExecError, Report};
 pub use store::{MachineStore, StoreError, Stored};
+pub use work::{run_key, SubmissionBook, TrainingWork};
 
 /// How long after a round's last deadline its machines are kept: covers the CLTV margin of
 /// the hold invoices and late Lightning reports.
@@ -192,9 +195,14 @@ impl Runtime {
             tracing::error!(error = %e, "machine state not persisted: its actions were not executed");
         }
         for (key, action) in fx.queue {
+            // Each action runs in the context of the round open of the machine that returned it.
+            let Some(open) = self.driver.get(&key).map(|m| m.round_open().clone()) else {
+                tracing::debug!(machine = %key, "action of a retired machine dropped");
+                continue;
+            };
             if let Err(e) = self
                 .components
-                .execute(&key, action, &self.reports_tx)
+                .execute(&key, &open, action, &self.reports_tx)
                 .await
             {
                 tracing::warn!(machine = %key, error = %e, "action failed");
@@ -298,6 +306,13 @@ impl Runtime {
 
     /// A verified event reached the node.
     pub async fn on_event(&mut self, ev: VerifiedAny) {
+        if let VerifiedAny::Submission(s) = &ev {
+            self.components.book.insert(
+                l402_protocol::events::SubmissionId::of_event(s.event()),
+                s.author(),
+                s.size,
+            );
+        }
         self.route(Input::Event(ev)).await;
     }
 }

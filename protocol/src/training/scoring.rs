@@ -127,6 +127,29 @@ impl Score {
         self.verdict == Verdict::Pass
     }
 
+    /// What a validator attests for this score (L2T-04): the value in millionths (non-finite
+    /// values attest as the lowest score) and the verdict with its reject code.
+    pub fn attested(&self) -> (crate::events::Score, crate::quorum::Verdict) {
+        use crate::quorum::{RejectCode, Verdict as Attested};
+        let millionths = if self.value.is_finite() {
+            (f64::from(self.value) * 1e6).round() as i64
+        } else {
+            i64::MIN / 2
+        };
+        let verdict = match self.verdict {
+            Verdict::Pass => Attested::Accept,
+            Verdict::Fail(FailReason::NoImprovement) => Attested::Reject(RejectCode::LossIncreased),
+            Verdict::Fail(FailReason::NotTrainedOnAssignedData) => {
+                Attested::Reject(RejectCode::Copied)
+            }
+            Verdict::Fail(FailReason::NormTooSmall | FailReason::NormTooLarge) => {
+                Attested::Reject(RejectCode::NormOutOfRange)
+            }
+            Verdict::Fail(FailReason::NonFinite) => Attested::Reject(RejectCode::Malformed),
+        };
+        (crate::events::Score(millionths), verdict)
+    }
+
     /// Payment weight: the score if passed, else zero.
     pub fn weight(&self) -> f32 {
         if self.passed() {
@@ -212,6 +235,38 @@ mod tests {
         assert_eq!(s.verdict, Verdict::Pass);
         assert!((s.value - 0.1 / 3.0).abs() < 1e-6);
         assert!(s.weight() > 0.0);
+    }
+
+    #[test]
+    fn attested_scores_are_millionths_with_the_matching_reject_code() {
+        use crate::quorum::{RejectCode, Verdict as A};
+        let p = ScoringPolicy::default();
+        let (v, verdict) = score(&honest(), &p).attested();
+        assert_eq!((v.0, verdict), (33_333, A::Accept));
+        let copied = score(
+            &Measurements {
+                assigned_after: 2.9,
+                ..honest()
+            },
+            &p,
+        );
+        assert_eq!(copied.attested().1, A::Reject(RejectCode::Copied));
+        let zero = score(
+            &Measurements {
+                update_norm: 0.0,
+                ..honest()
+            },
+            &p,
+        );
+        assert_eq!(zero.attested().1, A::Reject(RejectCode::NormOutOfRange));
+        let nan = score(
+            &Measurements {
+                heldout_after: f32::NAN,
+                ..honest()
+            },
+            &p,
+        );
+        assert!(nan.attested().0 .0 < -1_000_000_000);
     }
 
     #[test]
