@@ -30,7 +30,7 @@
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bitcoin::Amount;
@@ -113,7 +113,7 @@ pub fn node_seed(seed: u64, index: usize) -> [u8; 64] {
 pub struct Testkit {
     /// The regtest chain (Esplora on 127.0.0.1).
     pub chain: Testnet,
-    nodes: Vec<Option<LightningNode>>,
+    nodes: Vec<Option<Arc<LightningNode>>>,
     dir: Option<tempfile::TempDir>,
 }
 
@@ -142,7 +142,8 @@ impl Testkit {
         };
         for i in 0..config.nodes {
             let cfg = kit.node_config(i, config.seed)?;
-            kit.nodes.push(Some(LightningNode::start(cfg).await?));
+            kit.nodes
+                .push(Some(Arc::new(LightningNode::start(cfg).await?)));
         }
         if config.funding_sat > 0 {
             kit.fund_all(config.funding_sat).await?;
@@ -172,18 +173,25 @@ impl Testkit {
     pub async fn add_node(&mut self, seed: u64) -> Result<usize, TestkitError> {
         let i = self.nodes.len();
         let cfg = self.node_config(i, seed)?;
-        self.nodes.push(Some(LightningNode::start(cfg).await?));
+        self.nodes
+            .push(Some(Arc::new(LightningNode::start(cfg).await?)));
         Ok(i)
     }
 
     /// Node `i`. Panics if `i` is out of range or the node is being restarted (a test bug).
     pub fn node(&self, i: usize) -> &LightningNode {
-        self.nodes[i].as_ref().expect("node is running")
+        self.nodes[i].as_deref().expect("node is running")
+    }
+
+    /// Node `i`, shared (a role runtime holds it); give it back before [`Self::restart`] or
+    /// [`Self::shutdown`] by dropping every clone.
+    pub fn shared(&self, i: usize) -> Arc<LightningNode> {
+        Arc::clone(self.nodes[i].as_ref().expect("node is running"))
     }
 
     /// All running nodes.
     pub fn nodes(&self) -> impl Iterator<Item = &LightningNode> {
-        self.nodes.iter().flatten()
+        self.nodes.iter().flatten().map(|n| &**n)
     }
 
     /// Number of nodes.
@@ -294,6 +302,7 @@ impl Testkit {
         let node = self.nodes[i]
             .take()
             .ok_or_else(|| TestkitError::Check(format!("node {i} is not running")))?;
+        let node = unshare(node)?;
         let config = node.config().clone();
         node.stop().await?;
         let node = LightningNode::start(config).await?;
@@ -306,15 +315,25 @@ impl Testkit {
         for c in node.channels() {
             node.wait_channel_usable(c.counterparty, WAIT).await?;
         }
-        self.nodes[i] = Some(node);
+        self.nodes[i] = Some(Arc::new(node));
         Ok(())
     }
 
     /// Stops every node (the chain stops when the kit is dropped).
     pub async fn shutdown(mut self) -> Result<(), TestkitError> {
         for node in self.nodes.iter_mut().filter_map(Option::take) {
-            node.stop().await?;
+            unshare(node)?.stop().await?;
         }
         Ok(())
     }
+}
+
+/// The node behind `node`, once no runtime holds a clone any more.
+fn unshare(node: Arc<LightningNode>) -> Result<LightningNode, TestkitError> {
+    Arc::try_unwrap(node).map_err(|n| {
+        TestkitError::Check(format!(
+            "{} is still shared: drop its runtime first",
+            n.label()
+        ))
+    })
 }

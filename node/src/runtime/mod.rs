@@ -2,7 +2,8 @@
 //!
 //! - [`store`]: the durable machine store (persist before execute, resume after restart);
 //! - [`exec`]: the real executors of the machines' actions (outbox, ldk-node, blob index);
-//! - [`work`]: the candle side of `Evaluate` and `Aggregate`.
+//! - [`work`]: the candle side of `Evaluate` and `Aggregate`;
+//! - [`roles`]: opening rounds, selling submission tokens, training a submission.
 //!
 //! A [`Runtime`] feeds the driver from four sources: verified events of its runs' rounds (a
 //! nostr-sdk subscription, each event through `events::validate_event`), Lightning hold-invoice
@@ -13,6 +14,7 @@
 //! Spec: specs/L2T-03-round.md#driver
 
 pub mod exec;
+pub mod roles;
 pub mod store;
 pub mod work;
 
