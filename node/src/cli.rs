@@ -5,6 +5,8 @@
 use clap::{Parser, Subcommand};
 
 pub mod bounties;
+pub mod demo;
+pub mod init;
 pub mod relay;
 pub mod runs;
 pub mod validators;
@@ -37,6 +39,13 @@ pub enum Command {
     Bounties(crate::discovery::listing::ListArgs),
     /// Train a model locally: peers, SparseLoCo, validation and aggregation on one machine.
     Train(crate::train::local::TrainArgs),
+    /// Generate a node's keys and write a commented configuration into its data dir.
+    Init(init::InitArgs),
+    /// Run the configured roles (coordinator, peer, validator) until Ctrl-C.
+    Up(crate::up::UpArgs),
+    /// A whole local network: regtest chain, relay, 1 coordinator, 3 validators, 4 peers, each
+    /// node its own `up` process; runs the rounds and writes a report.
+    Demo(demo::DemoArgs),
 }
 
 /// Runs a parsed command line.
@@ -51,5 +60,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validators(args) => validators::run(args),
         Command::Bounties(args) => bounties::run(args),
         Command::Train(args) => crate::train::local::run_cli(args),
+        Command::Init(args) => init::run(args),
+        Command::Up(args) => crate::up::run_cli(args),
+        Command::Demo(args) => demo::run(args),
     }
 }

@@ -6,12 +6,16 @@
 //! - [`blobs`]: BLAKE3-addressed blobs over iroh-blobs (libp2p behind a feature);
 //! - [`train`]: candle training and validation;
 //! - [`runtime`]: the role runtime: the protocol's driver over the real components;
+//! - [`config`]: the data dir's configuration and keys;
+//! - [`up`]: `l402-node up`: the components, the role tasks, the HTTP gateway;
 //! - [`cli`]: the clap command line.
 
 pub mod blobs;
 pub mod cli;
+pub mod config;
 pub mod discovery;
 pub mod durable;
 pub mod lightning;
 pub mod runtime;
 pub mod train;
+pub mod up;

@@ -22,7 +22,9 @@ use l402_node::lightning::{HoldState, PaymentOutcome};
 use l402_node::runtime::roles::{
     machine_seed, offer_token, open_round, store_submission, token_string, PeerTrainer, RoundPlan,
 };
-use l402_node::runtime::{Components, MachineStore, Runtime, SubmissionBook, TrainingWork};
+use l402_node::runtime::{
+    Components, MachineStore, RunHooks, Runtime, SubmissionBook, TrainingWork,
+};
 use l402_node::train::Checkpoint;
 use l402_protocol::blobmeta::Placement;
 use l402_protocol::escrow::linear_schedule;
@@ -276,7 +278,10 @@ async fn a_round_over_nostr_iroh_and_lightning_pays_honest_work_and_refunds_a_fr
     let mut tasks = Vec::new();
     for (i, rt) in runtimes {
         let rx = stop_rx.clone();
-        tasks.push((i, tokio::spawn(rt.run(Duration::from_millis(500), rx))));
+        tasks.push((
+            i,
+            tokio::spawn(rt.run(Duration::from_millis(500), RunHooks::stop_only(rx))),
+        ));
     }
     // The honest peer claims both tranches; the free-rider's escrow is failed back.
     let honest_ln = nodes[HONEST].components.lightning.clone();

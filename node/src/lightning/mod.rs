@@ -226,9 +226,20 @@ impl LightningNode {
         };
         let mut builder = ldk_node::Builder::from_config(ldk_config);
         let sync = ldk_node::config::EsploraSyncConfig {
-            background_sync_config: config
-                .background_sync
-                .then(ldk_node::config::BackgroundSyncConfig::default),
+            // On regtest blocks come when someone mines: poll at ldk-node's 10 s minimum so
+            // funding and channel confirmations show up promptly.
+            background_sync_config: config.background_sync.then(|| {
+                let d = ldk_node::config::BackgroundSyncConfig::default();
+                if config.network == bitcoin::Network::Regtest {
+                    ldk_node::config::BackgroundSyncConfig {
+                        onchain_wallet_sync_interval_secs: 10,
+                        lightning_wallet_sync_interval_secs: 10,
+                        ..d
+                    }
+                } else {
+                    d
+                }
+            }),
         };
         builder.set_chain_source_esplora(config.esplora_url.clone(), Some(sync));
         builder.set_entropy_seed_bytes(config.seed);

@@ -227,7 +227,9 @@ impl Components {
         Ok(self.blobs.read(&id).await?)
     }
 
-    async fn checkpoint(
+    /// The checkpoint `hash` of `open`'s run: local, or fetched from `holders`, then parsed as
+    /// the run's model.
+    pub async fn fetch_checkpoint(
         &self,
         open: &Verified<RoundOpen>,
         hash: &BlobHash,
@@ -263,7 +265,9 @@ impl Components {
         let Some((peer, size)) = self.book.get(&submission) else {
             return Ok(failed_eval(RejectCode::Unavailable));
         };
-        let ck = self.checkpoint(open, &checkpoint, &[open.author()]).await?;
+        let ck = self
+            .fetch_checkpoint(open, &checkpoint, &[open.author()])
+            .await?;
         let bytes = match self
             .fetch(
                 &blob,
@@ -296,7 +300,9 @@ impl Components {
         parent: BlobHash,
         merged: &[MergedSubmission],
     ) -> Result<BlobHash, ExecError> {
-        let parent_ck = self.checkpoint(open, &parent, &[open.author()]).await?;
+        let parent_ck = self
+            .fetch_checkpoint(open, &parent, &[open.author()])
+            .await?;
         let mut grads = Vec::new();
         for m in merge_order(merged) {
             let (author, size) = self

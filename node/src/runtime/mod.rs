@@ -15,6 +15,7 @@
 
 pub mod exec;
 pub mod roles;
+pub mod status;
 pub mod store;
 pub mod work;
 
@@ -29,6 +30,7 @@ use nostr_sdk::prelude::{
 use tokio::sync::mpsc;
 
 pub use exec::{check_hold_invoices, lightning_input, Components, ExecError, Report};
+pub use status::MachineStatus;
 pub use store::{MachineStore, StoreError, Stored};
 pub use work::{run_key, SubmissionBook, TrainingWork};
 
@@ -102,6 +104,38 @@ pub enum RuntimeError {
 
 fn unix_now() -> UnixTime {
     Timestamp::now().as_secs()
+}
+
+/// What a running runtime talks to besides its components.
+#[derive(Debug)]
+pub struct RunHooks {
+    /// Fires to stop the loop.
+    pub stop: tokio::sync::watch::Receiver<bool>,
+    /// New machines from the role tasks.
+    pub machines: Option<mpsc::UnboundedReceiver<(MachineKey, Machine)>>,
+    /// Every verified event received, for the role tasks.
+    pub events: Option<tokio::sync::broadcast::Sender<VerifiedAny>>,
+    /// The machines' status after every step.
+    pub status: Option<tokio::sync::watch::Sender<Vec<MachineStatus>>>,
+}
+
+impl RunHooks {
+    /// Only a stop signal.
+    pub fn stop_only(stop: tokio::sync::watch::Receiver<bool>) -> Self {
+        Self {
+            stop,
+            machines: None,
+            events: None,
+            status: None,
+        }
+    }
+}
+
+async fn recv_opt<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A node's role machines over its real components.
@@ -263,30 +297,49 @@ impl Runtime {
         }
     }
 
-    /// Run until `stop` fires: relay notifications of the runs' round events, Lightning events,
-    /// reports and ticks every `tick`.
-    pub async fn run(
-        mut self,
-        tick: Duration,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) -> Self {
+    /// Run until `stop` fires: relay notifications (round opens of every run, and every round
+    /// event of the runs this node has machines in), Lightning events, reports, new machines
+    /// from the role tasks, and ticks every `tick`. Every verified event is also handed to
+    /// `hooks.events` (the role tasks decide from round opens whether to join), and after every
+    /// step the machines' status is published on `hooks.status`.
+    pub async fn run(mut self, tick: Duration, mut hooks: RunHooks) -> Self {
         let client = self.components.discovery.client().clone();
         let mut notes = client.notifications();
+        let opens_id = nostr_sdk::prelude::SubscriptionId::new("l402-round-opens");
+        let rounds_id = nostr_sdk::prelude::SubscriptionId::new("l402-rounds");
+        if let Err(e) = client
+            .subscribe_with_id(
+                opens_id,
+                Filter::new().kinds([L402Kind::RoundOpen.kind(), L402Kind::Checkpoint.kind()]),
+                None,
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "round-open subscription failed");
+        }
         let mut subscribed: BTreeSet<RunId> = BTreeSet::new();
         let mut ln = Box::pin(self.components.lightning.subscribe());
         let mut ticker = tokio::time::interval(tick);
+        self.publish_status(&hooks);
         loop {
             let runs = self.runs();
             if runs != subscribed && !runs.is_empty() {
-                if let Err(e) = client.subscribe(round_filter(&runs), None).await {
-                    tracing::warn!(error = %e, "round subscription failed");
-                } else {
-                    subscribed = runs;
+                match client
+                    .subscribe_with_id(rounds_id.clone(), round_filter(&runs), None)
+                    .await
+                {
+                    Ok(_) => subscribed = runs,
+                    Err(e) => tracing::warn!(error = %e, "round subscription failed"),
                 }
             }
             tokio::select! {
-                _ = stop.changed() => break,
+                _ = hooks.stop.changed() => break,
                 Some(r) = self.reports_rx.recv() => self.report(r).await,
+                Some((key, machine)) = recv_opt(&mut hooks.machines) => {
+                    if !self.driver.contains(&key) {
+                        self.add(key, machine).await;
+                    }
+                }
                 Some(ev) = futures::StreamExt::next(&mut ln) => {
                     if let Some(input) = lightning_input(&ev) {
                         self.route(input).await;
@@ -295,15 +348,35 @@ impl Runtime {
                 Ok(note) = notes.recv() => {
                     if let RelayPoolNotification::Event { event, .. } = note {
                         match validate_event(&event, Timestamp::now()) {
-                            Ok(v) => self.on_event(v).await,
+                            Ok(v) => {
+                                if let Some(tx) = &hooks.events {
+                                    let _ = tx.send(v.clone());
+                                }
+                                self.on_event(v).await;
+                            }
                             Err(e) => tracing::debug!(event_id = %event.id, reason = %e, "event refused"),
                         }
                     }
                 }
                 _ = ticker.tick() => self.tick().await,
             }
+            self.publish_status(&hooks);
         }
         self
+    }
+
+    fn publish_status(&self, hooks: &RunHooks) {
+        if let Some(tx) = &hooks.status {
+            let st = status::machines(&self.driver);
+            tx.send_if_modified(|old| {
+                if *old == st {
+                    false
+                } else {
+                    *old = st;
+                    true
+                }
+            });
+        }
     }
 
     /// A verified event reached the node.

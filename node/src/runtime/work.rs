@@ -111,6 +111,20 @@ impl TrainingWork {
         }
     }
 
+    /// Held-out loss of `checkpoint` on a fixed batch of `run` (the same batch every round, so
+    /// the numbers compare across rounds): what reports plot.
+    pub fn heldout_loss(&self, run: &RunId, checkpoint: Checkpoint) -> Result<f32, TrainError> {
+        let v = Validator::new(
+            run_key(run),
+            checkpoint,
+            self.training.clone(),
+            self.policy,
+            &self.device,
+        )?;
+        let seed = blake3::derive_key("l402 report held-out batch v1", run.as_str().as_bytes());
+        Ok(v.before_pass(EvalSeed(seed))?.heldout_loss)
+    }
+
     /// Aggregate the merged pseudo-gradients onto `parent` and take the outer step; `None` if
     /// nothing was merged (the checkpoint stays).
     pub fn aggregate(

@@ -1,0 +1,503 @@
+//! `l402-node demo`: a whole local network on embedded defaults. The regtest chain and a Nostr
+//! relay run in this process; every node is its own `l402-node up` process with its own data
+//! dir, sharing only loopback sockets: 1 coordinator, 3 validators (k = 2) and 4 peers, one of
+//! which submits a zero update (`--free-riders 0` turns it off). The demo funds the nodes, has
+//! the coordinator open channels with liquidity both ways, starts the run, prints a table per
+//! round and writes a JSON report.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use bitcoin::{Address, Amount};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+use crate::lightning::testkit::free_port;
+
+/// Arguments of `l402-node demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Rounds to run.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u64,
+    /// Peers in all.
+    #[arg(long, default_value_t = 4)]
+    pub peers: usize,
+    /// Of those, how many submit a zero update.
+    #[arg(long, default_value_t = 1)]
+    pub free_riders: usize,
+    /// Of those, how many submit a copy of an honest peer's blob (handed over as a leak).
+    #[arg(long, default_value_t = 0)]
+    pub copiers: usize,
+    /// Where the nodes' data dirs, logs and the report go (default: a new temp dir, kept).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+const VALIDATORS: usize = 3;
+const FUND_SAT: u64 = 3_000_000;
+const CHANNEL_SAT: u64 = 1_000_000;
+const WAIT: Duration = Duration::from_secs(300);
+
+/// One child node.
+#[derive(Debug)]
+struct DemoNode {
+    name: String,
+    kind: String,
+    dir: PathBuf,
+    gateway: String,
+    ln_listen: String,
+    child: Child,
+}
+
+impl Drop for DemoNode {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+fn terminate(child: &mut Child) {
+    #[cfg(unix)]
+    {
+        // SIGTERM: `up` stops its Lightning node cleanly.
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn exe() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("the l402-node binary")
+}
+
+fn spawn_up(dir: &Path) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(dir.join("node.log"))?;
+    Ok(Command::new(exe()?)
+        .args(["up", "--data-dir"])
+        .arg(dir)
+        .env(
+            "RUST_LOG",
+            std::env::var("L402_DEMO_LOG").unwrap_or_else(|_| "info,ldk=warn,iroh=warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()?)
+}
+
+async fn get(http: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
+    Ok(http
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+async fn post(http: &reqwest::Client, url: &str, body: Value) -> anyhow::Result<Value> {
+    let r = http.post(url).json(&body).send().await?;
+    let status = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        return Err(anyhow!("{url}: {status} {v}"));
+    }
+    Ok(v)
+}
+
+async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) -> anyhow::Result<()> {
+    let t = Instant::now();
+    while !f().await {
+        if t.elapsed() > WAIT {
+            return Err(anyhow!("timed out waiting for {what}"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
+fn bar(len: u64, msg: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+    {
+        pb.set_style(style);
+    }
+    pb.set_message(msg.to_owned());
+    pb
+}
+
+/// Run the demo and return its report.
+pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => tempfile::Builder::new()
+            .prefix("l402-demo-")
+            .tempdir()?
+            .keep(),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let chain = l402_testnet::Testnet::start(l402_testnet::TestnetConfig::default()).await?;
+    let relay = l402_relay_kit::spawn_relay(l402_relay_kit::RelayConfig::persistent(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        dir.join("relay"),
+    ))
+    .await?;
+    eprintln!(
+        "demo: chain {} · relay {} · data {}",
+        chain.url(),
+        relay.url(),
+        dir.display()
+    );
+    let mut kinds = vec![("coordinator".to_owned(), "coordinator".to_owned())];
+    for v in 0..VALIDATORS {
+        kinds.push((format!("validator-{v}"), "validator".into()));
+    }
+    for p in 0..args.peers {
+        let behaviour = if p >= args.peers.saturating_sub(args.free_riders) {
+            "free-rider"
+        } else if p >= args.peers.saturating_sub(args.free_riders + args.copiers) {
+            "copier"
+        } else {
+            "honest"
+        };
+        kinds.push((format!("peer-{p}"), behaviour.into()));
+    }
+    let mut nodes = Vec::new();
+    let pb = bar(kinds.len() as u64, "starting nodes");
+    for (name, kind) in &kinds {
+        let ndir = dir.join(name);
+        let ln_port = free_port()?;
+        let gw_port = free_port()?;
+        let mut init = Command::new(exe()?);
+        init.args(["init", "--data-dir"])
+            .arg(&ndir)
+            .args(["--relay", relay.url().as_str()])
+            .args(["--esplora", &chain.url()])
+            .args(["--lightning-listen", &format!("127.0.0.1:{ln_port}")])
+            .args(["--gateway", &format!("127.0.0.1:{gw_port}")]);
+        match kind.as_str() {
+            "coordinator" => {
+                init.args(["--coordinator", "demo", "--wait-for-start", "--rounds"])
+                    .arg(args.rounds.to_string());
+            }
+            "validator" => {
+                init.args(["--validator-fee", "1"]);
+            }
+            b => {
+                init.args(["--peer", "--behaviour", b]);
+            }
+        }
+        let out = init.stdout(Stdio::null()).status()?;
+        if !out.success() {
+            return Err(anyhow!("init {name} failed"));
+        }
+        let child = spawn_up(&ndir)?;
+        nodes.push(DemoNode {
+            name: name.clone(),
+            kind: kind.clone(),
+            dir: ndir,
+            gateway: format!("http://127.0.0.1:{gw_port}"),
+            ln_listen: format!("127.0.0.1:{ln_port}"),
+            child,
+        });
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    for n in &mut nodes {
+        let url = format!("{}/status", n.gateway);
+        let name = n.name.clone();
+        let child = &mut n.child;
+        wait_for(&format!("{name} to come up"), async || {
+            if let Ok(Some(s)) = child.try_wait() {
+                eprintln!("demo: {name} exited: {s}");
+                return false;
+            }
+            get(&http, &url).await.is_ok()
+        })
+        .await?;
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    // Fund every node on chain, confirm, and let the wallets see it.
+    for n in &nodes {
+        let a = get(&http, &format!("{}/admin/address", n.gateway)).await?;
+        let addr: Address<bitcoin::address::NetworkUnchecked> =
+            a["address"].as_str().context("address")?.parse()?;
+        let addr = addr.assume_checked();
+        chain.fund(&addr, Amount::from_sat(FUND_SAT))?;
+        if n.kind == "coordinator" {
+            // One UTXO per channel the coordinator opens.
+            for _ in 0..args.peers + VALIDATORS {
+                chain.fund(&addr, Amount::from_sat(FUND_SAT))?;
+            }
+        }
+    }
+    chain.mine(1);
+    for n in &nodes {
+        post(&http, &format!("{}/admin/sync", n.gateway), json!({})).await?;
+    }
+    // The coordinator opens a channel to every peer (half pushed to the peer: it pays tokens,
+    // and receives rewards) and every validator.
+    let coord = nodes[0].gateway.clone();
+    let pb = bar((nodes.len() - 1) as u64, "opening channels");
+    for n in nodes.iter().skip(1) {
+        let st = get(&http, &format!("{}/status", n.gateway)).await?;
+        let push = if n.kind == "validator" {
+            0
+        } else {
+            CHANNEL_SAT * 1000 / 2
+        };
+        post(
+            &http,
+            &format!("{coord}/admin/channel"),
+            json!({
+                "node_id": st["lightning"]["node_id"],
+                "addr": n.ln_listen,
+                "sat": CHANNEL_SAT,
+                "push_msat": push,
+            }),
+        )
+        .await
+        .with_context(|| format!("channel to {}", n.name))?;
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    chain.mine(6);
+    for n in &nodes {
+        post(&http, &format!("{}/admin/sync", n.gateway), json!({})).await?;
+    }
+    let want = nodes.len() - 1;
+    wait_for("usable channels", async || {
+        let Ok(st) = get(&http, &format!("{coord}/status")).await else {
+            return false;
+        };
+        st["channels"]
+            .as_array()
+            .map(|c| c.iter().filter(|c| c["usable"] == json!(true)).count() == want)
+            .unwrap_or(false)
+    })
+    .await?;
+    let before = snapshot(&http, &nodes).await?;
+    post(&http, &format!("{coord}/admin/start"), json!({})).await?;
+    eprintln!("demo: run started ({} rounds)", args.rounds);
+    let pb = bar(args.rounds, "rounds");
+    let rounds = args.rounds;
+    let mut last_leaked = 0;
+    wait_for("every round to close", async || {
+        let Ok(st) = get(&http, &format!("{coord}/status")).await else {
+            return false;
+        };
+        let closed = st["run"]["history"]
+            .as_array()
+            .map(|h| h.iter().filter(|r| r["round"].as_u64() > Some(0)).count() as u64)
+            .unwrap_or(0);
+        pb.set_position(closed);
+        // Hand the copiers an honest peer's blob of the current round, as a leak would.
+        if let Some(r) = st["run"]["current_round"].as_u64() {
+            if r > last_leaked && leak(&nodes, r).unwrap_or(false) {
+                last_leaked = r;
+            }
+        }
+        closed >= rounds
+    })
+    .await?;
+    pb.finish_and_clear();
+    // Every hold invoice of every node ends claimed or refunded.
+    wait_for("every escrow to settle", async || {
+        for n in &nodes {
+            let Ok(st) = get(&http, &format!("{}/status", n.gateway)).await else {
+                return false;
+            };
+            let open = st["machines"].as_array().into_iter().flatten().any(|m| {
+                m["tranches"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|t| !matches!(t["state"].as_str(), Some("claimed") | Some("refunded")))
+            });
+            let held = st["holds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|h| h["terminal"] != json!(true));
+            if open || held {
+                return false;
+            }
+        }
+        true
+    })
+    .await?;
+    let after = snapshot(&http, &nodes).await?;
+    let report = report(args, &dir, &before, &after, started.elapsed());
+    std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
+    drop(nodes);
+    relay.shutdown().await;
+    Ok(report)
+}
+
+/// Copy an honest peer's submission of round `r` to every copier (what a leak would hand it).
+fn leak(nodes: &[DemoNode], r: u64) -> anyhow::Result<bool> {
+    let name = format!("{}-{r}.blob", hex::encode("demo"));
+    let Some(src) = nodes
+        .iter()
+        .filter(|n| n.kind == "honest")
+        .map(|n| n.dir.join("submissions").join(&name))
+        .find(|p| p.exists())
+    else {
+        return Ok(false);
+    };
+    let bytes = std::fs::read(src)?;
+    for n in nodes.iter().filter(|n| n.kind == "copier") {
+        let d = n.dir.join("leak");
+        std::fs::create_dir_all(&d)?;
+        crate::durable::write_atomic(&d, &name, &bytes)?;
+    }
+    Ok(true)
+}
+
+async fn snapshot(http: &reqwest::Client, nodes: &[DemoNode]) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for n in nodes {
+        let mut st = get(http, &format!("{}/status", n.gateway)).await?;
+        st["name"] = json!(n.name);
+        st["kind"] = json!(n.kind);
+        out.push(st);
+    }
+    Ok(out)
+}
+
+fn report(args: &DemoArgs, dir: &Path, before: &[Value], after: &[Value], wall: Duration) -> Value {
+    let coord = &after[0];
+    let history = coord["run"]["history"].clone();
+    let mut rounds = Vec::new();
+    for r in 1..=args.rounds {
+        let mut subs = Vec::new();
+        for n in after.iter().filter(|n| n["roles"]["peer"].is_string()) {
+            for m in n["machines"].as_array().into_iter().flatten() {
+                if m["round"].as_u64() != Some(r) || m["role"] != json!("peer") {
+                    continue;
+                }
+                let tranches = m["tranches"].as_array().cloned().unwrap_or_default();
+                let paid: u64 = tranches
+                    .iter()
+                    .filter(|t| t["state"] == json!("claimed"))
+                    .filter_map(|t| t["amount_msat"].as_u64())
+                    .sum();
+                let refunded: u64 = tranches
+                    .iter()
+                    .filter(|t| t["state"] == json!("refunded"))
+                    .filter_map(|t| t["amount_msat"].as_u64())
+                    .sum();
+                subs.push(json!({
+                    "peer": n["name"],
+                    "behaviour": n["kind"],
+                    "submission": m["submission"],
+                    "paid_sat": paid / 1000,
+                    "refunded_sat": refunded / 1000,
+                }));
+            }
+        }
+        let h = history
+            .as_array()
+            .and_then(|h| h.iter().find(|x| x["round"].as_u64() == Some(r)))
+            .cloned()
+            .unwrap_or(Value::Null);
+        rounds.push(json!({ "round": r, "checkpoint": h["checkpoint"], "merged": h["merged"], "heldout_loss": h["heldout_loss"], "submissions": subs }));
+    }
+    let nodes: Vec<Value> = before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| {
+            let ln = |v: &Value| v["balances"]["lightning_sat"].as_i64().unwrap_or(0);
+            json!({
+                "name": a["name"],
+                "kind": a["kind"],
+                "lightning_sat_before": ln(b),
+                "lightning_sat_after": ln(a),
+                "delta_sat": ln(a) - ln(b),
+                "holds": a["holds"],
+            })
+        })
+        .collect();
+    json!({
+        "dir": dir.display().to_string(),
+        "wall_secs": wall.as_secs_f64(),
+        "genesis_heldout_loss": history.as_array().and_then(|h| h.iter().find(|x| x["round"] == json!(0))).map(|x| x["heldout_loss"].clone()),
+        "rounds": rounds,
+        "nodes": nodes,
+    })
+}
+
+/// Print the per-round table.
+pub fn print_table(report: &Value) {
+    println!(
+        "{:<6} {:<10} {:<12} {:>9} {:>11}",
+        "round", "peer", "behaviour", "paid sat", "refund sat"
+    );
+    for r in report["rounds"].as_array().into_iter().flatten() {
+        for s in r["submissions"].as_array().into_iter().flatten() {
+            println!(
+                "{:<6} {:<10} {:<12} {:>9} {:>11}",
+                r["round"],
+                s["peer"].as_str().unwrap_or(""),
+                s["behaviour"].as_str().unwrap_or(""),
+                s["paid_sat"],
+                s["refunded_sat"]
+            );
+        }
+        println!(
+            "round {} merged {} → checkpoint {} held-out loss {}",
+            r["round"],
+            r["merged"],
+            r["checkpoint"]
+                .as_str()
+                .map(|c| &c[..c.len().min(16)])
+                .unwrap_or("-"),
+            r["heldout_loss"]
+        );
+    }
+    println!("\nsats per node (Lightning balance change):");
+    for n in report["nodes"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<14} {:<12} {:>+10}",
+            n["name"].as_str().unwrap_or(""),
+            n["kind"].as_str().unwrap_or(""),
+            n["delta_sat"].as_i64().unwrap_or(0)
+        );
+    }
+}
+
+/// Run `demo`.
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(run_demo(&args))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    eprintln!(
+        "report: {}",
+        Path::new(report["dir"].as_str().unwrap_or("."))
+            .join("report.json")
+            .display()
+    );
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! `l402-node init`: generate the node's keys and write a commented configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use rand::RngCore;
+
+use crate::config::{self, CoordinatorRole, NodeConfig, NodeKeys, PeerRole, Roles, ValidatorRole};
+
+/// Arguments of `l402-node init`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InitArgs {
+    /// Data dir to create.
+    #[arg(long, env = "L402_DATA_DIR", default_value = "l402-data")]
+    pub data_dir: PathBuf,
+    /// Nostr relay (repeat for several); none runs the embedded relay.
+    #[arg(long = "relay")]
+    pub relays: Vec<String>,
+    /// Esplora API of the chain.
+    #[arg(long, default_value = "http://127.0.0.1:3002")]
+    pub esplora: String,
+    /// Bitcoin network.
+    #[arg(long, default_value = "regtest")]
+    pub network: String,
+    /// Lightning P2P listen address.
+    #[arg(long, default_value = "127.0.0.1:9735")]
+    pub lightning_listen: SocketAddr,
+    /// iroh bind address.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub iroh_bind: SocketAddr,
+    /// HTTP gateway address.
+    #[arg(long, default_value = "127.0.0.1:8402")]
+    pub gateway: SocketAddr,
+    /// Coordinate a run with this id.
+    #[arg(long)]
+    pub coordinator: Option<String>,
+    /// Rounds the coordinator runs.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u64,
+    /// The coordinator waits for `POST /admin/start` before the first round.
+    #[arg(long)]
+    pub wait_for_start: bool,
+    /// Train and submit.
+    #[arg(long)]
+    pub peer: bool,
+    /// Peer behaviour: honest, free-rider, copier.
+    #[arg(long, default_value = "honest")]
+    pub behaviour: String,
+    /// Opt in as a validator, charging this fee per attestation (sats).
+    #[arg(long)]
+    pub validator_fee: Option<u64>,
+}
+
+/// Run `init`.
+pub fn run(args: InitArgs) -> anyhow::Result<()> {
+    let mut rng = rand::rngs::OsRng;
+    let nostr = nostr_sdk::prelude::Keys::generate();
+    let mut iroh = [0u8; 32];
+    rng.fill_bytes(&mut iroh);
+    let mut seed = [0u8; 64];
+    rng.fill_bytes(&mut seed);
+    let keys = NodeKeys {
+        nostr: nostr.secret_key().to_secret_hex(),
+        iroh: hex::encode(iroh),
+        lightning_seed: hex::encode(seed),
+    };
+    let config = NodeConfig {
+        relays: args.relays,
+        esplora_url: args.esplora,
+        network: args.network,
+        lightning_listen: args.lightning_listen,
+        iroh_bind: args.iroh_bind,
+        gateway_listen: args.gateway,
+        roles: Roles {
+            coordinator: args.coordinator.map(|run| CoordinatorRole {
+                run,
+                rounds: args.rounds,
+                n: 3,
+                k: 2,
+                pool_sats: 100_000,
+                tranches: 2,
+                target_score: 5_000,
+                submission_price_sats: 10,
+                submit_secs: 25,
+                attest_secs: 50,
+                claim_secs: 110,
+                genesis_seed: 1,
+                wait_for_start: args.wait_for_start,
+            }),
+            peer: args.peer.then(|| PeerRole {
+                runs: Vec::new(),
+                behaviour: args.behaviour,
+            }),
+            validator: args
+                .validator_fee
+                .map(|fee_sats| ValidatorRole { fee_sats }),
+        },
+    };
+    config::write_new(&args.data_dir, &config, &keys)?;
+    println!(
+        "initialised {} (nostr {})",
+        args.data_dir.display(),
+        nostr.public_key().to_hex()
+    );
+    Ok(())
+}

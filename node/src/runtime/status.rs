@@ -1,0 +1,94 @@
+//! A serialisable view of the machines, for the status page, `l402-node status` and the demo's
+//! per-round table.
+
+use l402_protocol::round::peer::HtlcState;
+use l402_protocol::round::{Driver, Machine, MachineKey};
+use serde::Serialize;
+
+/// One tranche of a peer's escrow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrancheStatus {
+    /// Tranche index.
+    pub index: u32,
+    /// Amount, msat.
+    pub amount_msat: u64,
+    /// Payment hash (hex).
+    pub payment_hash: String,
+    /// HTLC state: requested, issued, held, claiming, claimed, failing, refunded.
+    pub state: &'static str,
+}
+
+/// One machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MachineStatus {
+    /// `run/round/role`.
+    pub machine: String,
+    /// Run.
+    pub run: String,
+    /// Round.
+    pub round: u64,
+    /// Role.
+    pub role: String,
+    /// Coordinator: the published checkpoint (hex) and how many submissions it merged.
+    pub checkpoint: Option<String>,
+    /// Coordinator: submissions merged.
+    pub merged: Option<usize>,
+    /// Peer: its submission id (hex).
+    pub submission: Option<String>,
+    /// Peer: its tranches.
+    pub tranches: Vec<TrancheStatus>,
+}
+
+fn htlc(s: &HtlcState) -> &'static str {
+    match s {
+        HtlcState::InvoiceRequested => "requested",
+        HtlcState::InvoiceIssued { .. } => "issued",
+        HtlcState::Held { .. } => "held",
+        HtlcState::ClaimRequested { .. } => "claiming",
+        HtlcState::Claimed => "claimed",
+        HtlcState::FailRequested => "failing",
+        HtlcState::FailedBack => "refunded",
+    }
+}
+
+/// The status of every machine, in key order.
+pub fn machines(driver: &Driver<MachineKey>) -> Vec<MachineStatus> {
+    driver
+        .iter()
+        .map(|(k, m)| {
+            let mut s = MachineStatus {
+                machine: k.to_string(),
+                run: k.run.to_string(),
+                round: k.round,
+                role: k.role.to_string(),
+                checkpoint: None,
+                merged: None,
+                submission: None,
+                tranches: Vec::new(),
+            };
+            match m {
+                Machine::Coordinator(c) => {
+                    if let Some(ck) = c.checkpoint() {
+                        s.checkpoint = Some(ck.checkpoint.to_hex());
+                        s.merged = Some(ck.merged.len());
+                    }
+                }
+                Machine::Peer(p) => {
+                    s.submission = p.submission_id().map(|id| id.to_string());
+                    s.tranches = p
+                        .tranches()
+                        .iter()
+                        .map(|t| TrancheStatus {
+                            index: t.index,
+                            amount_msat: t.spec.amount_msat,
+                            payment_hash: t.payment_hash.to_hex(),
+                            state: htlc(&t.htlc),
+                        })
+                        .collect();
+                }
+                Machine::Validator(_) => {}
+            }
+            s
+        })
+        .collect()
+}

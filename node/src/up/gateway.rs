@@ -1,0 +1,353 @@
+//! The node's HTTP gateway (axum):
+//!
+//! - `GET /` — status page (HTML): machines, escrows, hold invoices, channels;
+//! - `GET /status` — the same as JSON (what `l402-node status` and the demo read);
+//! - `GET /reward-schedule` — public: the run's tranches, price, n and k;
+//! - `GET /l402/submit-token?run=…&pubkey=…` — L402: `402 Payment Required` with
+//!   `WWW-Authenticate: L402 macaroon="…", invoice="…"` (a one-use submission token bound to
+//!   `pubkey`, the run and the round's submit deadline);
+//! - `POST /admin/start`, `POST /admin/channel`, `GET /admin/address` — operator calls,
+//!   answered only to loopback clients.
+//!
+//! Spec: specs/L2T-08-l402.md
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use l402_protocol::l402;
+use nostr_sdk::prelude::PublicKey;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::Node;
+use crate::lightning::PeerAddr;
+use crate::runtime::roles::offer_token;
+
+/// Serve the gateway on the configured address until `stop` fires.
+pub async fn serve(node: Node, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+    let addr = node.config.gateway_listen;
+    let app = router(node);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(gateway = %listener.local_addr()?, "HTTP gateway listening");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.changed().await;
+    })
+    .await?;
+    Ok(())
+}
+
+/// The gateway's routes.
+pub fn router(node: Node) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/status", get(status))
+        .route("/reward-schedule", get(reward_schedule))
+        .route("/l402/submit-token", get(submit_token))
+        .route("/admin/start", post(admin_start))
+        .route("/admin/channel", post(admin_channel))
+        .route("/admin/address", get(admin_address))
+        .route("/admin/sync", post(admin_sync))
+        .with_state(node)
+}
+
+fn error(code: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (code, Json(json!({ "error": msg.to_string() }))).into_response()
+}
+
+/// The node's status as JSON.
+pub fn status_json(node: &Node) -> Value {
+    let ln = &node.components.lightning;
+    let b = ln.balances();
+    let channels: Vec<Value> = ln
+        .channels()
+        .iter()
+        .map(|c| {
+            json!({
+                "counterparty": c.counterparty.to_string(),
+                "capacity_sat": c.capacity_sat,
+                "outbound_msat": c.outbound_msat,
+                "inbound_msat": c.inbound_msat,
+                "ready": c.is_ready,
+                "usable": c.is_usable,
+            })
+        })
+        .collect();
+    let holds: Vec<Value> = ln
+        .holds()
+        .iter()
+        .map(|h| {
+            json!({
+                "payment_hash": h.payment_hash.to_hex(),
+                "amount_msat": h.amount_msat,
+                "state": format!("{:?}", h.state),
+                "terminal": h.state.is_terminal(),
+                "claimed": matches!(h.state, l402_protocol::hold::HoldState::Claimed { .. }),
+            })
+        })
+        .collect();
+    json!({
+        "nostr": node.keys.public_key().to_hex(),
+        "lightning": {
+            "node_id": ln.node_id().to_string(),
+            "listen": node.config.lightning_listen.to_string(),
+            "height": ln.height(),
+        },
+        "balances": {
+            "onchain_total_sat": b.onchain_total_sat,
+            "onchain_spendable_sat": b.onchain_spendable_sat,
+            "lightning_sat": b.lightning_sat,
+        },
+        "channels": channels,
+        "holds": holds,
+        "roles": {
+            "coordinator": node.config.roles.coordinator.is_some(),
+            "peer": node.config.roles.peer.as_ref().map(|p| p.behaviour.clone()),
+            "validator": node.config.roles.validator.is_some(),
+        },
+        "machines": *node.status.borrow(),
+        "run": node.coordinator.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|v| json!({
+            "run": v.run.as_str(),
+            "current_round": v.open.as_ref().map(|o| o.round),
+            "history": v.history,
+        })),
+    })
+}
+
+async fn status(State(node): State<Node>) -> Json<Value> {
+    Json(status_json(&node))
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+async fn page(State(node): State<Node>) -> Html<String> {
+    let st = status_json(&node);
+    let mut rows = String::new();
+    for m in node.status.borrow().iter() {
+        let tranches: Vec<String> = m
+            .tranches
+            .iter()
+            .map(|t| format!("{} sat {}", t.amount_msat / 1000, t.state))
+            .collect();
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&m.machine),
+            esc(m.submission.as_deref().unwrap_or("")),
+            esc(m.checkpoint.as_deref().unwrap_or("")),
+            m.merged.map(|n| n.to_string()).unwrap_or_default(),
+            esc(&tranches.join(", "))
+        ));
+    }
+    let mut holds = String::new();
+    for h in st["holds"].as_array().into_iter().flatten() {
+        holds.push_str(&format!(
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            esc(h["payment_hash"].as_str().unwrap_or("")),
+            h["amount_msat"].as_u64().unwrap_or(0) / 1000,
+            esc(h["state"].as_str().unwrap_or(""))
+        ));
+    }
+    Html(format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>l402 node</title>\
+         <style>body{{font-family:sans-serif}}td,th{{padding:2px 8px;text-align:left}}</style></head><body>\
+         <h1>l402 node <code>{}</code></h1>\
+         <p>Lightning {} · on-chain {} sat · channels {} sat</p>\
+         <h2>Rounds</h2><table><tr><th>machine</th><th>submission</th><th>checkpoint</th><th>merged</th><th>escrow</th></tr>{rows}</table>\
+         <h2>Hold invoices</h2><table><tr><th>payment hash</th><th>sat</th><th>state</th></tr>{holds}</table>\
+         </body></html>",
+        esc(st["nostr"].as_str().unwrap_or("")),
+        esc(st["lightning"]["node_id"].as_str().unwrap_or("")),
+        st["balances"]["onchain_total_sat"],
+        st["balances"]["lightning_sat"],
+    ))
+}
+
+async fn reward_schedule(State(node): State<Node>) -> Response {
+    let view = node
+        .coordinator
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    match view {
+        Some(v) => Json(json!({
+            "run": v.run.as_str(),
+            "n": v.announcement.n,
+            "k": v.announcement.k,
+            "tranches": v.announcement.tranches,
+            "submission_price_msat": v.price_msat,
+            "current_round": v.open.as_ref().map(|o| o.round),
+        }))
+        .into_response(),
+        None => error(StatusCode::NOT_FOUND, "this node coordinates no run"),
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    run: String,
+    pubkey: String,
+}
+
+async fn submit_token(State(node): State<Node>, Query(q): Query<TokenQuery>) -> Response {
+    let view = node
+        .coordinator
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let Some(v) = view else {
+        return error(StatusCode::NOT_FOUND, "this node coordinates no run");
+    };
+    if v.run.as_str() != q.run {
+        return error(StatusCode::NOT_FOUND, "unknown run");
+    }
+    let Ok(buyer) = PublicKey::from_hex(&q.pubkey) else {
+        return error(StatusCode::BAD_REQUEST, "pubkey: not an x-only hex key");
+    };
+    let Some(open) = v.open else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no round is open");
+    };
+    let now = nostr_sdk::prelude::Timestamp::now().as_secs();
+    if now >= open.submit_deadline {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the round's submissions are closed",
+        );
+    }
+    let mut id = [0u8; 32];
+    if let Err(e) = getrandom_fill(&mut id) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+    }
+    match offer_token(
+        &node.components.lightning,
+        &v.secret,
+        &v.run,
+        buyer,
+        v.price_msat,
+        open.submit_deadline,
+        id,
+    ) {
+        Ok(offer) => {
+            let challenge = l402::challenge_header(&offer.macaroon, &offer.invoice.to_string());
+            let mut h = HeaderMap::new();
+            match HeaderValue::from_str(&challenge) {
+                Ok(v) => {
+                    h.insert(header::WWW_AUTHENTICATE, v);
+                }
+                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            }
+            (
+                StatusCode::PAYMENT_REQUIRED,
+                h,
+                Json(json!({"error": "payment required", "round": open.round})),
+            )
+                .into_response()
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+/// Token ids are random (the OS RNG through `rand`): they only need to be unique.
+fn getrandom_fill(buf: &mut [u8; 32]) -> Result<(), String> {
+    use rand::RngCore;
+    rand::rngs::OsRng
+        .try_fill_bytes(buf)
+        .map_err(|e| e.to_string())
+}
+
+fn loopback_only(from: &SocketAddr) -> Option<Response> {
+    (!from.ip().is_loopback())
+        .then(|| error(StatusCode::FORBIDDEN, "operator calls are loopback-only"))
+}
+
+async fn admin_start(
+    State(node): State<Node>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+) -> Response {
+    if let Some(r) = loopback_only(&from) {
+        return r;
+    }
+    node.start.notify_one();
+    Json(json!({"started": true})).into_response()
+}
+
+async fn admin_address(
+    State(node): State<Node>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+) -> Response {
+    if let Some(r) = loopback_only(&from) {
+        return r;
+    }
+    match node.components.lightning.new_address() {
+        Ok(a) => Json(json!({"address": a.to_string()})).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ChannelRequest {
+    node_id: String,
+    addr: SocketAddr,
+    sat: u64,
+    push_msat: Option<u64>,
+}
+
+async fn admin_channel(
+    State(node): State<Node>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    Json(req): Json<ChannelRequest>,
+) -> Response {
+    if let Some(r) = loopback_only(&from) {
+        return r;
+    }
+    let Ok(node_id) = req.node_id.parse() else {
+        return error(StatusCode::BAD_REQUEST, "node_id");
+    };
+    let ln = &node.components.lightning;
+    let peer = PeerAddr {
+        node_id,
+        addr: req.addr,
+    };
+    if let Err(e) = ln.sync().await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, e);
+    }
+    let id = match ln.open_channel(&peer, req.sat, req.push_msat, false).await {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    // Wait for the funding transaction and let the wallet see it, so the next open does not
+    // pick the same inputs.
+    if let Err(e) = ln
+        .wait_channel_pending(id, std::time::Duration::from_secs(60))
+        .await
+    {
+        return error(StatusCode::SERVICE_UNAVAILABLE, e);
+    }
+    if let Err(e) = ln.sync().await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, e);
+    }
+    Json(json!({"channel": id.0.to_string()})).into_response()
+}
+
+async fn admin_sync(
+    State(node): State<Node>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+) -> Response {
+    if let Some(r) = loopback_only(&from) {
+        return r;
+    }
+    match node.components.lightning.sync().await {
+        Ok(()) => Json(json!({"synced": true})).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}

@@ -1,0 +1,496 @@
+//! The role tasks of `up`: they decide when to create a machine (the protocol decides everything
+//! the machine then does).
+//!
+//! - coordinator: announce the run, open round 1 (after `POST /admin/start` if configured, and
+//!   once n validators have opted in), then each next round when the previous checkpoint is
+//!   published; sell submission tokens through the gateway;
+//! - peer: on a round open of a run it joins, fetch the checkpoint, train, encode, buy a token
+//!   over L402 from the coordinator's gateway, submit;
+//! - validator: on a round open whose committee names it, start a validator machine.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use indicatif::ProgressBar;
+use l402_protocol::blobmeta::Placement;
+use l402_protocol::escrow::linear_schedule;
+use l402_protocol::events::{
+    BlobHash, RoundOpen, RunAnnouncement, RunId, Score, UnixTime, Verified, VerifiedAny,
+};
+use l402_protocol::l402;
+use l402_protocol::quorum::Tolerance;
+use l402_protocol::round::{Machine, MachineKey, Peer, Role, Validator};
+use nostr_sdk::prelude::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+
+use super::Node;
+use crate::config::{CoordinatorRole, PeerRole};
+use crate::lightning::{Invoice, PaymentOutcome};
+use crate::runtime::roles::{
+    machine_seed, open_round, store_submission, token_string, PeerTrainer, RoundPlan,
+};
+use crate::train::Checkpoint;
+
+/// How long a peer waits for its token payment to settle.
+const PAY_WAIT: Duration = Duration::from_secs(60);
+
+fn unix_now() -> UnixTime {
+    Timestamp::now().as_secs()
+}
+
+/// What the gateway needs to sell submission tokens.
+#[derive(Debug, Clone)]
+pub struct CoordinatorView {
+    /// Run.
+    pub run: RunId,
+    /// L402 root secret of the run's tokens.
+    pub secret: [u8; 32],
+    /// Price of a token, msat.
+    pub price_msat: u64,
+    /// The round open accepting submissions, if any.
+    pub open: Option<Verified<RoundOpen>>,
+    /// The run's announcement.
+    pub announcement: RunAnnouncement,
+    /// One line per closed round (round 0: the genesis checkpoint).
+    pub history: Vec<RoundSummary>,
+}
+
+/// What a closed round produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundSummary {
+    /// Round (0 = genesis).
+    pub round: u64,
+    /// Its checkpoint (hex).
+    pub checkpoint: String,
+    /// Submissions merged.
+    pub merged: usize,
+    /// Held-out loss of the checkpoint (fixed batch).
+    pub heldout_loss: f32,
+}
+
+/// Spawn the configured roles.
+pub fn spawn(node: Node, stop: tokio::sync::watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    let mut out = Vec::new();
+    let _ = stop;
+    if let Some(c) = node.config.roles.coordinator.clone() {
+        let n = node.clone();
+        out.push(tokio::spawn(async move {
+            if let Err(e) = coordinator(n, c).await {
+                tracing::error!(error = %format!("{e:#}"), "coordinator role stopped");
+            }
+        }));
+    }
+    if let Some(p) = node.config.roles.peer.clone() {
+        let n = node.clone();
+        out.push(tokio::spawn(async move { peer(n, p).await }));
+    }
+    if node.config.roles.validator.is_some() {
+        let n = node.clone();
+        out.push(tokio::spawn(async move { validator(n).await }));
+    }
+    out
+}
+
+/// The coordinator's progress, persisted so a restarted coordinator neither reopens a round nor
+/// loses the chain of checkpoints.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Progress {
+    /// Last round opened.
+    opened: u64,
+    /// Last round whose checkpoint was published.
+    closed: u64,
+    /// Checkpoint the next round starts from.
+    checkpoint: Option<BlobHash>,
+    /// Its parent.
+    prev: Option<BlobHash>,
+}
+
+fn progress_file(run: &RunId) -> String {
+    format!("coordinator-{}.json", hex::encode(run.as_str()))
+}
+
+fn load_progress(node: &Node, run: &RunId) -> Progress {
+    std::fs::read(node.data_dir.join(progress_file(run)))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn save_progress(node: &Node, run: &RunId, p: &Progress) -> anyhow::Result<()> {
+    crate::durable::write_atomic(&node.data_dir, &progress_file(run), &serde_json::to_vec(p)?)?;
+    Ok(())
+}
+
+/// The L402 root secret of `run`: derived from the node's key, so it survives restarts.
+fn token_secret(node: &Node, run: &RunId) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_keyed(&node.keys.secret_key().secret_bytes());
+    h.update(b"l402 submission token secret v1\0");
+    h.update(run.as_str().as_bytes());
+    *h.finalize().as_bytes()
+}
+
+async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
+    let run = RunId::new(role.run.clone())?;
+    let work = node.components.work.clone();
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&role.genesis_seed.to_le_bytes());
+    let genesis = Checkpoint::init(&work.model, &seed)?;
+    let genesis_hash = BlobHash(
+        node.components
+            .blobs
+            .add_bytes(genesis.to_safetensors()?, &Placement::pinned_public())
+            .await?
+            .0,
+    );
+    let plan = RoundPlan {
+        run: run.clone(),
+        n: role.n as usize,
+        k: role.k as usize,
+        submit_secs: role.submit_secs,
+        attest_secs: role.attest_secs,
+        claim_secs: role.claim_secs,
+        tranches: linear_schedule(
+            role.pool_sats * 1000,
+            role.tranches as usize,
+            Score(role.target_score),
+            0,
+        ),
+        submission_price_msat: role.submission_price_sats * 1000,
+        tolerance: Tolerance::default(),
+    };
+    let announcement = RunAnnouncement {
+        v: 1,
+        run_id: run.clone(),
+        title: format!("l402 run {run}"),
+        model: serde_json::to_string(&work.model)?,
+        genesis_checkpoint: genesis_hash,
+        round_secs: role.claim_secs,
+        n: role.n,
+        k: role.k,
+        tranches: plan.tranches.clone(),
+        submission_price_msat: plan.submission_price_msat,
+        tolerance: plan.tolerance,
+        gateway: Some(format!("http://{}", node.config.gateway_listen)),
+    };
+    node.components
+        .discovery
+        .announce(&announcement, None)
+        .await
+        .context("run announcement")?;
+    let secret = token_secret(&node, &run);
+    *node.coordinator.lock().unwrap_or_else(|p| p.into_inner()) = Some(CoordinatorView {
+        run: run.clone(),
+        secret,
+        price_msat: plan.submission_price_msat,
+        open: None,
+        announcement,
+        history: Vec::new(),
+    });
+    let loss = heldout(&node, &run, genesis.clone()).await?;
+    record(
+        &node,
+        RoundSummary {
+            round: 0,
+            checkpoint: genesis_hash.to_hex(),
+            merged: 0,
+            heldout_loss: loss,
+        },
+    );
+    let mut progress = load_progress(&node, &run);
+    if role.wait_for_start && progress.opened == 0 {
+        tracing::info!(run = %run, "waiting for POST /admin/start");
+        node.start.notified().await;
+    }
+    let mut checkpoint = progress.checkpoint.unwrap_or(genesis_hash);
+    let mut prev = progress.prev.unwrap_or(BlobHash([0; 32]));
+    let mut status = node.status.clone();
+    // A restarted coordinator resumes the round it had opened (its machine was restored).
+    let mut round = progress.closed + 1;
+    while round <= role.rounds {
+        let key = MachineKey {
+            run: run.clone(),
+            round,
+            role: Role::Coordinator,
+        };
+        if progress.opened < round {
+            let pool = loop {
+                let pool: BTreeSet<_> = node
+                    .components
+                    .discovery
+                    .directory()
+                    .validators(Timestamp::now())
+                    .map(|v| v.author())
+                    .collect();
+                if pool.len() >= plan.n {
+                    break pool;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
+            let c = open_round(
+                &node.keys,
+                &plan,
+                round,
+                unix_now(),
+                checkpoint,
+                prev,
+                &pool,
+                secret,
+                BTreeMap::new(),
+            )?;
+            let open = c.round_open().clone();
+            tracing::info!(run = %run, round, checkpoint = %checkpoint, committee = open.validators.len(), "round opened");
+            node.machines
+                .send((key.clone(), Machine::Coordinator(c)))
+                .map_err(|_| anyhow!("runtime stopped"))?;
+            if let Some(v) = node
+                .coordinator
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+            {
+                v.open = Some(open);
+            }
+            progress.opened = round;
+            save_progress(&node, &run, &progress)?;
+        }
+        // Wait for this round's checkpoint.
+        let name = key.to_string();
+        let ck = loop {
+            let found = status
+                .borrow()
+                .iter()
+                .find(|m| m.machine == name)
+                .and_then(|m| m.checkpoint.clone());
+            if let Some(ck) = found {
+                break BlobHash::from_hex(&ck).map_err(|e| anyhow!("checkpoint hex: {e}"))?;
+            }
+            status.changed().await?;
+        };
+        let merged = status
+            .borrow()
+            .iter()
+            .find(|m| m.machine == name)
+            .and_then(|m| m.merged)
+            .unwrap_or(0);
+        let open = node
+            .coordinator
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|v| v.open.clone())
+            .context("round open")?;
+        let model = node.components.fetch_checkpoint(&open, &ck, &[]).await?;
+        let loss = heldout(&node, &run, model).await?;
+        record(
+            &node,
+            RoundSummary {
+                round,
+                checkpoint: ck.to_hex(),
+                merged,
+                heldout_loss: loss,
+            },
+        );
+        tracing::info!(run = %run, round, checkpoint = %ck, merged, heldout_loss = loss, "round closed");
+        if ck != checkpoint {
+            prev = checkpoint;
+            checkpoint = ck;
+        }
+        progress.checkpoint = Some(checkpoint);
+        progress.prev = Some(prev);
+        progress.closed = round;
+        save_progress(&node, &run, &progress)?;
+        round += 1;
+    }
+    tracing::info!(run = %run, rounds = role.rounds, "all rounds done");
+    Ok(())
+}
+
+async fn heldout(node: &Node, run: &RunId, ck: Checkpoint) -> anyhow::Result<f32> {
+    let work = node.components.work.clone();
+    let run = run.clone();
+    Ok(tokio::task::spawn_blocking(move || work.heldout_loss(&run, ck)).await??)
+}
+
+fn record(node: &Node, s: RoundSummary) {
+    if let Some(v) = node
+        .coordinator
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_mut()
+    {
+        v.history.retain(|h| h.round != s.round);
+        v.history.push(s);
+    }
+}
+
+/// The run's announcement by `coordinator`, from the directory.
+fn announcement(node: &Node, run: &RunId) -> Option<Verified<RunAnnouncement>> {
+    node.components
+        .discovery
+        .directory()
+        .runs(Timestamp::now())
+        .find(|r| &r.verified.run_id == run)
+        .map(|r| r.verified.clone())
+}
+
+/// Buy a one-use submission token over L402: `GET /l402/submit-token` answers 402 with a
+/// macaroon and an invoice; paying the invoice reveals the preimage that completes the
+/// credential. The invoice amount is checked against the round's price before paying.
+async fn buy_token(node: &Node, gateway: &str, open: &RoundOpen) -> anyhow::Result<String> {
+    let me = node.keys.public_key();
+    let url = format!(
+        "{gateway}/l402/submit-token?run={}&pubkey={}",
+        open.run_id,
+        me.to_hex()
+    );
+    let resp = reqwest::get(&url).await?;
+    if resp.status() != reqwest::StatusCode::PAYMENT_REQUIRED {
+        return Err(anyhow!("{url}: expected 402, got {}", resp.status()));
+    }
+    let header = resp
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|h| h.to_str().ok())
+        .ok_or_else(|| anyhow!("402 without WWW-Authenticate"))?
+        .to_owned();
+    let challenge = l402::parse_challenge(&header)?;
+    let invoice: Invoice = challenge.invoice.parse()?;
+    if invoice.amount_msat() != Some(open.submission_price_msat) {
+        return Err(anyhow!(
+            "token invoice asks {:?} msat, the round says {}",
+            invoice.amount_msat(),
+            open.submission_price_msat
+        ));
+    }
+    let ln = &node.components.lightning;
+    ln.pay(&invoice)?;
+    match ln.wait_payment(invoice.payment_hash(), PAY_WAIT).await? {
+        PaymentOutcome::Succeeded {
+            preimage: Some(p), ..
+        } => Ok(token_string(&challenge.macaroon, &p)),
+        other => Err(anyhow!("token payment: {other:?}")),
+    }
+}
+
+async fn peer(node: Node, role: PeerRole) {
+    let mut rx = node.events.subscribe();
+    let mut trainers: BTreeMap<RunId, PeerTrainer> = BTreeMap::new();
+    let mut joined: BTreeSet<(RunId, u64)> = BTreeSet::new();
+    loop {
+        let open = match rx.recv().await {
+            Ok(VerifiedAny::RoundOpen(o)) => o,
+            Ok(_) | Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        if !role.runs.is_empty() && !role.runs.iter().any(|r| r == open.run_id.as_str()) {
+            continue;
+        }
+        if unix_now() >= open.submit_deadline || !joined.insert((open.run_id.clone(), open.round)) {
+            continue;
+        }
+        let (run, round) = (open.run_id.clone(), open.round);
+        match submit(&node, &role, &open, &mut trainers).await {
+            Ok(()) => tracing::info!(run = %run, round, "submitted"),
+            Err(e) => {
+                tracing::warn!(run = %run, round, error = %format!("{e:#}"), "not submitting this round")
+            }
+        }
+    }
+}
+
+async fn submit(
+    node: &Node,
+    role: &PeerRole,
+    open: &Verified<RoundOpen>,
+    trainers: &mut BTreeMap<RunId, PeerTrainer>,
+) -> anyhow::Result<()> {
+    let run = open.run_id.clone();
+    let ann = announcement(node, &run).context("no announcement of this run")?;
+    if ann.author() != open.author() {
+        return Err(anyhow!("round open not by the run's coordinator"));
+    }
+    let gateway = ann.gateway.clone().context("the run has no gateway")?;
+    let ck = node
+        .components
+        .fetch_checkpoint(open, &open.checkpoint, &[open.author()])
+        .await?;
+    let me = node.keys.public_key();
+    let mut trainer = match trainers.remove(&run) {
+        Some(t) => t,
+        None => PeerTrainer::new(&node.components.work, &run, &me, &ck)?,
+    };
+    let behaviour = role.behaviour.clone();
+    let round = open.round;
+    let (trainer, blob) = tokio::task::spawn_blocking(move || {
+        let zero = behaviour == "free-rider";
+        let r = trainer.round_blob(&ck, round, zero, &ProgressBar::hidden());
+        (trainer, r)
+    })
+    .await?;
+    trainers.insert(run.clone(), trainer);
+    let mut blob = blob?;
+    let subs = node.data_dir.join("submissions");
+    std::fs::create_dir_all(&subs)?;
+    let name = format!("{}-{round}.blob", hex::encode(run.as_str()));
+    if role.behaviour == "copier" {
+        // The copier submits what leaked to it (the demo hands it an honest peer's blob).
+        let leak = node.data_dir.join("leak").join(&name);
+        loop {
+            if let Ok(b) = std::fs::read(&leak) {
+                blob = b;
+                break;
+            }
+            if unix_now() + 2 >= open.submit_deadline {
+                return Err(anyhow!("nothing leaked to copy"));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    } else {
+        crate::durable::write_atomic(&subs, &name, &blob)?;
+    }
+    let token = buy_token(node, &gateway, open).await?;
+    let work = store_submission(&node.components, open, blob, Score(0), token).await?;
+    let key = MachineKey {
+        run,
+        round,
+        role: Role::Peer,
+    };
+    let peer = Peer::new(
+        node.keys.clone(),
+        machine_seed(&node.keys, &key),
+        open.clone(),
+        work,
+    );
+    node.machines
+        .send((key, Machine::Peer(peer)))
+        .map_err(|_| anyhow!("runtime stopped"))
+}
+
+async fn validator(node: Node) {
+    let mut rx = node.events.subscribe();
+    let me = node.keys.public_key();
+    loop {
+        let open = match rx.recv().await {
+            Ok(VerifiedAny::RoundOpen(o)) => o,
+            Ok(_) | Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        if !open.validators.contains(&me) || unix_now() >= open.attest_deadline {
+            continue;
+        }
+        let key = MachineKey {
+            run: open.run_id.clone(),
+            round: open.round,
+            role: Role::Validator,
+        };
+        match Validator::new(node.keys.clone(), machine_seed(&node.keys, &key), open) {
+            Ok(v) => {
+                let _ = node.machines.send((key, Machine::Validator(v)));
+            }
+            Err(e) => tracing::warn!(error = %e, "validator machine refused"),
+        }
+    }
+}
