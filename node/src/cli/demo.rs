@@ -434,8 +434,24 @@ fn report(args: &DemoArgs, dir: &Path, before: &[Value], after: &[Value], wall: 
             })
         })
         .collect();
+    let checks: Vec<Value> = after
+        .iter()
+        .filter(|n| n["kind"] == json!("validator"))
+        .flat_map(|n| {
+            n["checkpoint_checks"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|mut c| {
+                    c["validator"] = n["name"].clone();
+                    c
+                })
+        })
+        .collect();
     json!({
         "dir": dir.display().to_string(),
+        "checkpoint_checks": checks,
         "wall_secs": wall.as_secs_f64(),
         "genesis_heldout_loss": history.as_array().and_then(|h| h.iter().find(|x| x["round"] == json!(0))).map(|x| x["heldout_loss"].clone()),
         "rounds": rounds,
@@ -471,6 +487,15 @@ pub fn print_table(report: &Value) {
             r["heldout_loss"]
         );
     }
+    let checks = report["checkpoint_checks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    println!(
+        "\ncheckpoints recomputed by validators: {} of {} equal",
+        checks.iter().filter(|c| c["ok"] == json!(true)).count(),
+        checks.len()
+    );
     println!("\nsats per node (Lightning balance change):");
     for n in report["nodes"].as_array().into_iter().flatten() {
         println!(

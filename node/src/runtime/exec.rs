@@ -293,8 +293,9 @@ impl Components {
     }
 
     /// `Aggregate`: fetch every merged pseudo-gradient (from its author or any committee member
-    /// that fetched it), aggregate onto the parent, store the new checkpoint blob.
-    async fn aggregate(
+    /// that fetched it), aggregate onto the parent, store the new checkpoint blob. Anyone who
+    /// saw the submissions recomputes a published checkpoint with the same call.
+    pub async fn aggregate(
         &self,
         open: &Verified<RoundOpen>,
         parent: BlobHash,

@@ -113,6 +113,7 @@ pub fn status_json(node: &Node) -> Value {
             "validator": node.config.roles.validator.is_some(),
         },
         "machines": *node.status.borrow(),
+        "checkpoint_checks": *node.checks.lock().unwrap_or_else(|p| p.into_inner()),
         "run": node.coordinator.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|v| json!({
             "run": v.run.as_str(),
             "current_round": v.open.as_ref().map(|o| o.round),

@@ -62,6 +62,8 @@ pub struct Node {
     pub coordinator: Arc<Mutex<Option<roles::CoordinatorView>>>,
     /// Fires when an operator says `POST /admin/start`.
     pub start: Arc<tokio::sync::Notify>,
+    /// Validator: published checkpoints it recomputed from their merged lists.
+    pub checks: Arc<Mutex<Vec<roles::CheckpointCheck>>>,
 }
 
 fn hex32(s: &str, what: &str) -> anyhow::Result<[u8; 32]> {
@@ -174,6 +176,7 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<(Node, Runtime, Arc<Lightn
             status,
             coordinator: Arc::new(Mutex::new(None)),
             start: Arc::new(tokio::sync::Notify::new()),
+            checks: Arc::new(Mutex::new(Vec::new())),
         },
         runtime,
         lightning,

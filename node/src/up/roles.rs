@@ -469,28 +469,87 @@ async fn submit(
         .map_err(|_| anyhow!("runtime stopped"))
 }
 
+/// A validator's check of a published checkpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointCheck {
+    /// Run.
+    pub run: String,
+    /// Round.
+    pub round: u64,
+    /// Published checkpoint (hex).
+    pub published: String,
+    /// What this validator recomputed from the parent and the merged list (hex).
+    pub recomputed: String,
+    /// Whether they are equal.
+    pub ok: bool,
+}
+
 async fn validator(node: Node) {
     let mut rx = node.events.subscribe();
     let me = node.keys.public_key();
+    let mut opens: BTreeMap<(RunId, u64), Verified<RoundOpen>> = BTreeMap::new();
     loop {
-        let open = match rx.recv().await {
-            Ok(VerifiedAny::RoundOpen(o)) => o,
-            Ok(_) | Err(RecvError::Lagged(_)) => continue,
+        let ev = match rx.recv().await {
+            Ok(ev) => ev,
+            Err(RecvError::Lagged(_)) => continue,
             Err(RecvError::Closed) => return,
         };
-        if !open.validators.contains(&me) || unix_now() >= open.attest_deadline {
-            continue;
-        }
-        let key = MachineKey {
-            run: open.run_id.clone(),
-            round: open.round,
-            role: Role::Validator,
-        };
-        match Validator::new(node.keys.clone(), machine_seed(&node.keys, &key), open) {
-            Ok(v) => {
-                let _ = node.machines.send((key, Machine::Validator(v)));
+        match ev {
+            VerifiedAny::RoundOpen(open) => {
+                if !open.validators.contains(&me) || unix_now() >= open.attest_deadline {
+                    continue;
+                }
+                opens.insert((open.run_id.clone(), open.round), open.clone());
+                let key = MachineKey {
+                    run: open.run_id.clone(),
+                    round: open.round,
+                    role: Role::Validator,
+                };
+                match Validator::new(node.keys.clone(), machine_seed(&node.keys, &key), open) {
+                    Ok(v) => {
+                        let _ = node.machines.send((key, Machine::Validator(v)));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "validator machine refused"),
+                }
             }
-            Err(e) => tracing::warn!(error = %e, "validator machine refused"),
+            // Recompute every checkpoint of a round it validated: the parent plus exactly the
+            // merged submissions, with the run's aggregation rule.
+            VerifiedAny::Checkpoint(c) => {
+                let Some(open) = opens.get(&(c.run_id.clone(), c.round)).cloned() else {
+                    continue;
+                };
+                if c.author() != open.author() || c.parent != open.checkpoint {
+                    continue;
+                }
+                let recomputed = if c.merged.is_empty() {
+                    Ok(c.parent)
+                } else {
+                    node.components.aggregate(&open, c.parent, &c.merged).await
+                };
+                let check = match recomputed {
+                    Ok(h) => CheckpointCheck {
+                        run: c.run_id.to_string(),
+                        round: c.round,
+                        published: c.checkpoint.to_hex(),
+                        recomputed: h.to_hex(),
+                        ok: h == c.checkpoint,
+                    },
+                    Err(e) => {
+                        tracing::warn!(round = c.round, error = %e, "could not recompute the checkpoint");
+                        continue;
+                    }
+                };
+                if check.ok {
+                    tracing::info!(round = c.round, checkpoint = %c.checkpoint, "published checkpoint recomputed");
+                } else {
+                    tracing::error!(round = c.round, published = %check.published, recomputed = %check.recomputed, "published checkpoint differs from the aggregate");
+                }
+                node.checks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(check);
+            }
+            _ => {}
         }
     }
 }
