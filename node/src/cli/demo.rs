@@ -37,6 +37,12 @@ pub struct DemoArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// SIGKILL the first peer in round 1 once its escrow HTLCs are held, then restart it.
+    #[arg(long)]
+    pub kill_peer: bool,
+    /// SIGKILL the coordinator in the middle of round 2 (escrows locked), then restart it.
+    #[arg(long)]
+    pub kill_coordinator: bool,
 }
 
 const VALIDATORS: usize = 3;
@@ -83,7 +89,10 @@ fn exe() -> anyhow::Result<PathBuf> {
 }
 
 fn spawn_up(dir: &Path) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(dir.join("node.log"))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("node.log"))?;
     Ok(Command::new(exe()?)
         .args(["up", "--data-dir"])
         .arg(dir)
@@ -298,7 +307,32 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
     let pb = bar(args.rounds, "rounds");
     let rounds = args.rounds;
     let mut last_leaked = 0;
+    let mut restarts: Vec<Value> = Vec::new();
+    let (mut peer_killed, mut coord_killed) = (!args.kill_peer, !args.kill_coordinator);
     wait_for("every round to close", async || {
+        if !peer_killed {
+            if let Some(state) = escrow_state(&http, &nodes[1 + VALIDATORS], 1).await {
+                if kill_and_restart(&mut nodes[1 + VALIDATORS]).is_ok() {
+                    restarts.push(json!({"node": nodes[1 + VALIDATORS].name, "round": 1, "escrow_at_kill": state}));
+                    peer_killed = true;
+                }
+            }
+        }
+        if !coord_killed {
+            let mut locked = None;
+            for n in nodes.iter().skip(1 + VALIDATORS) {
+                if let Some(s) = escrow_state(&http, n, 2).await {
+                    locked = Some(s);
+                    break;
+                }
+            }
+            if let Some(state) = locked {
+                if kill_and_restart(&mut nodes[0]).is_ok() {
+                    restarts.push(json!({"node": "coordinator", "round": 2, "escrow_at_kill": state}));
+                    coord_killed = true;
+                }
+            }
+        }
         let Ok(st) = get(&http, &format!("{coord}/status")).await else {
             return false;
         };
@@ -343,11 +377,44 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
     })
     .await?;
     let after = snapshot(&http, &nodes).await?;
-    let report = report(args, &dir, &before, &after, started.elapsed());
+    let mut report = report(args, &dir, &before, &after, started.elapsed());
+    report["restarts"] = json!(restarts);
     std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
     drop(nodes);
     relay.shutdown().await;
     Ok(report)
+}
+
+/// The escrow state of `n`'s submission in round `r` once its HTLCs are held (or later).
+async fn escrow_state(http: &reqwest::Client, n: &DemoNode, r: u64) -> Option<String> {
+    let st = get(http, &format!("{}/status", n.gateway)).await.ok()?;
+    st["machines"].as_array()?.iter().find_map(|m| {
+        let t = m["tranches"].as_array()?;
+        let held = m["round"].as_u64() == Some(r)
+            && !t.is_empty()
+            && t.iter().all(|t| {
+                matches!(
+                    t["state"].as_str(),
+                    Some("held" | "claiming" | "claimed" | "failing" | "refunded")
+                )
+            });
+        held.then(|| {
+            t.iter()
+                .filter_map(|t| t["state"].as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+    })
+}
+
+/// SIGKILL a node (no clean shutdown: what a crash or power cut does) and start it again on the
+/// same data dir.
+fn kill_and_restart(n: &mut DemoNode) -> anyhow::Result<()> {
+    n.child.kill()?;
+    n.child.wait()?;
+    eprintln!("demo: killed {} (SIGKILL), restarting it", n.name);
+    n.child = spawn_up(&n.dir)?;
+    Ok(())
 }
 
 /// Copy an honest peer's submission of round `r` to every copier (what a leak would hand it).

@@ -708,6 +708,20 @@ impl LightningNode {
         }
     }
 
+    /// Whether an outgoing payment of `payment_hash` was ever started (pending, succeeded or
+    /// failed), in this run or before a restart: paying again would be refused as a duplicate.
+    pub fn outbound_started(&self, payment_hash: PaymentHash) -> bool {
+        if self.inner.tracker().sent.contains(&payment_hash) {
+            return true;
+        }
+        self.inner
+            .node
+            .payment(&ldk_node::lightning::ln::channelmanager::PaymentId(
+                payment_hash.0,
+            ))
+            .is_some_and(|d| d.direction == ldk_node::payment::PaymentDirection::Outbound)
+    }
+
     /// Waits for the outcome of an outgoing payment.
     pub async fn wait_payment(
         &self,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use l402_protocol::blobmeta::{PeerKey, Placement, RoundKey};
 use l402_protocol::events::{
-    BlobHash, MergedSubmission, PaymentHash, RoundOpen, Score, SubmissionId, TrancheInvoice,
+    BlobHash, MergedSubmission, PaymentHash, RoundOpen, RunId, Score, SubmissionId, TrancheInvoice,
     Verified,
 };
 use l402_protocol::quorum::{RejectCode, Verdict};
@@ -227,22 +227,18 @@ impl Components {
         Ok(self.blobs.read(&id).await?)
     }
 
-    /// The checkpoint `hash` of `open`'s run: local, or fetched from `holders`, then parsed as
-    /// the run's model.
+    /// The checkpoint `hash` used in round `round` of `run`: local, or fetched from `holders`,
+    /// then parsed as the run's model.
     pub async fn fetch_checkpoint(
         &self,
-        open: &Verified<RoundOpen>,
+        run: &RunId,
+        round: u64,
         hash: &BlobHash,
         holders: &[PublicKey],
     ) -> Result<Checkpoint, ExecError> {
         let size = checkpoint_size(&self.work.model)?;
         let bytes = self
-            .fetch(
-                hash,
-                size,
-                holders,
-                round_placement(&open.run_id, open.round),
-            )
+            .fetch(hash, size, holders, round_placement(run, round))
             .await?;
         let spec = self.work.model.clone();
         Ok(
@@ -266,7 +262,7 @@ impl Components {
             return Ok(failed_eval(RejectCode::Unavailable));
         };
         let ck = self
-            .fetch_checkpoint(open, &checkpoint, &[open.author()])
+            .fetch_checkpoint(&open.run_id, open.round, &checkpoint, &[open.author()])
             .await?;
         let bytes = match self
             .fetch(
@@ -302,7 +298,7 @@ impl Components {
         merged: &[MergedSubmission],
     ) -> Result<BlobHash, ExecError> {
         let parent_ck = self
-            .fetch_checkpoint(open, &parent, &[open.author()])
+            .fetch_checkpoint(&open.run_id, open.round, &parent, &[open.author()])
             .await?;
         let mut grads = Vec::new();
         for m in merge_order(merged) {
@@ -400,7 +396,7 @@ impl Components {
                 let checked = check_hold_invoices(&invoices)?;
                 for inv in checked {
                     let hash = inv.payment_hash();
-                    if self.lightning.payment_outcome(hash).is_some() {
+                    if self.lightning.outbound_started(hash) {
                         continue; // paid before (a resumed coordinator): idempotent per hash
                     }
                     match self.lightning.pay(&inv) {
@@ -444,7 +440,7 @@ impl Components {
             }
             Action::PayValidatorFee { validator, bolt11 } => {
                 let inv: Invoice = bolt11.parse()?;
-                if self.lightning.payment_outcome(inv.payment_hash()).is_none() {
+                if !self.lightning.outbound_started(inv.payment_hash()) {
                     self.lightning.pay(&inv)?;
                     tracing::info!(machine = %key, validator = %validator, payment_hash = %inv.payment_hash(), "validator fee sent");
                 }

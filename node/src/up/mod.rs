@@ -19,7 +19,9 @@ use std::time::Duration;
 use anyhow::Context;
 use candle_core::Device;
 use ed25519_dalek::SigningKey;
-use l402_protocol::events::{NodeAnnouncement, Role as Offered, ValidatorTerms, VerifiedAny};
+use l402_protocol::events::{
+    NodeAnnouncement, Role as Offered, RoundOpen, ValidatorTerms, Verified, VerifiedAny,
+};
 use l402_protocol::round::{Machine, MachineKey};
 use l402_protocol::training::{ModelSpec, ScoringPolicy, TrainingSpec};
 use nostr_sdk::prelude::{Keys, RelayUrl, SecretKey};
@@ -64,6 +66,9 @@ pub struct Node {
     pub start: Arc<tokio::sync::Notify>,
     /// Validator: published checkpoints it recomputed from their merged lists.
     pub checks: Arc<Mutex<Vec<roles::CheckpointCheck>>>,
+    /// Round opens of the coordinator machines restored at start (a restarted coordinator
+    /// sells tokens for its open round again; the relays will not hand its own events back).
+    pub restored_opens: Arc<Vec<Verified<RoundOpen>>>,
 }
 
 fn hex32(s: &str, what: &str) -> anyhow::Result<[u8; 32]> {
@@ -144,6 +149,7 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<(Node, Runtime, Arc<Lightn
         .map(|a| a.to_string())
         .collect();
     ann.relays = discovery.relays().iter().map(|r| r.to_string()).collect();
+    ann.ln_addrs = vec![cfg.lightning_listen.to_string()];
     discovery
         .announce(&ann, None)
         .await
@@ -162,6 +168,12 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<(Node, Runtime, Arc<Lightn
         components.clone(),
     )
     .await?;
+    let restored_opens: Vec<_> = runtime
+        .driver()
+        .iter()
+        .filter(|(k, _)| k.role == l402_protocol::round::Role::Coordinator)
+        .map(|(_, m)| m.round_open().clone())
+        .collect();
     let (machines, _) = mpsc::unbounded_channel();
     let (events, _) = broadcast::channel(1024);
     let (_, status) = watch::channel(Vec::new());
@@ -177,6 +189,7 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<(Node, Runtime, Arc<Lightn
             coordinator: Arc::new(Mutex::new(None)),
             start: Arc::new(tokio::sync::Notify::new()),
             checks: Arc::new(Mutex::new(Vec::new())),
+            restored_opens: Arc::new(restored_opens),
         },
         runtime,
         lightning,
@@ -205,7 +218,8 @@ async fn run(args: UpArgs) -> anyhow::Result<()> {
         status: Some(status_tx),
     };
     let gateway = tokio::spawn(gateway::serve(node.clone(), stop_rx.clone()));
-    let roles = roles::spawn(node.clone(), stop_rx.clone());
+    let mut roles = roles::spawn(node.clone());
+    roles.push(tokio::spawn(redial(node.clone())));
     let runtime = tokio::spawn(runtime.run(Duration::from_millis(500), hooks));
     shutdown_signal().await;
     tracing::info!("stopping");
@@ -233,6 +247,46 @@ async fn run(args: UpArgs) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("lightning node still shared at shutdown"),
     }
     Ok(())
+}
+
+/// Redial channel partners that are not connected, at the Lightning addresses their node
+/// announcements give: ldk-node redials only every 60 s, and the side that accepted a channel
+/// does not know its partner's address after a restart.
+async fn redial(node: Node) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3));
+    loop {
+        tick.tick().await;
+        let ln = &node.components.lightning;
+        let down: Vec<_> = ln
+            .channels()
+            .into_iter()
+            .filter(|c| c.is_ready && !c.is_usable)
+            .map(|c| c.counterparty)
+            .collect();
+        if down.is_empty() {
+            continue;
+        }
+        let dir = node.components.discovery.directory();
+        let now = nostr_sdk::prelude::Timestamp::now();
+        for n in dir.nodes(now) {
+            let Ok(id) = bitcoin::secp256k1::PublicKey::from_slice(&n.verified.ln_node_id) else {
+                continue;
+            };
+            if !down.contains(&id) {
+                continue;
+            }
+            for a in n.verified.ln_addrs.iter().filter_map(|a| a.parse().ok()) {
+                let peer = crate::lightning::PeerAddr {
+                    node_id: id,
+                    addr: a,
+                };
+                match ln.connect(&peer).await {
+                    Ok(()) => tracing::info!(peer = %id, addr = %a, "redialled channel partner"),
+                    Err(e) => tracing::debug!(peer = %id, error = %e, "redial failed"),
+                }
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -23,7 +23,7 @@ use l402_protocol::quorum::Tolerance;
 use l402_protocol::round::{Machine, MachineKey, Peer, Role, Validator};
 use nostr_sdk::prelude::Timestamp;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::task::JoinHandle;
 
 use super::Node;
@@ -59,7 +59,7 @@ pub struct CoordinatorView {
 }
 
 /// What a closed round produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RoundSummary {
     /// Round (0 = genesis).
     pub round: u64,
@@ -72,11 +72,14 @@ pub struct RoundSummary {
 }
 
 /// Spawn the configured roles.
-pub fn spawn(node: Node, stop: tokio::sync::watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+/// Spawn the configured roles. Call before the runtime runs: each role subscribes to the
+/// runtime's events here, so none of the stored events a (re)started runtime replays is missed.
+pub fn spawn(node: Node) -> Vec<JoinHandle<()>> {
     let mut out = Vec::new();
-    let _ = stop;
     if let Some(c) = node.config.roles.coordinator.clone() {
         let n = node.clone();
+        let rx = node.events.subscribe();
+        out.push(tokio::spawn(follow_own_opens(n.clone(), c.run.clone(), rx)));
         out.push(tokio::spawn(async move {
             if let Err(e) = coordinator(n, c).await {
                 tracing::error!(error = %format!("{e:#}"), "coordinator role stopped");
@@ -85,11 +88,13 @@ pub fn spawn(node: Node, stop: tokio::sync::watch::Receiver<bool>) -> Vec<JoinHa
     }
     if let Some(p) = node.config.roles.peer.clone() {
         let n = node.clone();
-        out.push(tokio::spawn(async move { peer(n, p).await }));
+        let rx = node.events.subscribe();
+        out.push(tokio::spawn(async move { peer(n, p, rx).await }));
     }
     if node.config.roles.validator.is_some() {
         let n = node.clone();
-        out.push(tokio::spawn(async move { validator(n).await }));
+        let rx = node.events.subscribe();
+        out.push(tokio::spawn(async move { validator(n, rx).await }));
     }
     out
 }
@@ -106,6 +111,9 @@ struct Progress {
     checkpoint: Option<BlobHash>,
     /// Its parent.
     prev: Option<BlobHash>,
+    /// One line per closed round.
+    #[serde(default)]
+    history: Vec<RoundSummary>,
 }
 
 fn progress_file(run: &RunId) -> String {
@@ -200,6 +208,9 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
         },
     );
     let mut progress = load_progress(&node, &run);
+    for h in progress.history.clone() {
+        record(&node, h);
+    }
     if role.wait_for_start && progress.opened == 0 {
         tracing::info!(run = %run, "waiting for POST /admin/start");
         node.start.notified().await;
@@ -275,24 +286,20 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
             .find(|m| m.machine == name)
             .and_then(|m| m.merged)
             .unwrap_or(0);
-        let open = node
-            .coordinator
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .and_then(|v| v.open.clone())
-            .context("round open")?;
-        let model = node.components.fetch_checkpoint(&open, &ck, &[]).await?;
+        let model = node
+            .components
+            .fetch_checkpoint(&run, round + 1, &ck, &[])
+            .await?;
         let loss = heldout(&node, &run, model).await?;
-        record(
-            &node,
-            RoundSummary {
-                round,
-                checkpoint: ck.to_hex(),
-                merged,
-                heldout_loss: loss,
-            },
-        );
+        let summary = RoundSummary {
+            round,
+            checkpoint: ck.to_hex(),
+            merged,
+            heldout_loss: loss,
+        };
+        progress.history.retain(|h| h.round != round);
+        progress.history.push(summary.clone());
+        record(&node, summary);
         tracing::info!(run = %run, round, checkpoint = %ck, merged, heldout_loss = loss, "round closed");
         if ck != checkpoint {
             prev = checkpoint;
@@ -306,6 +313,45 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
     }
     tracing::info!(run = %run, rounds = role.rounds, "all rounds done");
     Ok(())
+}
+
+/// Keep the gateway's open round current from the round opens this node published (what a
+/// restarted coordinator reads back from the relays), so it sells tokens for it again.
+async fn follow_own_opens(node: Node, run: String, mut rx: broadcast::Receiver<VerifiedAny>) {
+    let me = node.keys.public_key();
+    let mut latest: Option<Verified<RoundOpen>> = node
+        .restored_opens
+        .iter()
+        .filter(|o| o.run_id.as_str() == run)
+        .max_by_key(|o| o.round)
+        .cloned();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok(VerifiedAny::RoundOpen(o)) if o.author() == me && o.run_id.as_str() == run => {
+                    if latest.as_ref().is_none_or(|cur| cur.round < o.round) {
+                        latest = Some(o);
+                    }
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+            _ = tick.tick() => {}
+        }
+        // The view appears once the run is announced; apply what was seen before that too.
+        if let (Some(o), Some(v)) = (
+            &latest,
+            node.coordinator
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut(),
+        ) {
+            if v.open.as_ref().is_none_or(|cur| cur.round < o.round) {
+                v.open = Some(o.clone());
+            }
+        }
+    }
 }
 
 async fn heldout(node: &Node, run: &RunId, ck: Checkpoint) -> anyhow::Result<f32> {
@@ -375,8 +421,7 @@ async fn buy_token(node: &Node, gateway: &str, open: &RoundOpen) -> anyhow::Resu
     }
 }
 
-async fn peer(node: Node, role: PeerRole) {
-    let mut rx = node.events.subscribe();
+async fn peer(node: Node, role: PeerRole, mut rx: broadcast::Receiver<VerifiedAny>) {
     let mut trainers: BTreeMap<RunId, PeerTrainer> = BTreeMap::new();
     let mut joined: BTreeSet<(RunId, u64)> = BTreeSet::new();
     loop {
@@ -413,9 +458,18 @@ async fn submit(
         return Err(anyhow!("round open not by the run's coordinator"));
     }
     let gateway = ann.gateway.clone().context("the run has no gateway")?;
+    // The run announcement names the architecture (L2T-01: `model` is the ModelSpec as JSON).
+    let model: l402_protocol::training::ModelSpec =
+        serde_json::from_str(&ann.model).context("the run's model is not a ModelSpec")?;
+    if model != node.components.work.model {
+        return Err(anyhow!(
+            "the run trains a model this node does not build: {}",
+            ann.model
+        ));
+    }
     let ck = node
         .components
-        .fetch_checkpoint(open, &open.checkpoint, &[open.author()])
+        .fetch_checkpoint(&open.run_id, open.round, &open.checkpoint, &[open.author()])
         .await?;
     let me = node.keys.public_key();
     let mut trainer = match trainers.remove(&run) {
@@ -451,7 +505,17 @@ async fn submit(
     } else {
         crate::durable::write_atomic(&subs, &name, &blob)?;
     }
-    let token = buy_token(node, &gateway, open).await?;
+    // The coordinator's gateway may be briefly down (a restart): retry until the deadline.
+    let token = loop {
+        match buy_token(node, &gateway, open).await {
+            Ok(t) => break t,
+            Err(e) if unix_now() + 3 < open.submit_deadline => {
+                tracing::debug!(error = %format!("{e:#}"), "token purchase failed, retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let work = store_submission(&node.components, open, blob, Score(0), token).await?;
     let key = MachineKey {
         run,
@@ -484,8 +548,7 @@ pub struct CheckpointCheck {
     pub ok: bool,
 }
 
-async fn validator(node: Node) {
-    let mut rx = node.events.subscribe();
+async fn validator(node: Node, mut rx: broadcast::Receiver<VerifiedAny>) {
     let me = node.keys.public_key();
     let mut opens: BTreeMap<(RunId, u64), Verified<RoundOpen>> = BTreeMap::new();
     loop {

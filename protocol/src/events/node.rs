@@ -87,6 +87,10 @@ pub struct NodeAnnouncement {
     /// Nostr relays the node publishes to.
     #[serde(default)]
     pub relays: Vec<String>,
+    /// Lightning P2P addresses (`ip:port`) where the node accepts connections, so a channel
+    /// partner can (re)dial it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ln_addrs: Vec<String>,
     /// Validator terms (present iff the `validator` role is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validator: Option<ValidatorTerms>,
@@ -111,6 +115,7 @@ impl NodeAnnouncement {
             roles,
             iroh_addrs: Vec::new(),
             relays: Vec::new(),
+            ln_addrs: Vec::new(),
             validator,
         }
     }
@@ -125,13 +130,17 @@ impl NodeAnnouncement {
         if self.roles.is_empty() || self.roles.len() > MAX_LIST_LEN {
             return schema("roles");
         }
-        if self.iroh_addrs.len() > MAX_LIST_LEN || self.relays.len() > MAX_LIST_LEN {
+        if self.iroh_addrs.len() > MAX_LIST_LEN
+            || self.relays.len() > MAX_LIST_LEN
+            || self.ln_addrs.len() > MAX_LIST_LEN
+        {
             return schema("address list too long");
         }
         if self
             .iroh_addrs
             .iter()
             .chain(&self.relays)
+            .chain(&self.ln_addrs)
             .any(|a| a.is_empty() || a.len() > MAX_URL_LEN)
         {
             return schema("address length");
@@ -139,9 +148,10 @@ impl NodeAnnouncement {
         if self
             .iroh_addrs
             .iter()
+            .chain(&self.ln_addrs)
             .any(|a| a.parse::<std::net::SocketAddr>().is_err())
         {
-            return schema("iroh address is not ip:port");
+            return schema("iroh or lightning address is not ip:port");
         }
         if self.is_validator() != self.validator.is_some() {
             return schema("validator terms iff validator role");

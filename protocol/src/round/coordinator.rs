@@ -187,6 +187,21 @@ impl Coordinator {
             out.push(ignored(s.event(), "submission after the submit deadline"));
             return;
         }
+        // The blob hash is the commitment: the same bits submitted again are a copy of the
+        // first submission (a leak), never independent work. First come is kept.
+        if let Some(first) = self
+            .st
+            .subs
+            .iter()
+            .find(|(_, c)| c.submission.blob == s.blob)
+            .map(|(id, _)| *id)
+        {
+            out.push(ignored(
+                s.event(),
+                format!("copy: blob already submitted as {first}"),
+            ));
+            return;
+        }
         let author = s.author();
         let uses_key = |t: &[u8; 32]| hex::encode(t);
         let ctx = |uses| l402::VerifyContext {

@@ -269,3 +269,54 @@ fn driver_routes_events_by_run_and_round_and_lightning_by_payment_hash() {
     assert_eq!(gone.len(), 3);
     assert!(d.is_empty() && fx.stored.is_empty() && fx.forgotten.len() == 3);
 }
+
+#[test]
+fn a_second_submission_of_the_same_blob_is_refused_as_a_copy() {
+    let mut c = Coordinator::new(keys(1), [0; 32], T0, open(), config()).unwrap();
+    c.handle(T0, Input::Tick);
+    // Two authors, each with a valid paid token, submit the same blob hash.
+    let sub = |author: u8| {
+        let preimage = crate::escrow::Preimage([author; 32]);
+        let run = RunId::new("unit").unwrap();
+        let mac = crate::l402::mint(
+            &[7; 32],
+            &crate::l402::MintParams {
+                service: "submit",
+                run: Some(&run),
+                valid_until: Some(T0 + 1_000),
+                max_uses: Some(1),
+                pubkey: Some(keys(author).public_key()),
+                payment_hash: preimage.payment_hash(),
+                token_id: [author; 32],
+                location: None,
+            },
+        );
+        let mut p = Peer::new(
+            keys(author),
+            [author; 32],
+            verified_open(),
+            PeerWork {
+                blob: BlobHash([9; 32]),
+                size: 10,
+                claimed_loss: Score(0),
+                token: format!("{}:{}", mac.to_base64(), hex::encode(preimage.0)),
+            },
+        );
+        let Some(Action::Publish(ev)) = p.handle(T0 + 1, Input::Tick).into_iter().next() else {
+            panic!("no submission");
+        };
+        VerifiedAny::Submission(parse(&ev, None).unwrap())
+    };
+    let first = c.handle(T0 + 2, Input::Event(sub(2)));
+    assert!(
+        first.iter().any(|a| matches!(a, Action::Publish(_))),
+        "the first gets an escrow offer: {first:?}"
+    );
+    let second = c.handle(T0 + 3, Input::Event(sub(3)));
+    assert!(
+        second
+            .iter()
+            .any(|a| matches!(a, Action::Ignored { reason, .. } if reason.starts_with("copy"))),
+        "{second:?}"
+    );
+}
