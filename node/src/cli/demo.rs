@@ -376,13 +376,96 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
         true
     })
     .await?;
-    let after = snapshot(&http, &nodes).await?;
+    // Balances move a moment after a hold ends (the channel update with the payer): take the
+    // final snapshot once every node's Lightning balance held still for two polls.
+    let mut after = snapshot(&http, &nodes).await?;
+    let t = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let again = snapshot(&http, &nodes).await?;
+        let same = after
+            .iter()
+            .zip(&again)
+            .all(|(a, b)| a["balances"]["lightning_sat"] == b["balances"]["lightning_sat"]);
+        after = again;
+        if same || t.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+    }
+    // Then an outsider downloads the last checkpoint from the coordinator's L402 gateway,
+    // paying from a peer's wallet (after the snapshot: the round accounting stays exact); bad
+    // credentials never get the resource.
+    let gateway = gateway_checks(&http, &nodes).await?;
     let mut report = report(args, &dir, &before, &after, started.elapsed());
     report["restarts"] = json!(restarts);
+    report["gateway"] = gateway;
+    // Peak resident memory of every process (Linux: VmHWM), before they stop.
+    let mut rss = serde_json::Map::new();
+    rss.insert("demo".into(), json!(peak_rss_kb(std::process::id())));
+    for n in &nodes {
+        rss.insert(n.name.clone(), json!(peak_rss_kb(n.child.id())));
+    }
+    report["peak_rss_kb"] = Value::Object(rss);
     std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
     drop(nodes);
     relay.shutdown().await;
     Ok(report)
+}
+
+/// The L402 flow against `GET /checkpoint/{hash}` on the coordinator: request → 402 → pay the
+/// invoice from a peer's wallet → retry with the credential, in the `L402 <mac>:<preimage>` and
+/// `LSAT token="…"` forms; missing, malformed and wrong-preimage credentials get 402/401.
+async fn gateway_checks(http: &reqwest::Client, nodes: &[DemoNode]) -> anyhow::Result<Value> {
+    let coord = &nodes[0].gateway;
+    let st = get(http, &format!("{coord}/status")).await?;
+    let ck = st["run"]["history"]
+        .as_array()
+        .and_then(|h| h.iter().max_by_key(|r| r["round"].as_u64()))
+        .and_then(|r| r["checkpoint"].as_str())
+        .context("a checkpoint")?
+        .to_owned();
+    let url = format!("{coord}/checkpoint/{ck}");
+    let status_of = async |auth: Option<String>| -> anyhow::Result<(u16, Vec<u8>, Option<String>)> {
+        let mut rq = http.get(&url);
+        if let Some(a) = auth {
+            rq = rq.header(reqwest::header::AUTHORIZATION, a);
+        }
+        let r = rq.send().await?;
+        let code = r.status().as_u16();
+        let chal = r
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned);
+        Ok((code, r.bytes().await?.to_vec(), chal))
+    };
+    let (missing, _, chal) = status_of(None).await?;
+    let chal = chal.context("402 without a challenge")?;
+    let parsed = l402_protocol::l402::parse_challenge(&chal)?;
+    let mac = parsed.macaroon.to_base64();
+    let (garbage, _, _) = status_of(Some("L402 not-a-credential".into())).await?;
+    let (wrong_preimage, _, _) = status_of(Some(format!("L402 {mac}:{}", "00".repeat(32)))).await?;
+    let payer = &nodes[1 + VALIDATORS].gateway;
+    let paid = post(
+        http,
+        &format!("{payer}/admin/pay"),
+        json!({"bolt11": parsed.invoice}),
+    )
+    .await?;
+    let preimage = paid["preimage"].as_str().context("preimage")?.to_owned();
+    let (ok, body, _) = status_of(Some(format!("L402 {mac}:{preimage}"))).await?;
+    let (ok_lsat, body2, _) = status_of(Some(format!("LSAT token=\"{mac}:{preimage}\""))).await?;
+    let verified = blake3::hash(&body).to_hex().to_string() == ck && body == body2;
+    Ok(json!({
+        "checkpoint": ck,
+        "missing_credential": missing,
+        "malformed_credential": garbage,
+        "wrong_preimage": wrong_preimage,
+        "paid_l402": ok,
+        "paid_lsat_token_form": ok_lsat,
+        "bytes": body.len(),
+        "blake3_matches": verified,
+    }))
 }
 
 /// The escrow state of `n`'s submission in round `r` once its HTLCs are held (or later).
@@ -415,6 +498,15 @@ fn kill_and_restart(n: &mut DemoNode) -> anyhow::Result<()> {
     eprintln!("demo: killed {} (SIGKILL), restarting it", n.name);
     n.child = spawn_up(&n.dir)?;
     Ok(())
+}
+
+/// Peak resident set size of process `pid` in KiB (`VmHWM`), where `/proc` has it.
+fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Copy an honest peer's submission of round `r` to every copier (what a leak would hand it).

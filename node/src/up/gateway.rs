@@ -6,8 +6,13 @@
 //! - `GET /l402/submit-token?run=…&pubkey=…` — L402: `402 Payment Required` with
 //!   `WWW-Authenticate: L402 macaroon="…", invoice="…"` (a one-use submission token bound to
 //!   `pubkey`, the run and the round's submit deadline);
-//! - `POST /admin/start`, `POST /admin/channel`, `GET /admin/address` — operator calls,
-//!   answered only to loopback clients.
+//! - `GET /checkpoint/{hash}` — L402-gated: a checkpoint blob this node holds. Without a
+//!   credential (or with an expired one) `402` and a fresh challenge; with an invalid one
+//!   (forged, wrong preimage, another service) `401`; accepts `L402`/`LSAT` with the
+//!   `<macaroon>:<preimage>`, `token="…"` and `macaroon="…", preimage="…"` forms, as aperture and
+//!   lnget do;
+//! - `POST /admin/start`, `POST /admin/channel`, `GET /admin/address`, `POST /admin/sync`,
+//!   `POST /admin/pay` — operator calls, answered only to loopback clients.
 //!
 //! Spec: specs/L2T-08-l402.md
 
@@ -51,6 +56,8 @@ pub fn router(node: Node) -> Router {
         .route("/status", get(status))
         .route("/reward-schedule", get(reward_schedule))
         .route("/l402/submit-token", get(submit_token))
+        .route("/checkpoint/{hash}", get(checkpoint))
+        .route("/admin/pay", post(admin_pay))
         .route("/admin/start", post(admin_start))
         .route("/admin/channel", post(admin_channel))
         .route("/admin/address", get(admin_address))
@@ -264,6 +271,137 @@ fn getrandom_fill(buf: &mut [u8; 32]) -> Result<(), String> {
     rand::rngs::OsRng
         .try_fill_bytes(buf)
         .map_err(|e| e.to_string())
+}
+
+/// L402 service name of checkpoint downloads.
+pub const CHECKPOINT_SERVICE: &str = "checkpoint";
+/// Price of one checkpoint download, msat.
+pub const CHECKPOINT_PRICE_MSAT: u64 = 5_000;
+/// How long a checkpoint token stays valid, seconds.
+pub const CHECKPOINT_TOKEN_SECS: u64 = 3_600;
+
+/// The root secret of this node's checkpoint tokens (derived from its key: survives restarts).
+fn checkpoint_secret(node: &Node) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_keyed(&node.keys.secret_key().secret_bytes());
+    h.update(b"l402 checkpoint token secret v1");
+    *h.finalize().as_bytes()
+}
+
+fn challenge(node: &Node) -> Response {
+    let mut id = [0u8; 32];
+    if let Err(e) = getrandom_fill(&mut id) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+    }
+    let ln = &node.components.lightning;
+    let invoice = match ln.create_invoice(CHECKPOINT_PRICE_MSAT, "l402 checkpoint download", 600) {
+        Ok(i) => i,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+    };
+    let now = nostr_sdk::prelude::Timestamp::now().as_secs();
+    let mac = l402::mint(
+        &checkpoint_secret(node),
+        &l402::MintParams {
+            service: CHECKPOINT_SERVICE,
+            run: None,
+            valid_until: Some(now + CHECKPOINT_TOKEN_SECS),
+            max_uses: None,
+            pubkey: None,
+            payment_hash: invoice.payment_hash(),
+            token_id: id,
+            location: None,
+        },
+    );
+    let value = l402::challenge_header(&mac, &invoice.to_string());
+    match HeaderValue::from_str(&value) {
+        Ok(v) => {
+            let mut h = HeaderMap::new();
+            h.insert(header::WWW_AUTHENTICATE, v);
+            (
+                StatusCode::PAYMENT_REQUIRED,
+                h,
+                Json(json!({"error": "payment required"})),
+            )
+                .into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn checkpoint(
+    State(node): State<Node>,
+    axum::extract::Path(hash): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(hash) = l402_protocol::events::BlobHash::from_hex(&hash) else {
+        return error(StatusCode::BAD_REQUEST, "not a BLAKE3 hash");
+    };
+    let id = l402_protocol::wire::BlobId(hash.0);
+    match node.components.blobs.store().is_complete(&id).await {
+        Ok(true) => {}
+        Ok(false) => return error(StatusCode::NOT_FOUND, "no such checkpoint here"),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+    let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return challenge(&node);
+    };
+    let now = nostr_sdk::prelude::Timestamp::now().as_secs();
+    let ctx = l402::VerifyContext {
+        service: CHECKPOINT_SERVICE,
+        run: None,
+        now,
+        uses_so_far: 0,
+        presenter: None,
+    };
+    if let Err(e) = l402::verify_authorization(&checkpoint_secret(&node), auth, &ctx) {
+        tracing::info!(reason = %e, "checkpoint credential refused");
+        return if e.http_status() == 402 {
+            challenge(&node)
+        } else {
+            error(StatusCode::UNAUTHORIZED, e)
+        };
+    }
+    match node.components.blobs.read(&id).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct PayRequest {
+    bolt11: String,
+}
+
+/// Pay an invoice from this node's wallet and return the preimage (what an L402 client's
+/// wallet does between the 402 and the retry).
+async fn admin_pay(
+    State(node): State<Node>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    Json(req): Json<PayRequest>,
+) -> Response {
+    if let Some(r) = loopback_only(&from) {
+        return r;
+    }
+    let inv: crate::lightning::Invoice = match req.bolt11.parse() {
+        Ok(i) => i,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let ln = &node.components.lightning;
+    if let Err(e) = ln.pay(&inv) {
+        return error(StatusCode::BAD_REQUEST, e);
+    }
+    match ln
+        .wait_payment(inv.payment_hash(), std::time::Duration::from_secs(60))
+        .await
+    {
+        Ok(crate::lightning::PaymentOutcome::Succeeded {
+            preimage: Some(p), ..
+        }) => Json(json!({"preimage": hex::encode(p.0)})).into_response(),
+        Ok(other) => error(StatusCode::BAD_GATEWAY, format!("{other:?}")),
+        Err(e) => error(StatusCode::GATEWAY_TIMEOUT, e),
+    }
 }
 
 fn loopback_only(from: &SocketAddr) -> Option<Response> {
