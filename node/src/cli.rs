@@ -9,6 +9,7 @@ pub mod demo;
 pub mod init;
 pub mod relay;
 pub mod runs;
+pub mod status;
 pub mod validators;
 
 /// Command-line interface of `l402-node`.
@@ -46,6 +47,10 @@ pub enum Command {
     /// A whole local network: regtest chain, relay, 1 coordinator, 3 validators, 4 peers, each
     /// node its own `up` process; runs the rounds and writes a report.
     Demo(demo::DemoArgs),
+    /// Ask a running node for its roles, rounds and escrows.
+    Status(status::StatusArgs),
+    /// Ask a running node for its balances, channels and hold invoices.
+    Wallet(status::StatusArgs),
 }
 
 /// Runs a parsed command line.
@@ -63,5 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init(args) => init::run(args),
         Command::Up(args) => crate::up::run_cli(args),
         Command::Demo(args) => demo::run(args),
+        Command::Status(args) => status::run_status(args),
+        Command::Wallet(args) => status::run_wallet(args),
     }
 }

@@ -159,6 +159,35 @@ async fn a_round_over_nostr_iroh_and_lightning_pays_honest_work_and_refunds_a_fr
         coord_dir.directory().validators(Timestamp::now()).count() == 3
     })
     .await?;
+    // A validator announcement whose key binding is forged (the iroh key signed another Nostr
+    // key) is refused by the relay's policy and never listed, so it can never be drawn.
+    let forger = samples::keys(SEED, 99);
+    let mut forged = NodeAnnouncement::new(
+        &nodes[VALIDATORS[0]].keys.public_key(),
+        &SigningKey::from_bytes(&iroh_secret(99)),
+        kit.node(COORD).node_id().serialize(),
+        vec![Offered::Validator],
+        Some(ValidatorTerms { fee_msat: 1 }),
+    );
+    forged.iroh_addrs = vec!["127.0.0.1:9".into()];
+    let forger_discovery = Discovery::start(
+        DiscoveryConfig {
+            relays: vec![url.clone()],
+            ..DiscoveryConfig::default()
+        },
+        forger.clone(),
+    )
+    .await?;
+    assert!(
+        forger_discovery.announce(&forged, None).await.is_err(),
+        "a forged binding was accepted"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        coord_dir.directory().validators(Timestamp::now()).count(),
+        3,
+        "only the three opted-in validators are listed"
+    );
     let pool: BTreeSet<_> = coord_dir
         .directory()
         .validators(Timestamp::now())
@@ -218,6 +247,13 @@ async fn a_round_over_nostr_iroh_and_lightning_pays_honest_work_and_refunds_a_fr
         BTreeMap::new(),
     )?;
     let open = coordinator.round_open().clone();
+    // Only nodes that opted in sit on the committee: never a peer, the coordinator or the forger.
+    for v in &open.validators {
+        assert!(
+            VALIDATORS.iter().any(|i| nodes[*i].keys.public_key() == *v),
+            "{v} is in the committee without having opted in"
+        );
+    }
 
     let mut runtimes = Vec::new();
     for (i, n) in nodes.iter().enumerate() {

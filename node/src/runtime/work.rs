@@ -82,6 +82,16 @@ pub fn failed_eval(code: RejectCode) -> (l402_protocol::events::Score, Verdict) 
 }
 
 impl TrainingWork {
+    fn validator(&self, run: &RunId, checkpoint: Checkpoint) -> Result<Validator, TrainError> {
+        Validator::new(
+            run_key(run),
+            checkpoint,
+            self.training.clone(),
+            self.policy,
+            &self.device,
+        )
+    }
+
     /// Score `blob` (bytes of the submission by `peer`) against `checkpoint` on the held-out
     /// batch of `eval_seed`: the pure function of L2T-10.
     pub fn evaluate(
@@ -93,13 +103,7 @@ impl TrainingWork {
         eval_seed: [u8; 32],
         blob: &[u8],
     ) -> Result<(l402_protocol::events::Score, Verdict), TrainError> {
-        let v = Validator::new(
-            run_key(run),
-            checkpoint,
-            self.training.clone(),
-            self.policy,
-            &self.device,
-        )?;
+        let v = self.validator(run, checkpoint)?;
         let before = v.before_pass(EvalSeed(eval_seed))?;
         match v.evaluate_blob(&before, &peer.to_bytes(), round, blob) {
             Ok((e, _)) => Ok(e.score.attested()),
@@ -114,13 +118,7 @@ impl TrainingWork {
     /// Held-out loss of `checkpoint` on a fixed batch of `run` (the same batch every round, so
     /// the numbers compare across rounds): what reports plot.
     pub fn heldout_loss(&self, run: &RunId, checkpoint: Checkpoint) -> Result<f32, TrainError> {
-        let v = Validator::new(
-            run_key(run),
-            checkpoint,
-            self.training.clone(),
-            self.policy,
-            &self.device,
-        )?;
+        let v = self.validator(run, checkpoint)?;
         let seed = blake3::derive_key("l402 report held-out batch v1", run.as_str().as_bytes());
         Ok(v.before_pass(EvalSeed(seed))?.heldout_loss)
     }

@@ -221,7 +221,7 @@ async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut roles = roles::spawn(node.clone());
     roles.push(tokio::spawn(redial(node.clone())));
     let runtime = tokio::spawn(runtime.run(Duration::from_millis(500), hooks));
-    shutdown_signal().await;
+    crate::cli::relay::shutdown_signal().await;
     tracing::info!("stopping");
     let _ = stop_tx.send(true);
     for r in roles {
@@ -286,27 +286,5 @@ async fn redial(node: Node) {
                 }
             }
         }
-    }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
