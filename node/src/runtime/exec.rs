@@ -300,6 +300,7 @@ impl Components {
         let parent_ck = self
             .fetch_checkpoint(&open.run_id, open.round, &parent, &[open.author()])
             .await?;
+        let cap = payload_bytes(&self.work.model, &self.work.training.codec_params())?;
         let mut grads = Vec::new();
         for m in merge_order(merged) {
             let (author, size) = self
@@ -316,7 +317,6 @@ impl Components {
                     round_placement(&open.run_id, open.round),
                 )
                 .await?;
-            let cap = payload_bytes(&self.work.model, &self.work.training.codec_params())?;
             let g = PseudoGradient::from_blob_with_limit(&bytes, cap)
                 .map_err(|e| ExecError::Task(format!("merged blob {}: {e}", m.blob)))?;
             grads.push(g);
@@ -371,8 +371,8 @@ impl Components {
                     HOLD_INVOICE_EXPIRY_SECS,
                 ) {
                     Ok(inv) => inv.to_string(),
-                    // Idempotent after a restart: the invoice exists; its BOLT11 is in the
-                    // lock event we may already have published, or we fail it back below.
+                    // Created before a restart: nothing to do again (see the note on issue 11:
+                    // the machine is not told the BOLT11 a second time).
                     Err(LightningError::DuplicateHold(_)) => {
                         tracing::debug!(machine = %key, %payment_hash, "hold invoice already exists");
                         return Ok(());

@@ -221,11 +221,6 @@ impl Runtime {
         self.driver.iter().map(|(k, _)| k.run.clone()).collect()
     }
 
-    /// A sender for reports from outside the runtime (Lightning events, finished work).
-    pub fn reporter(&self) -> mpsc::UnboundedSender<Report> {
-        self.reports_tx.clone()
-    }
-
     async fn after(&mut self, delivery: Delivery, fx: NodeEffects) {
         if let Delivery::PersistFailed(e) = &delivery {
             tracing::error!(error = %e, "machine state not persisted: its actions were not executed");
@@ -287,13 +282,6 @@ impl Runtime {
         match r.key {
             Some(key) => self.handle(key, r.input).await,
             None => self.route(r.input).await,
-        }
-    }
-
-    /// Drain the reports that are ready.
-    pub async fn drain_reports(&mut self) {
-        while let Ok(r) = self.reports_rx.try_recv() {
-            self.report(r).await;
         }
     }
 
