@@ -27,6 +27,8 @@ fn demo_pays_honest_peers_refunds_the_free_rider_and_the_copier_and_the_model_im
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed: {stderr}");
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    // Shown only if an assertion below fails (libtest captures it otherwise).
+    eprintln!("{stderr}\n{report:#}");
     assert!(dir.path().join("report.json").exists());
 
     let rounds = report["rounds"].as_array().expect("rounds");

@@ -343,7 +343,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
         pb.set_position(closed);
         // Hand the copiers an honest peer's blob of the current round, as a leak would.
         if let Some(r) = st["run"]["current_round"].as_u64() {
-            if r > last_leaked && leak(&nodes, r).unwrap_or(false) {
+            if r > last_leaked && leak(&http, &nodes, r).await.unwrap_or(false) {
                 last_leaked = r;
             }
         }
@@ -510,14 +510,20 @@ fn peak_rss_kb(pid: u32) -> Option<u64> {
 }
 
 /// Copy an honest peer's submission of round `r` to every copier (what a leak would hand it).
-fn leak(nodes: &[DemoNode], r: u64) -> anyhow::Result<bool> {
+/// Only once the coordinator has accepted that submission (the peer's HTLCs are held): a blob
+/// leaks after its owner released it, and before that the copy would be the first submission
+/// of it (the copy rule keeps the first).
+async fn leak(http: &reqwest::Client, nodes: &[DemoNode], r: u64) -> anyhow::Result<bool> {
     let name = format!("{}-{r}.blob", hex::encode("demo"));
-    let Some(src) = nodes
-        .iter()
-        .filter(|n| n.kind == "honest")
-        .map(|n| n.dir.join("submissions").join(&name))
-        .find(|p| p.exists())
-    else {
+    let mut src = None;
+    for n in nodes.iter().filter(|n| n.kind == "honest") {
+        let p = n.dir.join("submissions").join(&name);
+        if p.exists() && escrow_state(http, n, r).await.is_some() {
+            src = Some(p);
+            break;
+        }
+    }
+    let Some(src) = src else {
         return Ok(false);
     };
     let bytes = std::fs::read(src)?;
