@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod bounties;
+pub mod charts;
 pub mod demo;
 pub mod init;
 pub mod relay;

@@ -30,6 +30,11 @@ fn demo_pays_honest_peers_refunds_the_free_rider_and_the_copier_and_the_model_im
     // Shown only if an assertion below fails (libtest captures it otherwise).
     eprintln!("{stderr}\n{report:#}");
     assert!(dir.path().join("report.json").exists());
+    for c in ["heldout_loss", "sats_per_node"] {
+        let svg = std::fs::read_to_string(report["charts"][c].as_str().expect("chart path"))
+            .expect("chart written");
+        assert!(svg.starts_with("<svg"), "{c}");
+    }
 
     let rounds = report["rounds"].as_array().expect("rounds");
     assert_eq!(rounds.len(), 2);
@@ -48,6 +53,25 @@ fn demo_pays_honest_peers_refunds_the_free_rider_and_the_copier_and_the_model_im
                 .into_iter()
                 .flatten()
                 .any(|k| k["node"] == s["peer"] && k["round"] == r["round"]);
+            // What the validators attested (the copy is refused before any escrow, so nobody
+            // evaluates it).
+            let verdicts: Vec<&str> = s["evaluations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["verdict"].as_str())
+                .collect();
+            match s["behaviour"].as_str() {
+                Some("honest") => assert!(
+                    verdicts.iter().filter(|v| **v == "accept").count() >= 2,
+                    "{s}"
+                ),
+                Some("free-rider") => assert!(
+                    verdicts.iter().filter(|v| v.starts_with("reject")).count() >= 2,
+                    "{s}"
+                ),
+                _ => {}
+            }
             match s["behaviour"].as_str() {
                 // Killed while its HTLCs were held: it claims after the restart, or the
                 // escrow refunds; either way nothing is left held (checked below).
@@ -97,6 +121,36 @@ fn demo_pays_honest_peers_refunds_the_free_rider_and_the_copier_and_the_model_im
             .expect("node")
     };
     assert!(delta("peer-0") > 0 && delta("peer-1") > 0);
+    // Validators whose scores agreed with the quorum were paid their fees. (Read from the
+    // payments their ldk-node received: a few sats are below the dust limit, so ldk-node's
+    // channel balance, which counts what a force-close could claim, does not show them.)
+    for n in report["nodes"].as_array().expect("nodes") {
+        if n["kind"] != "validator" {
+            continue;
+        }
+        let fees: u64 = n["payments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["direction"] == "received" && p["status"] == "succeeded")
+            .filter_map(|p| p["amount_msat"].as_u64())
+            .sum();
+        assert!(fees > 0, "{} earned no fee", n["name"]);
+    }
+    // Every payment a node sent shows the BOLT11 it paid, and nothing is left pending.
+    for n in report["nodes"].as_array().expect("nodes") {
+        for p in n["payments"].as_array().into_iter().flatten() {
+            if p["direction"] == "sent" {
+                assert!(
+                    p["bolt11"]
+                        .as_str()
+                        .is_some_and(|b| b.starts_with("lnbcrt")),
+                    "{p}"
+                );
+            }
+            assert_ne!(p["status"], "pending", "{}: {p}", n["name"]);
+        }
+    }
     assert!(
         delta("peer-2") <= 0 && delta("peer-3") <= 0,
         "attackers earned nothing"

@@ -149,6 +149,8 @@ async fn a_round_over_nostr_iroh_and_lightning_pays_honest_work_and_refunds_a_fr
                 blobs: Arc::new(blobs),
                 work: work.clone(),
                 book: SubmissionBook::default(),
+                timeline: Default::default(),
+                validator_fee_msat: if validator { 1_000 } else { 0 },
             },
             dir,
         });

@@ -142,6 +142,8 @@ struct World {
     bad_claims: usize,
     ignored: Vec<String>,
     crashes: usize,
+    /// Validator fees the coordinator paid: (validator, fake invoice naming its index).
+    fees: Vec<(PublicKey, String)>,
 }
 
 impl World {
@@ -243,6 +245,7 @@ impl World {
             quality: BTreeMap::new(),
             bad_claims: 0,
             ignored: Vec::new(),
+            fees: Vec::new(),
             crashes: 0,
         }
     }
@@ -395,6 +398,7 @@ impl World {
                             phase,
                             score,
                             verdict,
+                            fee_invoice: Some(format!("fake-fee/{v}/{submission}/{phase:?}")),
                         },
                     );
                 }
@@ -407,7 +411,10 @@ impl World {
                     self.schedule(1, from, Input::CheckpointReady { checkpoint });
                 }
                 Action::Ignored { reason, .. } => self.ignored.push(reason),
-                Action::ReleaseBlob { .. } | Action::PayValidatorFee { .. } => {}
+                Action::PayValidatorFee { validator, bolt11 } => {
+                    self.fees.push((validator, bolt11))
+                }
+                Action::ReleaseBlob { .. } => {}
                 other => panic!("unexpected action {other:?}"),
             }
         }
@@ -611,6 +618,16 @@ fn colluding_minority_cannot_pay_and_lazy_minority_cannot_block() {
     let mut w = World::new(scenario(b, 3));
     w.run();
     check(&w);
+    // Fees go to the validators whose score agreed with the quorum, never to the colluders,
+    // each invoice once, and each to the validator whose attestation carried it.
+    assert!(!w.fees.is_empty(), "honest validators earn their fees");
+    let mut seen = BTreeSet::new();
+    for (v, inv) in &w.fees {
+        let i: usize = inv.split('/').nth(1).and_then(|i| i.parse().ok()).unwrap();
+        assert_eq!(w.committee[i], *v, "fee paid to the validator that asked");
+        assert_eq!(w.sc.behaviours[i], Behaviour::Honest, "outlier paid: {inv}");
+        assert!(seen.insert(inv), "fee invoice paid twice: {inv}");
+    }
     let b = vec![
         Behaviour::Lazy,
         Behaviour::Lazy,

@@ -204,7 +204,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
                     .arg(args.rounds.to_string());
             }
             "validator" => {
-                init.args(["--validator-fee", "1"]);
+                init.args(["--validator-fee", &VALIDATOR_FEE_SAT.to_string()]);
             }
             b => {
                 init.args(["--peer", "--behaviour", b]);
@@ -406,11 +406,44 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
         rss.insert(n.name.clone(), json!(peak_rss_kb(n.child.id())));
     }
     report["peak_rss_kb"] = Value::Object(rss);
+    report["charts"] = charts(&report, &dir)?;
     std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
     drop(nodes);
     relay.shutdown().await;
     Ok(report)
 }
+
+/// Draw the report's charts next to it: held-out loss per round, sats per node.
+fn charts(report: &Value, dir: &Path) -> anyhow::Result<Value> {
+    let mut loss: Vec<(u64, f64)> = report["genesis_heldout_loss"]
+        .as_f64()
+        .map(|l| (0, l))
+        .into_iter()
+        .collect();
+    for r in report["rounds"].as_array().into_iter().flatten() {
+        if let (Some(n), Some(l)) = (r["round"].as_u64(), r["heldout_loss"].as_f64()) {
+            loss.push((n, l));
+        }
+    }
+    let sats: Vec<(String, i64)> = report["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap_or("").to_owned(),
+                n["delta_sat"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let (l, s) = (dir.join("heldout_loss.svg"), dir.join("sats_per_node.svg"));
+    super::charts::loss_svg(&loss, &l)?;
+    super::charts::sats_svg(&sats, &s)?;
+    Ok(json!({"heldout_loss": l.display().to_string(), "sats_per_node": s.display().to_string()}))
+}
+
+/// Fee each demo validator asks per attestation (paid when its score agrees with the quorum).
+const VALIDATOR_FEE_SAT: u64 = 2;
 
 /// The L402 flow against `GET /checkpoint/{hash}` on the coordinator: request → 402 → pay the
 /// invoice from a peer's wallet → retry with the credential, in the `L402 <mac>:<preimage>` and
@@ -568,10 +601,27 @@ fn report(args: &DemoArgs, dir: &Path, before: &[Value], after: &[Value], wall: 
                     .filter(|t| t["state"] == json!("refunded"))
                     .filter_map(|t| t["amount_msat"].as_u64())
                     .sum();
+                // What each validator attested for it (initial evaluation).
+                let evals: Vec<Value> = after
+                    .iter()
+                    .filter(|v| v["kind"] == json!("validator"))
+                    .flat_map(|v| {
+                        v["machines"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter(|vm| vm["round"].as_u64() == Some(r))
+                            .flat_map(|vm| vm["evaluations"].as_array().into_iter().flatten())
+                            .filter(|e| e["submission"] == m["submission"])
+                            .map(|e| json!({"validator": v["name"], "score": e["score"], "verdict": e["verdict"], "state": e["state"]}))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
                 subs.push(json!({
                     "peer": n["name"],
                     "behaviour": n["kind"],
                     "submission": m["submission"],
+                    "evaluations": evals,
                     "paid_sat": paid / 1000,
                     "refunded_sat": refunded / 1000,
                 }));
@@ -589,13 +639,28 @@ fn report(args: &DemoArgs, dir: &Path, before: &[Value], after: &[Value], wall: 
         .zip(after)
         .map(|(b, a)| {
             let ln = |v: &Value| v["balances"]["lightning_sat"].as_i64().unwrap_or(0);
+            // Sums of the payments ldk-node records as succeeded, this run only.
+            let settled = |dir: &str| -> u64 {
+                let old: Vec<&Value> = b["payments"].as_array().into_iter().flatten().collect();
+                a["payments"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["direction"] == json!(dir) && p["status"] == json!("succeeded"))
+                    .filter(|p| !old.iter().any(|o| o["payment_hash"] == p["payment_hash"]))
+                    .filter_map(|p| p["amount_msat"].as_u64())
+                    .sum()
+            };
             json!({
                 "name": a["name"],
                 "kind": a["kind"],
                 "lightning_sat_before": ln(b),
                 "lightning_sat_after": ln(a),
                 "delta_sat": ln(a) - ln(b),
+                "received_msat": settled("received"),
+                "sent_msat": settled("sent"),
                 "holds": a["holds"],
+                "payments": a["payments"],
             })
         })
         .collect();
@@ -616,6 +681,7 @@ fn report(args: &DemoArgs, dir: &Path, before: &[Value], after: &[Value], wall: 
         .collect();
     json!({
         "dir": dir.display().to_string(),
+        "phases": phases(after, args.rounds),
         "checkpoint_checks": checks,
         "wall_secs": wall.as_secs_f64(),
         "genesis_heldout_loss": history.as_array().and_then(|h| h.iter().find(|x| x["round"] == json!(0))).map(|x| x["heldout_loss"].clone()),
@@ -624,26 +690,159 @@ fn report(args: &DemoArgs, dir: &Path, before: &[Value], after: &[Value], wall: 
     })
 }
 
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// The `q` quantile (nearest rank) of `v`.
+fn quantile(v: &[f64], q: f64) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len().max(1)) - 1;
+    v.get(i).copied()
+}
+
+/// Where each round's wall time went, from the nodes' timelines (milliseconds): training and
+/// compression on the honest peers, their submission (token purchase, blob store, publish),
+/// validators' evaluations (fetch over iroh + scoring), lock → claim requested (quorum: the
+/// attestations with k shares) and claim → claimed (settle), per honest tranche. A node that
+/// was restarted lost its marks before the restart (they are not persisted): its entries are
+/// missing, not wrong.
+fn phases(after: &[Value], rounds: u64) -> Value {
+    let ms = |v: &Value| v.as_u64().map(|x| x as f64);
+    let coord = &after[0]["timeline"];
+    let honest: Vec<&Value> = after
+        .iter()
+        .filter(|n| n["kind"] == json!("honest"))
+        .collect();
+    let validators: Vec<&Value> = after
+        .iter()
+        .filter(|n| n["kind"] == json!("validator"))
+        .collect();
+    let mut per_round = Vec::new();
+    let (mut all_quorum, mut all_settle, mut all_lock_claimed) = (vec![], vec![], vec![]);
+    for r in 1..=rounds {
+        let key = format!("demo/{r}");
+        let wall = match (
+            ms(&coord["rounds"][&key]["open"]),
+            ms(&coord["rounds"][&key]["closed"]),
+        ) {
+            (Some(a), Some(b)) if b >= a => Some(b - a),
+            _ => None,
+        };
+        let dur = |nodes: &[&Value], what: &str| -> Vec<f64> {
+            nodes
+                .iter()
+                .flat_map(|n| {
+                    n["timeline"]["durations"][&key][what]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .filter_map(|v| ms(&v))
+                .collect()
+        };
+        let submit: Vec<f64> = honest
+            .iter()
+            .filter_map(|n| {
+                let m = &n["timeline"]["rounds"][&key];
+                Some(ms(&m["submitted"])? - ms(&m["blob_ready"])?)
+            })
+            .collect();
+        let (mut quorum, mut settle) = (vec![], vec![]);
+        for n in &honest {
+            let tranches = n["machines"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|m| m["round"].as_u64() == Some(r) && m["role"] == json!("peer"))
+                .flat_map(|m| m["tranches"].as_array().cloned().unwrap_or_default());
+            for t in tranches {
+                let h = &n["timeline"]["holds"][t["payment_hash"].as_str().unwrap_or("")];
+                let (held, asked, done) =
+                    (ms(&h["held"]), ms(&h["claim_requested"]), ms(&h["claimed"]));
+                if let (Some(a), Some(b)) = (held, asked) {
+                    quorum.push(b - a);
+                }
+                if let (Some(b), Some(c)) = (asked, done) {
+                    settle.push(c - b);
+                }
+                if let (Some(a), Some(c)) = (held, done) {
+                    all_lock_claimed.push(c - a);
+                }
+            }
+        }
+        all_quorum.extend(&quorum);
+        all_settle.extend(&settle);
+        let train = mean(&dur(&honest, "train"));
+        per_round.push(json!({
+            "round": r,
+            "wall_ms": wall,
+            "train_ms": train,
+            "compress_ms": mean(&dur(&honest, "compress")),
+            "submit_ms": mean(&submit),
+            "evaluate_ms": mean(&dur(&validators, "evaluate")),
+            "quorum_ms": mean(&quorum),
+            "settle_ms": mean(&settle),
+            "peer_utilisation": match (train, wall) {
+                (Some(t), Some(w)) if w > 0.0 => Some(t / w),
+                _ => None,
+            },
+        }));
+    }
+    json!({
+        "rounds": per_round,
+        "lock_to_quorum_ms": {"p50": quantile(&all_quorum, 0.5), "p95": quantile(&all_quorum, 0.95), "n": all_quorum.len()},
+        "quorum_to_claimed_ms": {"p50": quantile(&all_settle, 0.5), "p95": quantile(&all_settle, 0.95), "n": all_settle.len()},
+        "lock_to_claimed_ms": {"p50": quantile(&all_lock_claimed, 0.5), "p95": quantile(&all_lock_claimed, 0.95), "n": all_lock_claimed.len()},
+    })
+}
+
 /// Print the per-round table.
 pub fn print_table(report: &Value) {
     println!(
-        "{:<6} {:<10} {:<12} {:>9} {:>11}",
-        "round", "peer", "behaviour", "paid sat", "refund sat"
+        "{:<6} {:<8} {:<11} {:<10} {:<26} {:<22} {:>9} {:>10}",
+        "round",
+        "peer",
+        "behaviour",
+        "submission",
+        "scores (millionths)",
+        "verdicts",
+        "paid sat",
+        "refund sat"
     );
     for r in report["rounds"].as_array().into_iter().flatten() {
         for s in r["submissions"].as_array().into_iter().flatten() {
+            let evals = s["evaluations"].as_array().cloned().unwrap_or_default();
+            let scores: Vec<String> = evals
+                .iter()
+                .map(|e| e["score"].as_i64().map_or("-".into(), |x| x.to_string()))
+                .collect();
+            let mut verdicts: Vec<String> = evals
+                .iter()
+                .map(|e| e["verdict"].as_str().unwrap_or("none").to_owned())
+                .collect();
+            verdicts.dedup();
+            let sub = s["submission"].as_str().unwrap_or("");
             println!(
-                "{:<6} {:<10} {:<12} {:>9} {:>11}",
-                r["round"],
+                "{:<6} {:<8} {:<11} {:<10} {:<26} {:<22} {:>9} {:>10}",
+                r["round"].as_u64().unwrap_or(0),
                 s["peer"].as_str().unwrap_or(""),
                 s["behaviour"].as_str().unwrap_or(""),
+                &sub[..sub.len().min(8)],
+                if scores.is_empty() {
+                    "(not evaluated)".to_owned()
+                } else {
+                    scores.join(" ")
+                },
+                verdicts.join(","),
                 s["paid_sat"],
                 s["refunded_sat"]
             );
         }
         println!(
             "round {} merged {} → checkpoint {} held-out loss {}",
-            r["round"],
+            r["round"].as_u64().unwrap_or(0),
             r["merged"],
             r["checkpoint"]
                 .as_str()
@@ -652,6 +851,32 @@ pub fn print_table(report: &Value) {
             r["heldout_loss"]
         );
     }
+    println!(
+        "\n{:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "round", "wall ms", "train", "compress", "submit", "evaluate", "quorum", "settle", "util"
+    );
+    for p in report["phases"]["rounds"].as_array().into_iter().flatten() {
+        let f = |k: &str| p[k].as_f64().map_or("-".to_owned(), |v| format!("{v:.0}"));
+        println!(
+            "{:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+            p["round"].as_u64().unwrap_or(0),
+            f("wall_ms"),
+            f("train_ms"),
+            f("compress_ms"),
+            f("submit_ms"),
+            f("evaluate_ms"),
+            f("quorum_ms"),
+            f("settle_ms"),
+            p["peer_utilisation"]
+                .as_f64()
+                .map_or("-".to_owned(), |u| format!("{:.0}%", u * 100.0))
+        );
+    }
+    let l = &report["phases"]["lock_to_claimed_ms"];
+    println!(
+        "lock → claimed: p50 {} ms, p95 {} ms ({} tranches)",
+        l["p50"], l["p95"], l["n"]
+    );
     let checks = report["checkpoint_checks"]
         .as_array()
         .cloned()
@@ -661,13 +886,18 @@ pub fn print_table(report: &Value) {
         checks.iter().filter(|c| c["ok"] == json!(true)).count(),
         checks.len()
     );
-    println!("\nsats per node (Lightning balance change):");
+    println!(
+        "\n  {:<14} {:<12} {:>14} {:>14} {:>14}",
+        "node", "kind", "balance Δ sat", "received sat", "sent sat"
+    );
     for n in report["nodes"].as_array().into_iter().flatten() {
         println!(
-            "  {:<14} {:<12} {:>+10}",
+            "  {:<14} {:<12} {:>+14} {:>14} {:>14}",
             n["name"].as_str().unwrap_or(""),
             n["kind"].as_str().unwrap_or(""),
-            n["delta_sat"].as_i64().unwrap_or(0)
+            n["delta_sat"].as_i64().unwrap_or(0),
+            n["received_msat"].as_u64().unwrap_or(0) / 1000,
+            n["sent_msat"].as_u64().unwrap_or(0) / 1000
         );
     }
 }
@@ -688,6 +918,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         Path::new(report["dir"].as_str().unwrap_or("."))
             .join("report.json")
             .display()
+    );
+    eprintln!(
+        "charts: {} {}",
+        report["charts"]["heldout_loss"].as_str().unwrap_or(""),
+        report["charts"]["sats_per_node"].as_str().unwrap_or("")
     );
     Ok(())
 }

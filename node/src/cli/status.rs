@@ -75,7 +75,8 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `wallet`: balances, channels and hold invoices with their states.
+/// `wallet`: balances, channels, hold invoices and payments with their states (`--json`: with
+/// each one's BOLT11).
 pub fn run_wallet(args: StatusArgs) -> anyhow::Result<()> {
     let st = fetch(&args)?;
     if args.json {
@@ -83,6 +84,7 @@ pub fn run_wallet(args: StatusArgs) -> anyhow::Result<()> {
             "balances": st["balances"],
             "channels": st["channels"],
             "holds": st["holds"],
+            "payments": st["payments"],
         });
         println!("{}", serde_json::to_string_pretty(&w)?);
         return Ok(());
@@ -112,6 +114,15 @@ pub fn run_wallet(args: StatusArgs) -> anyhow::Result<()> {
             h["payment_hash"].as_str().unwrap_or(""),
             h["amount_msat"],
             h["state"].as_str().unwrap_or("")
+        );
+    }
+    for p in st["payments"].as_array().into_iter().flatten() {
+        println!(
+            "{:<8} {}  {} msat  {}",
+            p["direction"].as_str().unwrap_or(""),
+            p["payment_hash"].as_str().unwrap_or(""),
+            p["amount_msat"],
+            p["status"].as_str().unwrap_or("")
         );
     }
     Ok(())

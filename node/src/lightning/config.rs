@@ -23,6 +23,8 @@ pub const EVENT_CHANNEL_CAPACITY: usize = 1024;
 pub const LDK_DIR: &str = "ldk";
 /// Sub-directory of the data dir holding the hold-invoice records.
 pub const HOLDS_DIR: &str = "holds";
+/// Sub-directory of the data dir holding the BOLT11 text of invoices created or paid.
+pub const INVOICES_DIR: &str = "invoices";
 
 /// Everything needed to build a Lightning node.
 #[derive(Clone)]

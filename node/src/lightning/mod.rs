@@ -25,6 +25,7 @@ pub mod config;
 mod error;
 mod events;
 mod holds;
+mod invoices;
 mod logging;
 pub mod testkit;
 
@@ -51,6 +52,7 @@ pub use l402_protocol::hold::{FailReason, HoldRecord, HoldState, PaymentHash, Pr
 
 use events::Tracker;
 use holds::HoldStore;
+use invoices::InvoiceBook;
 
 /// A peer's node id and listening address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +66,26 @@ pub struct PeerAddr {
 /// Our local id of a channel (stable across restarts; chosen when the channel is opened or accepted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LocalChannelId(pub u128);
+
+/// One Lightning payment as ldk-node records it, with the BOLT11 it was for (when this node
+/// created or paid it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentInfo {
+    /// Payment hash.
+    pub payment_hash: PaymentHash,
+    /// Sent by this node (else received).
+    pub outbound: bool,
+    /// `pending`, `succeeded` or `failed` (a held HTLC is pending until claimed or failed).
+    pub status: &'static str,
+    /// Amount, msat (unknown for a variable-amount invoice not yet paid).
+    pub amount_msat: Option<u64>,
+    /// Routing fee paid, msat (outbound, once succeeded).
+    pub fee_paid_msat: Option<u64>,
+    /// Last update, UNIX seconds.
+    pub updated_at: u64,
+    /// The invoice text.
+    pub bolt11: Option<String>,
+}
 
 /// A BOLT11 invoice.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +101,16 @@ impl Invoice {
     /// The amount asked, if any.
     pub fn amount_msat(&self) -> Option<u64> {
         self.0.amount_milli_satoshis()
+    }
+
+    /// The node that signed it (who gets paid), compressed.
+    pub fn payee(&self) -> [u8; 33] {
+        self.0.get_payee_pub_key().serialize()
+    }
+
+    /// Past its expiry time (payers refuse it).
+    pub fn is_expired(&self) -> bool {
+        self.0.is_expired()
     }
 }
 
@@ -139,6 +171,7 @@ pub(crate) struct Inner {
     label: String,
     listen: SocketAddr,
     holds: Mutex<HoldStore>,
+    invoices: Mutex<InvoiceBook>,
     tracker: Mutex<Tracker>,
     changed: watch::Sender<u64>,
     events: broadcast::Sender<LightningEvent>,
@@ -156,6 +189,10 @@ impl std::fmt::Debug for Inner {
 impl Inner {
     fn holds(&self) -> MutexGuard<'_, HoldStore> {
         self.holds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn invoices(&self) -> MutexGuard<'_, InvoiceBook> {
+        self.invoices.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn tracker(&self) -> MutexGuard<'_, Tracker> {
@@ -206,6 +243,7 @@ impl LightningNode {
             .clone()
             .unwrap_or_else(|| format!("ln@{}", config.listen));
         let holds = HoldStore::open(config.data_dir.join(config::HOLDS_DIR))?;
+        let invoices = InvoiceBook::open(config.data_dir.join(config::INVOICES_DIR))?;
 
         let defaults = ldk_node::config::Config::default();
         let ldk_config = ldk_node::config::Config {
@@ -267,6 +305,7 @@ impl LightningNode {
             label,
             listen: config.listen,
             holds: Mutex::new(holds),
+            invoices: Mutex::new(invoices),
             tracker: Mutex::new(Tracker::default()),
             changed,
             events,
@@ -443,6 +482,9 @@ impl LightningNode {
                 LdkPaymentHash(payment_hash.0),
             )
             .map_err(|e| LightningError::node("create_hold_invoice", e))?;
+        self.inner
+            .invoices()
+            .put(payment_hash, &invoice.to_string())?;
         holds.put(HoldRecord::new(
             payment_hash,
             Some(amount_msat),
@@ -463,7 +505,8 @@ impl LightningNode {
     ) -> Result<Invoice, LightningError> {
         let description = Description::new(description.to_string())
             .map_err(|e| LightningError::InvalidInvoice(format!("description: {e}")))?;
-        self.inner
+        let invoice = self
+            .inner
             .node
             .bolt11_payment()
             .receive(
@@ -472,7 +515,53 @@ impl LightningNode {
                 expiry_secs,
             )
             .map(Invoice)
-            .map_err(|e| LightningError::node("create_invoice", e))
+            .map_err(|e| LightningError::node("create_invoice", e))?;
+        self.inner
+            .invoices()
+            .put(invoice.payment_hash(), &invoice.to_string())?;
+        Ok(invoice)
+    }
+
+    /// The invoice this node created or paid for `payment_hash`, from the invoice book.
+    pub fn invoice(&self, payment_hash: &PaymentHash) -> Option<Invoice> {
+        self.inner.invoices().get(payment_hash)?.parse().ok()
+    }
+
+    /// Every Lightning payment ldk-node knows (sent and received, hold invoices included), with
+    /// its BOLT11 from the invoice book, ordered by last update then hash.
+    pub fn payments(&self) -> Vec<PaymentInfo> {
+        use ldk_node::payment::{PaymentDirection, PaymentKind, PaymentStatus};
+        let book = self.inner.invoices();
+        let mut out: Vec<PaymentInfo> = self
+            .inner
+            .node
+            .list_payments()
+            .into_iter()
+            .filter_map(|p| {
+                let hash = match p.kind {
+                    PaymentKind::Bolt11 { hash, .. } | PaymentKind::Bolt11Jit { hash, .. } => {
+                        PaymentHash(hash.0)
+                    }
+                    PaymentKind::Spontaneous { hash, .. } => PaymentHash(hash.0),
+                    _ => return None,
+                };
+                Some(PaymentInfo {
+                    payment_hash: hash,
+                    outbound: p.direction == PaymentDirection::Outbound,
+                    status: match p.status {
+                        PaymentStatus::Pending => "pending",
+                        PaymentStatus::Succeeded => "succeeded",
+                        PaymentStatus::Failed => "failed",
+                    },
+                    amount_msat: p.amount_msat,
+                    fee_paid_msat: p.fee_paid_msat,
+                    updated_at: p.latest_update_timestamp,
+                    bolt11: book.get(&hash).map(str::to_owned),
+                })
+            })
+            .collect();
+        out.sort_by_key(|p| (p.updated_at, p.payment_hash));
+        out
     }
 
     /// Requests the claim of a claimable hold invoice with its preimage.
@@ -549,6 +638,7 @@ impl LightningNode {
     /// Pays a BOLT11 invoice. The outcome arrives as an event ([`Self::wait_payment`]).
     pub fn pay(&self, invoice: &Invoice) -> Result<PaymentHash, LightningError> {
         let hash = invoice.payment_hash();
+        self.inner.invoices().put(hash, &invoice.to_string())?;
         {
             let mut tracker = self.inner.tracker();
             tracker.outbound.remove(&hash);

@@ -14,7 +14,7 @@ use l402_protocol::events::{
     BlobHash, MergedSubmission, PaymentHash, RoundOpen, RunId, Score, SubmissionId, TrancheInvoice,
     Verified,
 };
-use l402_protocol::quorum::{RejectCode, Verdict};
+use l402_protocol::quorum::{Phase, RejectCode, Verdict};
 use l402_protocol::round::{Action, Input, MachineKey};
 use l402_protocol::wire::PseudoGradient;
 use nostr_sdk::prelude::{PublicKey, Timestamp};
@@ -43,6 +43,10 @@ pub struct Report {
     /// What happened.
     pub input: Input,
 }
+
+/// How long a validator's fee invoice stays payable: the coordinator pays at the attest
+/// deadline (minutes after the attestation); a restarted coordinator pays within this.
+const FEE_INVOICE_EXPIRY_SECS: u32 = 3600;
 
 /// Why an action could not be executed (logged with its ids; the machines' deadlines then
 /// decide: an unpaid escrow is failed back, a missing attestation counts as absent).
@@ -76,6 +80,15 @@ pub enum ExecError {
         expected: u64,
         /// The invoice's.
         got: Option<u64>,
+    },
+    /// A validator's fee invoice is not what its opt-in announced (amount above its fee, paid
+    /// to another node, expired, or it never opted in).
+    #[error("fee invoice of validator {validator}: {reason}")]
+    BadFeeInvoice {
+        /// Validator (Nostr key).
+        validator: PublicKey,
+        /// Why.
+        reason: String,
     },
     /// The Lightning node refused.
     #[error(transparent)]
@@ -161,9 +174,84 @@ pub struct Components {
     pub work: Arc<TrainingWork>,
     /// Authors and sizes of the submissions seen.
     pub book: SubmissionBook,
+    /// Wall-clock marks of rounds and hold invoices (status JSON, the demo's phase table).
+    pub timeline: super::timeline::Timeline,
+    /// The fee this node asks per attestation when it validates (its announced
+    /// `validator.fee_msat`; 0: no fee invoice).
+    pub validator_fee_msat: u64,
 }
 
 impl Components {
+    /// Check a validator's fee invoice against its signed opt-in before paying it: the amount
+    /// at most the `fee_msat` it announced, the payee its announced Lightning key, not expired.
+    /// (The attestation that carries it is signed by the validator; this keeps a validator from
+    /// asking more than it announced and a relayed copy from paying someone else.)
+    pub fn fee_invoice_checked(
+        &self,
+        validator: &PublicKey,
+        bolt11: &str,
+    ) -> Result<Invoice, ExecError> {
+        let bad = |reason: String| ExecError::BadFeeInvoice {
+            validator: *validator,
+            reason,
+        };
+        let inv: Invoice = bolt11
+            .parse()
+            .map_err(|e: LightningError| bad(e.to_string()))?;
+        let dir = self.discovery.directory();
+        let ann = dir
+            .node(validator, Timestamp::now())
+            .ok_or_else(|| bad("no node announcement".into()))?;
+        let terms = ann
+            .verified
+            .validator
+            .as_ref()
+            .ok_or_else(|| bad("not opted in as a validator".into()))?;
+        match inv.amount_msat() {
+            Some(a) if a > 0 && a <= terms.fee_msat => {}
+            other => {
+                return Err(bad(format!(
+                    "asks {other:?} msat, announced fee is {} msat",
+                    terms.fee_msat
+                )))
+            }
+        }
+        if inv.payee() != ann.verified.ln_node_id {
+            return Err(bad("payee is not the announced Lightning node".into()));
+        }
+        if inv.is_expired() {
+            return Err(bad("expired".into()));
+        }
+        Ok(inv)
+    }
+
+    /// This node's fee invoice for an attestation, if it charges a fee (a failure only costs
+    /// the fee: the attestation goes out without one).
+    fn fee_invoice(
+        &self,
+        key: &MachineKey,
+        submission: SubmissionId,
+        phase: Phase,
+    ) -> Option<String> {
+        if self.validator_fee_msat == 0 {
+            return None;
+        }
+        let what = format!(
+            "l402 validation fee {key} {submission} {}",
+            phase_label(phase)
+        );
+        match self
+            .lightning
+            .create_invoice(self.validator_fee_msat, &what, FEE_INVOICE_EXPIRY_SECS)
+        {
+            Ok(inv) => Some(inv.to_string()),
+            Err(e) => {
+                tracing::warn!(machine = %key, submission = %submission, error = %e, "fee invoice not created");
+                None
+            }
+        }
+    }
+
     /// The iroh keys of the given Nostr keys, from their (verified) node announcements.
     fn iroh_keys(&self, nostr: &[PublicKey]) -> BTreeSet<PeerKey> {
         let dir = self.discovery.directory();
@@ -371,11 +459,21 @@ impl Components {
                     HOLD_INVOICE_EXPIRY_SECS,
                 ) {
                     Ok(inv) => inv.to_string(),
-                    // Created before a restart: nothing to do again (see the note on issue 11:
-                    // the machine is not told the BOLT11 a second time).
+                    // Created before a restart (the machine persisted its request, then the
+                    // process died before it learnt the invoice): tell it the same invoice
+                    // again, from the invoice book, if it is the one asked for.
                     Err(LightningError::DuplicateHold(_)) => {
-                        tracing::debug!(machine = %key, %payment_hash, "hold invoice already exists");
-                        return Ok(());
+                        match self.lightning.invoice(&payment_hash) {
+                            Some(inv) if inv.amount_msat() == Some(amount_msat) => {
+                                tracing::debug!(machine = %key, %payment_hash, "hold invoice already exists: reporting it again");
+                                inv.to_string()
+                            }
+                            _ => {
+                                return Err(ExecError::Lightning(LightningError::DuplicateHold(
+                                    payment_hash,
+                                )))
+                            }
+                        }
                     }
                     Err(e) => return Err(e.into()),
                 };
@@ -415,6 +513,8 @@ impl Components {
                 amount_msat,
             } => {
                 self.lightning.claim(payment_hash, &preimage)?;
+                self.timeline
+                    .hold(&payment_hash.to_hex(), "claim_requested");
                 tracing::info!(machine = %key, %payment_hash, amount_msat, "claim requested");
             }
             Action::FailBack { payment_hash } => match self.lightning.fail(payment_hash) {
@@ -439,10 +539,10 @@ impl Components {
                 tracing::info!(machine = %key, blob = %blob, readers = peers.len(), blobs = n, "blob released to the committee");
             }
             Action::PayValidatorFee { validator, bolt11 } => {
-                let inv: Invoice = bolt11.parse()?;
+                let inv = self.fee_invoice_checked(&validator, &bolt11)?;
                 if !self.lightning.outbound_started(inv.payment_hash()) {
                     self.lightning.pay(&inv)?;
-                    tracing::info!(machine = %key, validator = %validator, payment_hash = %inv.payment_hash(), "validator fee sent");
+                    tracing::info!(machine = %key, validator = %validator, payment_hash = %inv.payment_hash(), amount_msat = inv.amount_msat(), "validator fee sent");
                 }
             }
             Action::Evaluate {
@@ -466,7 +566,11 @@ impl Components {
                             failed_eval(RejectCode::Unavailable)
                         }
                     };
-                    tracing::info!(machine = %key, submission = %submission, blob = %blob, phase = phase_label(phase), score = score.0, verdict = ?verdict, ms = t.elapsed().as_millis() as u64, "evaluated");
+                    let ms = t.elapsed().as_millis() as u64;
+                    this.timeline
+                        .duration(key.run.as_str(), key.round, "evaluate", ms);
+                    tracing::info!(machine = %key, submission = %submission, blob = %blob, phase = phase_label(phase), score = score.0, verdict = ?verdict, ms, "evaluated");
+                    let fee_invoice = this.fee_invoice(&key, submission, phase);
                     let _ = reports.send(Report {
                         key: Some(key),
                         input: Input::EvalDone {
@@ -474,6 +578,7 @@ impl Components {
                             phase,
                             score,
                             verdict,
+                            fee_invoice,
                         },
                     });
                 });

@@ -17,6 +17,7 @@ pub mod exec;
 pub mod roles;
 pub mod status;
 pub mod store;
+pub mod timeline;
 pub mod work;
 
 use std::collections::BTreeSet;
@@ -28,6 +29,8 @@ use nostr_sdk::prelude::{
     Alphabet, Filter, Keys, RelayPoolNotification, SingleLetterTag, Timestamp,
 };
 use tokio::sync::mpsc;
+
+use crate::lightning::LightningEvent;
 
 pub use exec::{check_hold_invoices, lightning_input, Components, ExecError, Report};
 pub use status::MachineStatus;
@@ -329,6 +332,15 @@ impl Runtime {
                     }
                 }
                 Some(ev) = futures::StreamExt::next(&mut ln) => {
+                    let mark = match &ev {
+                        LightningEvent::HoldClaimable { payment_hash, .. } => Some((payment_hash, "held")),
+                        LightningEvent::HoldClaimed { payment_hash, .. } => Some((payment_hash, "claimed")),
+                        LightningEvent::HoldFailed { payment_hash, .. } => Some((payment_hash, "failed")),
+                        _ => None,
+                    };
+                    if let Some((h, what)) = mark {
+                        self.components.timeline.hold(&h.to_hex(), what);
+                    }
                     if let Some(input) = lightning_input(&ev) {
                         self.route(input).await;
                     }

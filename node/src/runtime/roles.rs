@@ -200,6 +200,20 @@ impl PeerTrainer {
         zero: bool,
         progress: &ProgressBar,
     ) -> Result<Vec<u8>, crate::train::TrainError> {
+        self.round_blob_timed(checkpoint, round, zero, progress)
+            .map(|(b, _)| b)
+    }
+
+    /// [`Self::round_blob`], also returning how long the inner loop (training) and the
+    /// compression took.
+    pub fn round_blob_timed(
+        &mut self,
+        checkpoint: &Checkpoint,
+        round: u64,
+        zero: bool,
+        progress: &ProgressBar,
+    ) -> Result<(Vec<u8>, BlobTimings), crate::train::TrainError> {
+        let t = std::time::Instant::now();
         let base: CheckpointId = checkpoint.id()?;
         let delta = if zero {
             DenseUpdate {
@@ -214,10 +228,28 @@ impl PeerTrainer {
                 .inner_loop(checkpoint, round, &self.corpus, progress)?
                 .0
         };
+        let train = t.elapsed();
         let g = self.codec.compress(&delta, &self.run, round, base)?;
-        g.to_blob()
-            .map_err(|e| crate::train::TrainError::Codec(e.to_string()))
+        let blob = g
+            .to_blob()
+            .map_err(|e| crate::train::TrainError::Codec(e.to_string()))?;
+        Ok((
+            blob,
+            BlobTimings {
+                train,
+                compress: t.elapsed() - train,
+            },
+        ))
     }
+}
+
+/// Where a peer's round went before upload.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BlobTimings {
+    /// The inner loop (local training steps).
+    pub train: std::time::Duration,
+    /// SparseLoCo compression with error feedback, and encoding the blob.
+    pub compress: std::time::Duration,
 }
 
 /// Peer: store the submission blob, readable only by the round's committee and coordinator

@@ -1,8 +1,12 @@
 //! A serialisable view of the machines, for the status page, `l402-node status` and the demo's
 //! per-round table.
 
+use l402_protocol::events::SubmissionId;
+use l402_protocol::quorum::Verdict;
 use l402_protocol::round::peer::HtlcState;
+use l402_protocol::round::validator::EvalState;
 use l402_protocol::round::{Driver, Machine, MachineKey};
+use nostr_sdk::prelude::PublicKey;
 use serde::Serialize;
 
 /// One tranche of a peer's escrow.
@@ -16,6 +20,21 @@ pub struct TrancheStatus {
     pub payment_hash: String,
     /// HTLC state: requested, issued, held, claiming, claimed, failing, refunded.
     pub state: &'static str,
+}
+
+/// A validator's evaluation of one submission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EvaluationStatus {
+    /// Submission id (hex).
+    pub submission: String,
+    /// Its worker (Nostr key, hex).
+    pub peer: String,
+    /// Initial evaluation: not started, requested, attested or missed.
+    pub state: &'static str,
+    /// Attested score, millionths of the loss reduction.
+    pub score: Option<i64>,
+    /// Attested verdict (`accept` or the reject code).
+    pub verdict: Option<String>,
 }
 
 /// One machine.
@@ -37,6 +56,8 @@ pub struct MachineStatus {
     pub submission: Option<String>,
     /// Peer: its tranches.
     pub tranches: Vec<TrancheStatus>,
+    /// Validator: its evaluations.
+    pub evaluations: Vec<EvaluationStatus>,
 }
 
 fn htlc(s: &HtlcState) -> &'static str {
@@ -48,6 +69,29 @@ fn htlc(s: &HtlcState) -> &'static str {
         HtlcState::Claimed => "claimed",
         HtlcState::FailRequested => "failing",
         HtlcState::FailedBack => "refunded",
+    }
+}
+
+fn evaluation(id: SubmissionId, peer: PublicKey, e: EvalState) -> EvaluationStatus {
+    let (state, score, verdict) = match e {
+        EvalState::NotStarted => ("not started", None, None),
+        EvalState::Requested => ("requested", None, None),
+        EvalState::Attested { score, verdict } => (
+            "attested",
+            Some(score.0),
+            Some(match verdict {
+                Verdict::Accept => "accept".to_owned(),
+                Verdict::Reject(code) => format!("reject: {code:?}"),
+            }),
+        ),
+        EvalState::Missed => ("missed", None, None),
+    };
+    EvaluationStatus {
+        submission: id.to_string(),
+        peer: peer.to_hex(),
+        state,
+        score,
+        verdict,
     }
 }
 
@@ -65,6 +109,7 @@ pub fn machines(driver: &Driver<MachineKey>) -> Vec<MachineStatus> {
                 merged: None,
                 submission: None,
                 tranches: Vec::new(),
+                evaluations: Vec::new(),
             };
             match m {
                 Machine::Coordinator(c) => {
@@ -86,7 +131,12 @@ pub fn machines(driver: &Driver<MachineKey>) -> Vec<MachineStatus> {
                         })
                         .collect();
                 }
-                Machine::Validator(_) => {}
+                Machine::Validator(v) => {
+                    s.evaluations = v
+                        .evaluations()
+                        .map(|(id, peer, initial, _)| evaluation(id, peer, initial))
+                        .collect();
+                }
             }
             s
         })

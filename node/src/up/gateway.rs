@@ -97,6 +97,22 @@ pub fn status_json(node: &Node) -> Value {
                 "state": format!("{:?}", h.state),
                 "terminal": h.state.is_terminal(),
                 "claimed": matches!(h.state, l402_protocol::hold::HoldState::Claimed { .. }),
+                "bolt11": ln.invoice(&h.payment_hash).map(|i| i.to_string()),
+            })
+        })
+        .collect();
+    let payments: Vec<Value> = ln
+        .payments()
+        .iter()
+        .map(|p| {
+            json!({
+                "payment_hash": p.payment_hash.to_hex(),
+                "direction": if p.outbound { "sent" } else { "received" },
+                "status": p.status,
+                "amount_msat": p.amount_msat,
+                "fee_paid_msat": p.fee_paid_msat,
+                "updated_at": p.updated_at,
+                "bolt11": p.bolt11,
             })
         })
         .collect();
@@ -114,6 +130,8 @@ pub fn status_json(node: &Node) -> Value {
         },
         "channels": channels,
         "holds": holds,
+        "payments": payments,
+        "timeline": node.components.timeline.snapshot(),
         "roles": {
             "coordinator": node.config.roles.coordinator.is_some(),
             "peer": node.config.roles.peer.as_ref().map(|p| p.behaviour.clone()),
@@ -148,13 +166,36 @@ async fn page(State(node): State<Node>) -> Html<String> {
             .iter()
             .map(|t| format!("{} sat {}", t.amount_msat / 1000, t.state))
             .collect();
+        let evals: Vec<String> = m
+            .evaluations
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}…: {} {}",
+                    &e.submission[..e.submission.len().min(8)],
+                    e.score.map(|s| s.to_string()).unwrap_or_default(),
+                    e.verdict.as_deref().unwrap_or(e.state)
+                )
+            })
+            .collect();
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&m.machine),
             esc(m.submission.as_deref().unwrap_or("")),
+            esc(&evals.join("; ")),
             esc(m.checkpoint.as_deref().unwrap_or("")),
             m.merged.map(|n| n.to_string()).unwrap_or_default(),
             esc(&tranches.join(", "))
+        ));
+    }
+    let mut payments = String::new();
+    for p in st["payments"].as_array().into_iter().flatten() {
+        payments.push_str(&format!(
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            esc(p["direction"].as_str().unwrap_or("")),
+            esc(p["payment_hash"].as_str().unwrap_or("")),
+            p["amount_msat"].as_u64().unwrap_or(0) / 1000,
+            esc(p["status"].as_str().unwrap_or(""))
         ));
     }
     let mut holds = String::new();
@@ -171,8 +212,9 @@ async fn page(State(node): State<Node>) -> Html<String> {
          <style>body{{font-family:sans-serif}}td,th{{padding:2px 8px;text-align:left}}</style></head><body>\
          <h1>l402 node <code>{}</code></h1>\
          <p>Lightning {} · on-chain {} sat · channels {} sat</p>\
-         <h2>Rounds</h2><table><tr><th>machine</th><th>submission</th><th>checkpoint</th><th>merged</th><th>escrow</th></tr>{rows}</table>\
+         <h2>Rounds</h2><table><tr><th>machine</th><th>submission</th><th>scores (millionths) and verdicts</th><th>checkpoint</th><th>merged</th><th>escrow</th></tr>{rows}</table>\
          <h2>Hold invoices</h2><table><tr><th>payment hash</th><th>sat</th><th>state</th></tr>{holds}</table>\
+         <h2>Payments</h2><table><tr><th>direction</th><th>payment hash</th><th>sat</th><th>status</th></tr>{payments}</table>\
          </body></html>",
         esc(st["nostr"].as_str().unwrap_or("")),
         esc(st["lightning"]["node_id"].as_str().unwrap_or("")),
@@ -327,6 +369,20 @@ fn challenge(node: &Node) -> Response {
     }
 }
 
+/// Check an `Authorization` header for a checkpoint download at time `now`: a macaroon this
+/// node minted for [`CHECKPOINT_SERVICE`], not expired, with the preimage of its invoice.
+/// [`l402::L402Error::http_status`] of the error is what the client gets (402: pay again; 401).
+fn authorize_checkpoint(secret: &[u8; 32], auth: &str, now: u64) -> Result<(), l402::L402Error> {
+    let ctx = l402::VerifyContext {
+        service: CHECKPOINT_SERVICE,
+        run: None,
+        now,
+        uses_so_far: 0,
+        presenter: None,
+    };
+    l402::verify_authorization(secret, auth, &ctx).map(|_| ())
+}
+
 async fn checkpoint(
     State(node): State<Node>,
     axum::extract::Path(hash): axum::extract::Path<String>,
@@ -348,14 +404,7 @@ async fn checkpoint(
         return challenge(&node);
     };
     let now = nostr_sdk::prelude::Timestamp::now().as_secs();
-    let ctx = l402::VerifyContext {
-        service: CHECKPOINT_SERVICE,
-        run: None,
-        now,
-        uses_so_far: 0,
-        presenter: None,
-    };
-    if let Err(e) = l402::verify_authorization(&checkpoint_secret(&node), auth, &ctx) {
+    if let Err(e) = authorize_checkpoint(&checkpoint_secret(&node), auth, now) {
         tracing::info!(reason = %e, "checkpoint credential refused");
         return if e.http_status() == 402 {
             challenge(&node)
@@ -488,5 +537,70 @@ async fn admin_sync(
     match node.components.lightning.sync().await {
         Ok(()) => Json(json!({"synced": true})).into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use l402_protocol::events::RunId;
+    use l402_protocol::hold::Preimage;
+
+    use super::*;
+
+    const SECRET: [u8; 32] = [9; 32];
+    const NOW: u64 = 1_800_000_000;
+
+    fn credential(secret: &[u8; 32], service: &str, run: Option<&RunId>, until: u64) -> String {
+        let preimage = Preimage([4; 32]);
+        let mac = l402::mint(
+            secret,
+            &l402::MintParams {
+                service,
+                run,
+                valid_until: Some(until),
+                max_uses: None,
+                pubkey: None,
+                payment_hash: preimage.payment_hash(),
+                token_id: [1; 32],
+                location: None,
+            },
+        );
+        l402::authorization_header(&mac, &preimage)
+    }
+
+    /// Every credential case of `GET /checkpoint/{hash}` (the demo shows missing, malformed,
+    /// wrong preimage and the paid flow against a running node; these are the ones a demo cannot
+    /// produce without waiting an hour or holding the node's secret).
+    #[test]
+    fn checkpoint_credentials_get_402_or_401_never_the_resource() {
+        let ok = credential(&SECRET, CHECKPOINT_SERVICE, None, NOW + 60);
+        assert!(authorize_checkpoint(&SECRET, &ok, NOW).is_ok());
+        let status = |auth: &str| {
+            authorize_checkpoint(&SECRET, auth, NOW)
+                .unwrap_err()
+                .http_status()
+        };
+        // Expired: pay again.
+        assert_eq!(
+            status(&credential(&SECRET, CHECKPOINT_SERVICE, None, NOW - 1)),
+            402
+        );
+        // Another service of the same node (a submission token): refused.
+        let run = RunId::new("demo".to_owned()).unwrap();
+        assert_eq!(
+            status(&credential(&SECRET, "submit", Some(&run), NOW + 60)),
+            401
+        );
+        // Minted by someone else.
+        assert_eq!(
+            status(&credential(&[8; 32], CHECKPOINT_SERVICE, None, NOW + 60)),
+            401
+        );
+        // Wrong preimage, malformed, wrong scheme.
+        let mac = ok.split_once(' ').unwrap().1.split_once(':').unwrap().0;
+        assert_eq!(status(&format!("L402 {mac}:{}", "00".repeat(32))), 401);
+        assert!(matches!(status("L402 garbage"), 401 | 402));
+        assert_eq!(status("Bearer abc"), 402);
     }
 }

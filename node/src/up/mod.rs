@@ -161,6 +161,12 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<(Node, Runtime, Arc<Lightn
         blobs,
         work: Arc::new(default_work()),
         book: SubmissionBook::default(),
+        timeline: Default::default(),
+        validator_fee_msat: cfg
+            .roles
+            .validator
+            .as_ref()
+            .map_or(0, |v| v.fee_sats * 1000),
     };
     let runtime = Runtime::start(
         nostr.clone(),

@@ -208,6 +208,14 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
         },
     );
     let mut progress = load_progress(&node, &run);
+    for o in node.restored_opens.iter().filter(|o| o.run_id == run) {
+        node.components.timeline.round_at(
+            run.as_str(),
+            o.round,
+            "open",
+            o.created_at().as_secs() * 1000,
+        );
+    }
     for h in progress.history.clone() {
         record(&node, h);
     }
@@ -253,6 +261,12 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
             )?;
             let open = c.round_open().clone();
             tracing::info!(run = %run, round, checkpoint = %checkpoint, committee = open.validators.len(), "round opened");
+            node.components.timeline.round_at(
+                run.as_str(),
+                round,
+                "open",
+                open.created_at().as_secs() * 1000,
+            );
             node.machines
                 .send((key.clone(), Machine::Coordinator(c)))
                 .map_err(|_| anyhow!("runtime stopped"))?;
@@ -301,6 +315,9 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
         progress.history.push(summary.clone());
         record(&node, summary);
         tracing::info!(run = %run, round, checkpoint = %ck, merged, heldout_loss = loss, "round closed");
+        node.components
+            .timeline
+            .round(run.as_str(), round, "closed");
         if ck != checkpoint {
             prev = checkpoint;
             checkpoint = ck;
@@ -478,14 +495,24 @@ async fn submit(
     };
     let behaviour = role.behaviour.clone();
     let round = open.round;
+    let timeline = node.components.timeline.clone();
+    timeline.round(run.as_str(), round, "train_start");
     let (trainer, blob) = tokio::task::spawn_blocking(move || {
         let zero = behaviour == "free-rider";
-        let r = trainer.round_blob(&ck, round, zero, &ProgressBar::hidden());
+        let r = trainer.round_blob_timed(&ck, round, zero, &ProgressBar::hidden());
         (trainer, r)
     })
     .await?;
     trainers.insert(run.clone(), trainer);
-    let mut blob = blob?;
+    let (mut blob, took) = blob?;
+    timeline.duration(run.as_str(), round, "train", took.train.as_millis() as u64);
+    timeline.duration(
+        run.as_str(),
+        round,
+        "compress",
+        took.compress.as_millis() as u64,
+    );
+    timeline.round(run.as_str(), round, "blob_ready");
     let subs = node.data_dir.join("submissions");
     std::fs::create_dir_all(&subs)?;
     let name = format!("{}-{round}.blob", hex::encode(run.as_str()));
@@ -528,6 +555,7 @@ async fn submit(
         open.clone(),
         work,
     );
+    timeline.round(key.run.as_str(), round, "submitted");
     node.machines
         .send((key, Machine::Peer(peer)))
         .map_err(|_| anyhow!("runtime stopped"))

@@ -95,6 +95,9 @@ pub enum Input {
         score: Score,
         /// Verdict.
         verdict: Verdict,
+        /// The validator's BOLT11 invoice for its fee, created by the shell with the result (the
+        /// attestation carries it; the coordinator pays it if the score is within tolerance).
+        fee_invoice: Option<String>,
     },
     /// Coordinator: the aggregate of the merged submissions is stored as this blob.
     CheckpointReady {

@@ -14,11 +14,20 @@ use super::{
 use crate::escrow::{BadShareComplaint, Share, ShareError};
 use crate::events::{
     AttestationEvent, EscrowLock, EscrowOffer, Evidence, LockState, ReleasedShare, RoundOpen,
-    RoundScope, Score, Submission, SubmissionId, UnixTime, Verified, VerifiedAny,
+    RoundScope, Score, Submission, SubmissionId, UnixTime, Verified, VerifiedAny, MAX_BOLT11_LEN,
 };
 use crate::quorum::{eval_seed, AttestationBody, Phase, Verdict};
 
 const ROLE: &str = "validator";
+
+/// A finished evaluation, as the shell reports it.
+struct Eval {
+    id: SubmissionId,
+    phase: Phase,
+    score: Score,
+    verdict: Verdict,
+    fee_invoice: Option<String>,
+}
 
 /// Progress of one evaluation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +98,17 @@ impl Validator {
     /// The round open this machine was built from.
     pub fn round_open(&self) -> &Verified<RoundOpen> {
         &self.st.open
+    }
+
+    /// Each submission this validator saw, in id order: its worker and where its initial and
+    /// holdback evaluations stand (for status pages; the machine's decisions do not read this).
+    pub fn evaluations(
+        &self,
+    ) -> impl Iterator<Item = (SubmissionId, nostr::PublicKey, EvalState, EvalState)> + '_ {
+        self.st
+            .subs
+            .iter()
+            .map(|(id, s)| (*id, s.submission.author(), s.initial, s.holdback))
     }
 
     /// Persist (versioned CBOR).
@@ -170,7 +190,18 @@ impl Validator {
                 phase,
                 score,
                 verdict,
-            } => self.on_eval(now, submission, phase, score, verdict, &mut out),
+                fee_invoice,
+            } => self.on_eval(
+                now,
+                Eval {
+                    id: submission,
+                    phase,
+                    score,
+                    verdict,
+                    fee_invoice,
+                },
+                &mut out,
+            ),
             _ => {}
         }
         self.holdback_tick(now, &mut out);
@@ -356,15 +387,14 @@ impl Validator {
         }
     }
 
-    fn on_eval(
-        &mut self,
-        now: UnixTime,
-        id: SubmissionId,
-        phase: Phase,
-        score: Score,
-        verdict: Verdict,
-        out: &mut Vec<Action>,
-    ) {
+    fn on_eval(&mut self, now: UnixTime, eval: Eval, out: &mut Vec<Action>) {
+        let Eval {
+            id,
+            phase,
+            score,
+            verdict,
+            fee_invoice,
+        } = eval;
         let open = self.st.open.value().clone();
         let deadline = match phase {
             Phase::Initial => open.attest_deadline,
@@ -425,7 +455,7 @@ impl Validator {
             attestation,
             peer: sub.submission.author(),
             shares,
-            fee_invoice: None,
+            fee_invoice: fee_invoice.filter(|f| f.len() <= MAX_BOLT11_LEN),
         };
         let ev = sign(
             &self.keys,

@@ -382,6 +382,9 @@ impl Simulation {
                 phase,
                 score,
                 verdict,
+                // Fast mode has no Lightning: a fake fee invoice, so the coordinator's fee
+                // decisions run (and are counted) as they do in the node.
+                fee_invoice: Some(format!("fake-fee-invoice/{v}/{submission}/{}", phase as u8)),
             },
         );
     }
