@@ -101,6 +101,37 @@ fn demo_pays_honest_peers_refunds_the_free_rider_and_the_copier_and_the_model_im
             "exactly the honest updates merged"
         );
     }
+    // Opt-in: every committee is drawn from the nodes that announced the validator role; no
+    // peer or coordinator (which never opted in) is ever in one.
+    let key_of = |kind: &str| -> Vec<String> {
+        report["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| (n["kind"] == "validator") == (kind == "validator"))
+            .filter_map(|n| n["nostr"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let (opted_in, others) = (key_of("validator"), key_of("other"));
+    let committees = report["committees"].as_array().expect("committees");
+    assert_eq!(committees.len(), 2, "{committees:?}");
+    for c in committees {
+        let members: Vec<&str> = c["committee"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(members.len(), 3, "{c}");
+        assert!(
+            members.iter().all(|m| opted_in.iter().any(|o| o == m)),
+            "{c}"
+        );
+        assert!(
+            members.iter().all(|m| !others.iter().any(|o| o == m)),
+            "{c}"
+        );
+    }
     // Held-out loss went down.
     let genesis = report["genesis_heldout_loss"]
         .as_f64()

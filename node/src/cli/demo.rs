@@ -458,7 +458,43 @@ async fn gateway_checks(http: &reqwest::Client, nodes: &[DemoNode]) -> anyhow::R
         .context("a checkpoint")?
         .to_owned();
     let url = format!("{coord}/checkpoint/{ck}");
+    // The client an outsider would use: curl where it is installed, else reqwest.
+    let curl = Command::new("curl")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_owned)
+        });
+    let scratch = tempfile::tempdir()?;
     let status_of = async |auth: Option<String>| -> anyhow::Result<(u16, Vec<u8>, Option<String>)> {
+        if curl.is_some() {
+            let (hdr, body) = (scratch.path().join("headers"), scratch.path().join("body"));
+            let mut c = tokio::process::Command::new("curl");
+            c.args(["-sS", "-o"]).arg(&body).arg("-D").arg(&hdr);
+            c.args(["-w", "%{http_code}"]);
+            if let Some(a) = &auth {
+                c.args(["-H", &format!("Authorization: {a}")]);
+            }
+            let out = c.arg(&url).output().await?;
+            anyhow::ensure!(
+                out.status.success(),
+                "curl: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let code: u16 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
+            let headers = std::fs::read_to_string(&hdr)?;
+            let chal = headers.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("www-authenticate")
+                    .then(|| v.trim().to_owned())
+            });
+            return Ok((code, std::fs::read(&body)?, chal));
+        }
         let mut rq = http.get(&url);
         if let Some(a) = auth {
             rq = rq.header(reqwest::header::AUTHORIZATION, a);
@@ -498,6 +534,7 @@ async fn gateway_checks(http: &reqwest::Client, nodes: &[DemoNode]) -> anyhow::R
         "paid_lsat_token_form": ok_lsat,
         "bytes": body.len(),
         "blake3_matches": verified,
+        "client": curl.unwrap_or_else(|| "reqwest".to_owned()),
     }))
 }
 
@@ -654,6 +691,7 @@ fn report(args: &DemoArgs, dir: &Path, before: &[Value], after: &[Value], wall: 
             json!({
                 "name": a["name"],
                 "kind": a["kind"],
+                "nostr": a["nostr"],
                 "lightning_sat_before": ln(b),
                 "lightning_sat_after": ln(a),
                 "delta_sat": ln(a) - ln(b),
@@ -682,6 +720,10 @@ fn report(args: &DemoArgs, dir: &Path, before: &[Value], after: &[Value], wall: 
     json!({
         "dir": dir.display().to_string(),
         "phases": phases(after, args.rounds),
+        "committees": coord["machines"].as_array().into_iter().flatten()
+            .filter(|m| m["role"] == json!("coordinator"))
+            .map(|m| json!({"round": m["round"], "committee": m["committee"]}))
+            .collect::<Vec<_>>(),
         "checkpoint_checks": checks,
         "wall_secs": wall.as_secs_f64(),
         "genesis_heldout_loss": history.as_array().and_then(|h| h.iter().find(|x| x["round"] == json!(0))).map(|x| x["heldout_loss"].clone()),

@@ -58,6 +58,9 @@ pub struct MachineStatus {
     pub tranches: Vec<TrancheStatus>,
     /// Validator: its evaluations.
     pub evaluations: Vec<EvaluationStatus>,
+    /// Coordinator: the round's committee (validators' Nostr keys, hex), drawn from the nodes
+    /// that opted in.
+    pub committee: Vec<String>,
 }
 
 fn htlc(s: &HtlcState) -> &'static str {
@@ -110,9 +113,16 @@ pub fn machines(driver: &Driver<MachineKey>) -> Vec<MachineStatus> {
                 submission: None,
                 tranches: Vec::new(),
                 evaluations: Vec::new(),
+                committee: Vec::new(),
             };
             match m {
                 Machine::Coordinator(c) => {
+                    s.committee = c
+                        .round_open()
+                        .validators
+                        .iter()
+                        .map(|v| v.to_hex())
+                        .collect();
                     if let Some(ck) = c.checkpoint() {
                         s.checkpoint = Some(ck.checkpoint.to_hex());
                         s.merged = Some(ck.merged.len());

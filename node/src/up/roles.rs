@@ -20,9 +20,10 @@ use l402_protocol::events::{
 };
 use l402_protocol::l402;
 use l402_protocol::quorum::Tolerance;
+use l402_protocol::round::progress::{RoundSummary, RunProgress};
 use l402_protocol::round::{Machine, MachineKey, Peer, Role, Validator};
 use nostr_sdk::prelude::Timestamp;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::task::JoinHandle;
 
@@ -58,19 +59,6 @@ pub struct CoordinatorView {
     pub history: Vec<RoundSummary>,
 }
 
-/// What a closed round produced.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RoundSummary {
-    /// Round (0 = genesis).
-    pub round: u64,
-    /// Its checkpoint (hex).
-    pub checkpoint: String,
-    /// Submissions merged.
-    pub merged: usize,
-    /// Held-out loss of the checkpoint (fixed batch).
-    pub heldout_loss: f32,
-}
-
 /// Spawn the configured roles.
 /// Spawn the configured roles. Call before the runtime runs: each role subscribes to the
 /// runtime's events here, so none of the stored events a (re)started runtime replays is missed.
@@ -99,36 +87,23 @@ pub fn spawn(node: Node) -> Vec<JoinHandle<()>> {
     out
 }
 
-/// The coordinator's progress, persisted so a restarted coordinator neither reopens a round nor
-/// loses the chain of checkpoints.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Progress {
-    /// Last round opened.
-    opened: u64,
-    /// Last round whose checkpoint was published.
-    closed: u64,
-    /// Checkpoint the next round starts from.
-    checkpoint: Option<BlobHash>,
-    /// Its parent.
-    prev: Option<BlobHash>,
-    /// One line per closed round.
-    #[serde(default)]
-    history: Vec<RoundSummary>,
-}
-
 fn progress_file(run: &RunId) -> String {
     format!("coordinator-{}.json", hex::encode(run.as_str()))
 }
 
-fn load_progress(node: &Node, run: &RunId) -> Progress {
-    std::fs::read(node.data_dir.join(progress_file(run)))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+/// The run's progress from the data dir (none yet: a new run). A file that does not decode
+/// stops the coordinator: guessing would reopen rounds it already paid for.
+fn load_progress(node: &Node, run: &RunId) -> anyhow::Result<RunProgress> {
+    let path = node.data_dir.join(progress_file(run));
+    match std::fs::read(&path) {
+        Ok(b) => RunProgress::decode(&b).with_context(|| format!("{}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RunProgress::new()),
+        Err(e) => Err(anyhow!("{}: {e}", path.display())),
+    }
 }
 
-fn save_progress(node: &Node, run: &RunId, p: &Progress) -> anyhow::Result<()> {
-    crate::durable::write_atomic(&node.data_dir, &progress_file(run), &serde_json::to_vec(p)?)?;
+fn save_progress(node: &Node, run: &RunId, p: &RunProgress) -> anyhow::Result<()> {
+    crate::durable::write_atomic(&node.data_dir, &progress_file(run), &p.encode())?;
     Ok(())
 }
 
@@ -207,7 +182,7 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
             heldout_loss: loss,
         },
     );
-    let mut progress = load_progress(&node, &run);
+    let mut progress = load_progress(&node, &run)?;
     for o in node.restored_opens.iter().filter(|o| o.run_id == run) {
         node.components.timeline.round_at(
             run.as_str(),
@@ -311,8 +286,7 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
             merged,
             heldout_loss: loss,
         };
-        progress.history.retain(|h| h.round != round);
-        progress.history.push(summary.clone());
+        progress.record(summary.clone());
         record(&node, summary);
         tracing::info!(run = %run, round, checkpoint = %ck, merged, heldout_loss = loss, "round closed");
         node.components

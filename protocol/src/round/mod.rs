@@ -18,6 +18,7 @@
 pub mod coordinator;
 pub mod driver;
 pub mod peer;
+pub mod progress;
 pub mod validator;
 
 use nostr::{Event, EventId, Keys, PublicKey, Timestamp};
