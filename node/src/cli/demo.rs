@@ -100,6 +100,12 @@ fn spawn_up(dir: &Path) -> anyhow::Result<Child> {
             "RUST_LOG",
             std::env::var("L402_DEMO_LOG").unwrap_or_else(|_| "info,ldk=warn,iroh=warn".into()),
         )
+        // Eight nodes share this machine: one compute thread each for candle's rayon pool
+        // (with one pool per core per process, training ran 2.6× slower; BENCHMARKS.md).
+        .env(
+            "RAYON_NUM_THREADS",
+            std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "1".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
