@@ -10,6 +10,7 @@
 //! Run: `cargo bench -p l402-protocol --bench trust`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use l402_protocol::escrow::vss;
 use l402_protocol::escrow::{
     deal, deal_with, BadShareComplaint, Corruption, DealingParams, TrancheSpec,
 };
@@ -141,6 +142,27 @@ fn escrow(c: &mut Criterion) {
     g.bench_function("reconstruct_k3", |b| {
         b.iter(|| d5.reconstruct(black_box(&shares)).expect("preimage"))
     });
+    // Share checks alone: the textbook Feldman check (baseline), the one-MSM check, and k
+    // shares checked one by one against one batch check (what reconstruction does).
+    for (k, n) in [(3, 5), (11, 16)] {
+        let s = vss::share_random(&mut ChaCha20Rng::from_seed([3; 32]), k, n);
+        g.bench_function(format!("baseline_verify_share_reference_k{k}"), |b| {
+            b.iter(|| vss::verify_share_reference(&s.commitments, black_box(&s.shares[0])))
+        });
+        g.bench_function(format!("verify_share_msm_k{k}"), |b| {
+            b.iter(|| vss::verify_share(&s.commitments, black_box(&s.shares[0])))
+        });
+        g.bench_function(format!("baseline_verify_{k}_shares_one_by_one_k{k}"), |b| {
+            b.iter(|| {
+                s.shares[..k]
+                    .iter()
+                    .all(|sh| vss::verify_share_reference(&s.commitments, black_box(sh)))
+            })
+        });
+        g.bench_function(format!("verify_{k}_shares_batch_k{k}"), |b| {
+            b.iter(|| vss::verify_shares_batch(&s.commitments, black_box(&s.shares[..k])))
+        });
+    }
     let (bad, _) = deal_with(&dealer, &p5, &[1; 32], Corruption::WrongShare(0)).expect("deal");
     let complaint = BadShareComplaint::new(&bad, &vs16[0], &[3; 32]).expect("complaint");
     g.bench_function("third_party_checks_complaint", |b| {
