@@ -87,12 +87,14 @@ pub enum Violation {
     #[error("{0} restore error(s) after crashes")]
     RestoreFailed(u64),
     /// Fewer rounds completed than asked for (liveness).
-    #[error("only {completed} of {wanted} rounds completed")]
+    #[error("only {completed} of {wanted} rounds completed: {}", why.join("; "))]
     Stalled {
         /// Completed.
         completed: u64,
         /// Wanted.
         wanted: u64,
+        /// What stopped them ([`crate::report::Report::stall_reasons`]).
+        why: Vec<String>,
     },
     /// Rounds with honest peers in which no honest submission was published (liveness: a run
     /// that does nothing cannot pass vacuously).
@@ -191,6 +193,7 @@ pub fn violations(r: &Report) -> Vec<Violation> {
         v.push(Violation::Stalled {
             completed: r.rounds_completed,
             wanted: r.rounds_wanted,
+            why: r.stall_reasons.clone(),
         });
     }
     v
@@ -285,11 +288,18 @@ mod tests {
         assert!(matches!(&check(&r).unwrap_err().violations[0], Violation::Idle(v) if v == &[2]));
         r.idle_rounds.clear();
         r.rounds_completed = 1;
+        r.stall_reasons = vec!["round 2: the checkpoint was refused".into()];
+        let e = check(&r).unwrap_err().violations[0].to_string();
+        assert!(
+            e.ends_with("rounds completed: round 2: the checkpoint was refused"),
+            "{e}"
+        );
         assert!(matches!(
             check(&r).unwrap_err().violations[0],
             Violation::Stalled {
                 completed: 1,
-                wanted: 2
+                wanted: 2,
+                ..
             }
         ));
     }

@@ -297,6 +297,10 @@ pub struct Report {
     /// Rounds in which no honest peer's submission was published although there are honest
     /// peers (the run did nothing useful: a network or liveness failure).
     pub idle_rounds: Vec<u64>,
+    /// Why rounds did not complete, when some did not: each rule that refused one of the
+    /// coordinator's own events, else the rounds that never published a checkpoint.
+    #[serde(default)]
+    pub stall_reasons: Vec<String>,
     /// Per hold invoice, for the invariant checker.
     #[serde(skip)]
     pub htlcs: Vec<HtlcFact>,

@@ -25,7 +25,7 @@ use super::work::{
     SubmissionBook, TrainingWork,
 };
 use crate::blobs::{BlobNode, FetchRequest, ProviderAddr, ProviderId};
-use crate::discovery::Discovery;
+use crate::discovery::{Discovery, PublishError};
 use crate::lightning::{Invoice, LightningError, LightningEvent, LightningNode};
 use crate::train::codec::payload_bytes;
 use crate::train::{Checkpoint, TrainError};
@@ -437,6 +437,14 @@ impl Components {
             Action::Publish(ev) => match self.discovery.publish(&ev).await {
                 Ok(r) => {
                     tracing::debug!(machine = %key, event_id = %ev.id, kind = ev.kind.as_u16(), accepted = r.accepted.len(), "published")
+                }
+                // Every relay refused it for good (a rule, not a network fault): nothing will
+                // retry it, and a round that needs it stalls. Say which rule.
+                Err(PublishError::NotAccepted { report })
+                    if report.queued.is_empty() && !report.refused.is_empty() =>
+                {
+                    let rules: Vec<&str> = report.refused.values().map(String::as_str).collect();
+                    tracing::error!(machine = %key, event_id = %ev.id, kind = ev.kind.as_u16(), refused = ?rules, "every relay refused this machine's event for good: the round stalls unless it is not needed")
                 }
                 // Queued in the outbox for the relays that did not answer: the supervisor
                 // retries, and `resume` re-publishes after a restart.

@@ -285,6 +285,19 @@ impl Simulation {
             Published::Duplicate => self.stats.relay_dedupes += 1,
             Published::Censored => self.stats.censored_everywhere += 1,
             Published::Rejected(e) => {
+                if from == self.coordinator && self.stats.coordinator_refused.len() < 16 {
+                    let round = ev
+                        .tags
+                        .iter()
+                        .find(|t| t.kind().as_str() == l402_protocol::events::tags::ROUND)
+                        .and_then(|t| t.content())
+                        .unwrap_or("?")
+                        .to_owned();
+                    self.stats.coordinator_refused.push(format!(
+                        "round {round}: the coordinator's kind-{} event was refused by every relay: {e}",
+                        ev.kind.as_u16()
+                    ));
+                }
                 *self
                     .stats
                     .relay_rejected

@@ -389,6 +389,25 @@ impl Simulation {
             ledger_errors: self.stats.ledger_errors.clone(),
         };
         let _ = t;
+        let completed: Vec<u64> = self
+            .rounds
+            .iter()
+            .filter(|(_, r)| r.checkpoint.is_some())
+            .map(|(n, _)| *n)
+            .collect();
+        let mut stall_reasons = Vec::new();
+        if (completed.len() as u64) < self.sc.rounds {
+            stall_reasons = self.stats.coordinator_refused.clone();
+            if stall_reasons.is_empty() {
+                let missing: Vec<u64> = (1..=self.sc.rounds)
+                    .filter(|r| !completed.contains(r))
+                    .collect();
+                stall_reasons.push(format!(
+                    "no checkpoint published for round(s) {missing:?} before the simulation ended \
+                     (no event of the coordinator was refused: see the round table and notes)"
+                ));
+            }
+        }
         Report {
             scenario: self.sc.name.clone(),
             seed: self.seed,
@@ -413,6 +432,7 @@ impl Simulation {
             fraud_proofs: self.stats.fraud_proofs.iter().take(50).cloned().collect(),
             notes,
             idle_rounds,
+            stall_reasons,
             htlcs,
         }
     }

@@ -133,6 +133,9 @@ pub(crate) struct Stats {
     pub(crate) relay_flagged: BTreeMap<usize, u64>,
     pub(crate) open_errors: Vec<String>,
     pub(crate) validator_fees: u64,
+    /// The coordinator's own events that no relay accepted, with the rule that refused them
+    /// (what stalls a round; first 16).
+    pub(crate) coordinator_refused: Vec<String>,
 }
 
 #[derive(Debug)]
