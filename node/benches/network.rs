@@ -64,10 +64,7 @@ fn main() -> anyhow::Result<()> {
     );
     let report: Value = serde_json::from_slice(&out.stdout)?;
     let phases = &report["phases"];
-    println!(
-        "\n{:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
-        "round", "wall ms", "train", "compress", "submit", "evaluate", "quorum", "settle", "util"
-    );
+    l402_node::cli::demo::print_phases(&report);
     let mut sums: std::collections::BTreeMap<&str, (f64, u32)> = Default::default();
     let keys = [
         "wall_ms",
@@ -80,19 +77,6 @@ fn main() -> anyhow::Result<()> {
         "peer_utilisation",
     ];
     for p in phases["rounds"].as_array().into_iter().flatten() {
-        let f = |k: &str| p[k].as_f64().map_or("-".to_owned(), |v| format!("{v:.0}"));
-        println!(
-            "{:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6.0}%",
-            p["round"].as_u64().unwrap_or(0),
-            f("wall_ms"),
-            f("train_ms"),
-            f("compress_ms"),
-            f("submit_ms"),
-            f("evaluate_ms"),
-            f("quorum_ms"),
-            f("settle_ms"),
-            p["peer_utilisation"].as_f64().unwrap_or(0.0) * 100.0
-        );
         for k in keys {
             if let Some(v) = p[k].as_f64() {
                 let e = sums.entry(k).or_default();

@@ -846,6 +846,32 @@ fn phases(after: &[Value], rounds: u64) -> Value {
     })
 }
 
+/// Print the report's phase table: where each round's time went (the demo and the network
+/// bench print the same).
+pub fn print_phases(report: &Value) {
+    println!(
+        "\n{:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "round", "wall ms", "train", "compress", "submit", "evaluate", "quorum", "settle", "util"
+    );
+    for p in report["phases"]["rounds"].as_array().into_iter().flatten() {
+        let f = |k: &str| p[k].as_f64().map_or("-".to_owned(), |v| format!("{v:.0}"));
+        println!(
+            "{:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+            p["round"].as_u64().unwrap_or(0),
+            f("wall_ms"),
+            f("train_ms"),
+            f("compress_ms"),
+            f("submit_ms"),
+            f("evaluate_ms"),
+            f("quorum_ms"),
+            f("settle_ms"),
+            p["peer_utilisation"]
+                .as_f64()
+                .map_or("-".to_owned(), |u| format!("{:.0}%", u * 100.0))
+        );
+    }
+}
+
 /// Print the per-round table.
 pub fn print_table(report: &Value) {
     println!(
@@ -899,27 +925,7 @@ pub fn print_table(report: &Value) {
             r["heldout_loss"]
         );
     }
-    println!(
-        "\n{:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
-        "round", "wall ms", "train", "compress", "submit", "evaluate", "quorum", "settle", "util"
-    );
-    for p in report["phases"]["rounds"].as_array().into_iter().flatten() {
-        let f = |k: &str| p[k].as_f64().map_or("-".to_owned(), |v| format!("{v:.0}"));
-        println!(
-            "{:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
-            p["round"].as_u64().unwrap_or(0),
-            f("wall_ms"),
-            f("train_ms"),
-            f("compress_ms"),
-            f("submit_ms"),
-            f("evaluate_ms"),
-            f("quorum_ms"),
-            f("settle_ms"),
-            p["peer_utilisation"]
-                .as_f64()
-                .map_or("-".to_owned(), |u| format!("{:.0}%", u * 100.0))
-        );
-    }
+    print_phases(report);
     let l = &report["phases"]["lock_to_claimed_ms"];
     println!(
         "lock → claimed: p50 {} ms, p95 {} ms ({} tranches)",

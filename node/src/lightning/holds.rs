@@ -14,8 +14,6 @@ use l402_protocol::hold::{HoldRecord, PaymentHash};
 use super::LightningError;
 
 const SUFFIX: &str = ".json";
-/// `SUFFIX` plus [`crate::durable::TMP_SUFFIX`].
-const TMP_SUFFIX: &str = ".json.tmp";
 
 /// In-memory view of the store, written through on every change.
 #[derive(Debug)]
@@ -37,18 +35,8 @@ impl HoldStore {
     pub fn open(dir: PathBuf) -> Result<Self, LightningError> {
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         let mut records = BTreeMap::new();
-        for entry in fs::read_dir(&dir).map_err(io(&dir))? {
-            let path = entry.map_err(io(&dir))?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            if name.ends_with(TMP_SUFFIX) {
-                fs::remove_file(&path).map_err(io(&path))?;
-                continue;
-            }
-            let Some(stem) = name.strip_suffix(SUFFIX) else {
-                continue;
-            };
+        let files = crate::durable::entries(&dir, SUFFIX).map_err(|(p, e)| io(&p)(e))?;
+        for (stem, path) in files {
             let meta = fs::metadata(&path).map_err(io(&path))?;
             if meta.len() > l402_protocol::hold::MAX_HOLD_RECORD_BYTES as u64 {
                 return Err(LightningError::Corrupt {
@@ -95,6 +83,9 @@ impl HoldStore {
 mod tests {
     use super::*;
     use l402_protocol::hold::{HoldState, Preimage};
+
+    /// `SUFFIX` plus [`crate::durable::TMP_SUFFIX`]: what an interrupted write leaves.
+    const TMP_SUFFIX: &str = ".json.tmp";
 
     #[test]
     fn records_survive_reopen_and_torn_writes_are_dropped() -> Result<(), LightningError> {

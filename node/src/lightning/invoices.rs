@@ -39,19 +39,9 @@ impl InvoiceBook {
     pub fn open(dir: PathBuf) -> Result<Self, LightningError> {
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         let mut invoices = BTreeMap::new();
-        for entry in fs::read_dir(&dir).map_err(io(&dir))? {
-            let path = entry.map_err(io(&dir))?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            if name.ends_with(crate::durable::TMP_SUFFIX) {
-                fs::remove_file(&path).map_err(io(&path))?;
-                continue;
-            }
-            let Some(hash) = name
-                .strip_suffix(SUFFIX)
-                .and_then(|h| PaymentHash::from_hex(h).ok())
-            else {
+        let files = crate::durable::entries(&dir, SUFFIX).map_err(|(p, e)| io(&p)(e))?;
+        for (stem, path) in files {
+            let Ok(hash) = PaymentHash::from_hex(&stem) else {
                 continue;
             };
             if fs::metadata(&path).map_err(io(&path))?.len() > MAX_INVOICE_FILE {

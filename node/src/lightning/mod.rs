@@ -524,7 +524,12 @@ impl LightningNode {
 
     /// The invoice this node created or paid for `payment_hash`, from the invoice book.
     pub fn invoice(&self, payment_hash: &PaymentHash) -> Option<Invoice> {
-        self.inner.invoices().get(payment_hash)?.parse().ok()
+        self.bolt11(payment_hash)?.parse().ok()
+    }
+
+    /// Its text, as stored (no parsing: for display).
+    pub fn bolt11(&self, payment_hash: &PaymentHash) -> Option<String> {
+        self.inner.invoices().get(payment_hash).map(str::to_owned)
     }
 
     /// Every Lightning payment ldk-node knows (sent and received, hold invoices included), with

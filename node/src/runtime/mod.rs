@@ -30,8 +30,6 @@ use nostr_sdk::prelude::{
 };
 use tokio::sync::mpsc;
 
-use crate::lightning::LightningEvent;
-
 pub use exec::{check_hold_invoices, lightning_input, Components, ExecError, Report};
 pub use status::MachineStatus;
 pub use store::{MachineStore, StoreError, Stored};
@@ -332,16 +330,16 @@ impl Runtime {
                     }
                 }
                 Some(ev) = futures::StreamExt::next(&mut ln) => {
-                    let mark = match &ev {
-                        LightningEvent::HoldClaimable { payment_hash, .. } => Some((payment_hash, "held")),
-                        LightningEvent::HoldClaimed { payment_hash, .. } => Some((payment_hash, "claimed")),
-                        LightningEvent::HoldFailed { payment_hash, .. } => Some((payment_hash, "failed")),
-                        _ => None,
-                    };
-                    if let Some((h, what)) = mark {
-                        self.components.timeline.hold(&h.to_hex(), what);
-                    }
                     if let Some(input) = lightning_input(&ev) {
+                        let mark = match &input {
+                            Input::HtlcHeld { payment_hash, .. } => Some((payment_hash, "held")),
+                            Input::HtlcClaimed { payment_hash } => Some((payment_hash, "claimed")),
+                            Input::HtlcFailed { payment_hash } => Some((payment_hash, "failed")),
+                            _ => None,
+                        };
+                        if let Some((h, what)) = mark {
+                            self.components.timeline.hold(&h.to_hex(), what);
+                        }
                         self.route(input).await;
                     }
                 }

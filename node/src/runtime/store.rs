@@ -98,18 +98,10 @@ impl MachineStore {
                 .and_then(|b| String::from_utf8(b).ok())
                 .and_then(|s| RunId::new(s).ok());
             let Some(run) = run else { continue };
-            for entry in fs::read_dir(&run_dir).map_err(io(&run_dir))? {
-                let path = entry.map_err(io(&run_dir))?.path();
-                let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                    continue;
-                };
-                if name.ends_with(durable::TMP_SUFFIX) {
-                    fs::remove_file(&path).map_err(io(&path))?;
-                    continue;
-                }
-                let Some((round, role)) = name
-                    .strip_suffix(SUFFIX)
-                    .and_then(|stem| stem.split_once('-'))
+            let files = durable::entries(&run_dir, SUFFIX).map_err(|(p, e)| io(&p)(e))?;
+            for (stem, path) in files {
+                let Some((round, role)) = stem
+                    .split_once('-')
                     .and_then(|(r, role)| Some((r.parse::<u64>().ok()?, Role::parse(role)?)))
                 else {
                     continue;

@@ -97,7 +97,7 @@ pub fn status_json(node: &Node) -> Value {
                 "state": format!("{:?}", h.state),
                 "terminal": h.state.is_terminal(),
                 "claimed": matches!(h.state, l402_protocol::hold::HoldState::Claimed { .. }),
-                "bolt11": ln.invoice(&h.payment_hash).map(|i| i.to_string()),
+                "bolt11": ln.bolt11(&h.payment_hash),
             })
         })
         .collect();
