@@ -283,14 +283,44 @@ impl SignedDealing {
         share: &Share,
         rng: &mut R,
     ) -> Result<String, ShareError> {
-        nip44::encrypt_with_rng(
-            rng,
-            validator.secret_key(),
-            &self.body.peer,
-            share.value,
-            nip44::Version::V2,
-        )
-        .map_err(|_| ShareError::Undecryptable)
+        let ch = ShareChannel::new(validator.secret_key(), &self.body.peer)?;
+        Ok(self.release_share_via(&ch, share, rng))
+    }
+
+    /// [`SignedDealing::release_share`] over a channel to the worker derived once for all the
+    /// shares of one attestation (one ECDH instead of one per tranche).
+    pub fn release_share_via<R: RngCore + CryptoRng>(
+        &self,
+        ch: &ShareChannel,
+        share: &Share,
+        rng: &mut R,
+    ) -> String {
+        ch.seal(rng, &share.value)
+    }
+
+    /// The worker decrypts a share released over `ch` (its channel with `validator`) without the
+    /// Feldman check: the claim path interpolates first and checks the payment hash, which is
+    /// enough to know the preimage, and falls back to checking shares only when that fails
+    /// ([`vss::reconstruct`]). Errors are the validator's fault (or a forgery).
+    pub fn decrypt_released_share(
+        &self,
+        ch: &ShareChannel,
+        validator: &PublicKey,
+        ciphertext: &str,
+    ) -> Result<Share, ShareError> {
+        let index = self
+            .body
+            .share_index(validator)
+            .ok_or(ShareError::NotAValidator)?;
+        let pt = ch.open(ciphertext)?;
+        let value: [u8; 32] = pt
+            .as_slice()
+            .try_into()
+            .map_err(|_| ShareError::NotAScalar)?;
+        if vss::scalar_from_bytes(&value).is_none() {
+            return Err(ShareError::NotAScalar);
+        }
+        Ok(Share { index, value })
     }
 
     /// The worker decrypts a share released by `validator` and checks it against the
@@ -305,11 +335,8 @@ impl SignedDealing {
             .body
             .share_index(validator)
             .ok_or(ShareError::NotAValidator)?;
-        if ciphertext.len() > MAX_SHARE_CIPHERTEXT_LEN {
-            return Err(ShareError::Undecryptable);
-        }
-        let pt = nip44::decrypt_to_bytes(worker.secret_key(), validator, ciphertext)
-            .map_err(|_| ShareError::Undecryptable)?;
+        let ch = ShareChannel::new(worker.secret_key(), validator)?;
+        let pt = ch.open(ciphertext)?;
         self.check_plain_share(index, &pt)
     }
 
@@ -320,6 +347,102 @@ impl SignedDealing {
             shares,
             &self.body.payment_hash,
         )
+    }
+}
+
+/// A validator opens its share of every dealing of an offer: each is decrypted (one ECDH per
+/// dealing, since each has its own ephemeral key), then all the Feldman checks run as one
+/// multi-scalar multiplication ([`vss::verify_shares_multi`]); only if that fails is each share
+/// checked alone, to name the bad dealings. Position `i` of the result is dealing `i`'s; the
+/// outcome is exactly that of [`SignedDealing::open_share`] on each.
+pub fn open_shares(dealings: &[SignedDealing], validator: &Keys) -> Vec<Result<Share, ShareError>> {
+    let mut out: Vec<Result<Share, ShareError>> = Vec::with_capacity(dealings.len());
+    for d in dealings {
+        let index = match d.body.share_index(&validator.public_key()) {
+            Some(i) => i,
+            None => {
+                out.push(Err(ShareError::NotAValidator));
+                continue;
+            }
+        };
+        let ct = &d.body.shares[index as usize - 1];
+        let share = nip44::decrypt_to_bytes(validator.secret_key(), &d.body.ephemeral, ct)
+            .map_err(|_| ShareError::Undecryptable)
+            .and_then(|pt| {
+                let value: [u8; 32] = pt
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| ShareError::NotAScalar)?;
+                vss::scalar_from_bytes(&value).ok_or(ShareError::NotAScalar)?;
+                Ok(Share { index, value })
+            });
+        out.push(share);
+    }
+    let points: Vec<Vec<ProjectivePoint>> = dealings
+        .iter()
+        .map(|d| d.body.commitment_points())
+        .collect();
+    let items: Vec<(&[ProjectivePoint], Share)> = out
+        .iter()
+        .zip(&points)
+        .filter_map(|(r, c)| r.as_ref().ok().map(|s| (c.as_slice(), *s)))
+        .collect();
+    let mut transcript = blake3::Hasher::new();
+    for d in dealings {
+        transcript.update(&(d.body_bytes.len() as u64).to_be_bytes());
+        transcript.update(&d.body_bytes);
+    }
+    if vss::verify_shares_multi(&items, transcript.finalize().as_bytes()) {
+        return out;
+    }
+    for (r, c) in out.iter_mut().zip(&points) {
+        if let Ok(s) = r {
+            if !vss::verify_share(c, s) {
+                *r = Err(ShareError::Inconsistent);
+            }
+        }
+    }
+    out
+}
+
+/// The NIP-44 v2 conversation key between a validator and a worker, over which released shares
+/// travel. Deriving it is the ECDH; sealing and opening with it are a hash and a stream cipher,
+/// so a role derives it once per attestation rather than once per share.
+pub struct ShareChannel(nip44::v2::ConversationKey);
+
+impl std::fmt::Debug for ShareChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ShareChannel(<redacted>)")
+    }
+}
+
+impl ShareChannel {
+    /// The channel between `secret` (ours) and `other`'s public key.
+    pub fn new(secret: &SecretKey, other: &PublicKey) -> Result<Self, ShareError> {
+        nip44::v2::ConversationKey::derive(secret, other)
+            .map(Self)
+            .map_err(|_| ShareError::Undecryptable)
+    }
+
+    fn seal<R: RngCore + CryptoRng>(&self, rng: &mut R, value: &[u8; 32]) -> String {
+        use base64::Engine;
+        // Encrypting 32 bytes under a valid key cannot fail (the only errors are for empty or
+        // over-long plaintexts).
+        let payload = nip44::v2::encrypt_to_bytes_with_rng(rng, &self.0, value).unwrap_or_default();
+        base64::engine::general_purpose::STANDARD.encode(payload)
+    }
+
+    fn open(&self, ciphertext: &str) -> Result<Vec<u8>, ShareError> {
+        if ciphertext.len() > MAX_SHARE_CIPHERTEXT_LEN {
+            return Err(ShareError::Undecryptable);
+        }
+        let payload = b64_capped(ciphertext, MAX_SHARE_CIPHERTEXT_LEN)
+            .map_err(|_| ShareError::Undecryptable)?;
+        // Version byte first, as nostr's own `nip44::decrypt_to_bytes` checks it.
+        if payload.first() != Some(&2) {
+            return Err(ShareError::Undecryptable);
+        }
+        nip44::v2::decrypt_to_bytes(&self.0, &payload).map_err(|_| ShareError::Undecryptable)
     }
 }
 

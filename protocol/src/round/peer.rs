@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::{
     ignored, op_seed, persist, restore, sign, Action, Input, PersistError, CLAIM_SAFETY_MARGIN_SECS,
 };
-use crate::escrow::{ReconstructError, Share, TrancheSpec, WrongPreimageEvidence};
+use crate::escrow::{
+    vss, ReconstructError, Share, ShareChannel, TrancheSpec, WrongPreimageEvidence,
+};
 use crate::events::{
     parse, AttestationEvent, BlobHash, EscrowLock, EscrowOffer, Evidence, LockState, PaymentHash,
     RoundOpen, RoundScope, Score, Submission, SubmissionId, TrancheInvoice, UnixTime, Verified,
@@ -514,6 +516,8 @@ impl Peer {
             return;
         };
         let validator = a.author();
+        // One conversation key for all the shares of this attestation.
+        let channel = ShareChannel::new(self.keys.secret_key(), &validator);
         for rs in &a.shares {
             let Some(t) = self.st.tranches.get_mut(rs.tranche as usize) else {
                 continue;
@@ -526,7 +530,13 @@ impl Peer {
             let Some(d) = offer.dealings.get(rs.tranche as usize) else {
                 continue;
             };
-            match d.open_released_share(&self.keys, &validator, &rs.ciphertext) {
+            // Decrypted only: the claim checks the interpolated preimage against the payment
+            // hash, and checks shares against the commitments only if that fails.
+            let share = channel
+                .as_ref()
+                .map_err(|e| *e)
+                .and_then(|ch| d.decrypt_released_share(ch, &validator, &rs.ciphertext));
+            match share {
                 Ok(share) => {
                     t.shares.insert(share.index, share);
                     t.passing.insert(validator);
@@ -573,7 +583,24 @@ impl Peer {
                     });
                     evidence.push((t.index, WrongPreimageEvidence::new(d.clone(), secret)));
                 }
-                Err(_) => {}
+                Err(_) => {
+                    // Fewer than k shares pass the Feldman check: drop the bad ones (and their
+                    // validators from the passing set) so the claim waits for good ones.
+                    let points = d.body().commitment_points();
+                    let bad: Vec<u32> = t
+                        .shares
+                        .values()
+                        .filter(|s| !vss::verify_share(&points, s))
+                        .map(|s| s.index)
+                        .collect();
+                    for i in bad {
+                        t.shares.remove(&i);
+                        let pos = (i as usize).checked_sub(1);
+                        if let Some(v) = pos.and_then(|p| d.body().validators.get(p)) {
+                            t.passing.remove(v);
+                        }
+                    }
+                }
             }
         }
         for (i, ev) in evidence {

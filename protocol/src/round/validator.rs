@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     ignored, op_rng, op_seed, persist, restore, sign, Action, Input, PersistError, RoleError,
 };
-use crate::escrow::{BadShareComplaint, Share, ShareError};
+use crate::escrow::{open_shares, BadShareComplaint, Share, ShareChannel, ShareError};
 use crate::events::{
     AttestationEvent, EscrowLock, EscrowOffer, Evidence, LockState, ReleasedShare, RoundOpen,
     RoundScope, Score, Submission, SubmissionId, UnixTime, Verified, VerifiedAny, MAX_BOLT11_LEN,
@@ -284,10 +284,10 @@ impl Validator {
             return;
         }
         let mut complaints = Vec::new();
-        sub.shares = o
-            .dealings
-            .iter()
-            .map(|d| match d.open_share(&self.keys) {
+        sub.shares = open_shares(&o.dealings, &self.keys)
+            .into_iter()
+            .zip(&o.dealings)
+            .map(|(r, d)| match r {
                 Ok(s) => Some(s),
                 Err(ShareError::NotAValidator) => None,
                 Err(_) => {
@@ -437,17 +437,16 @@ impl Validator {
         };
         let mut rng = op_rng(&self.st.seed, "release", &label_parts);
         let mut shares = Vec::new();
-        if verdict.is_accept() {
+        let channel = ShareChannel::new(self.keys.secret_key(), &sub.submission.author()).ok();
+        if let (true, Some(ch)) = (verdict.is_accept(), channel) {
             for (i, (d, share)) in offer.dealings.iter().zip(&sub.shares).enumerate() {
                 let spec = d.body().spec;
                 let phase_ok = spec.holdback == (phase == Phase::Holdback);
                 if let (true, true, Some(share)) = (phase_ok, score >= spec.threshold, share) {
-                    if let Ok(ct) = d.release_share(&self.keys, share, &mut rng) {
-                        shares.push(ReleasedShare {
-                            tranche: i as u32,
-                            ciphertext: ct,
-                        });
-                    }
+                    shares.push(ReleasedShare {
+                        tranche: i as u32,
+                        ciphertext: d.release_share_via(&ch, share, &mut rng),
+                    });
                 }
             }
         }
