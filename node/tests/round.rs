@@ -367,9 +367,15 @@ async fn a_round_over_nostr_iroh_and_lightning_pays_honest_work_and_refunds_a_fr
         back.push((i, t.await?));
     }
     assert_eq!(published.author(), nodes[COORD].keys.public_key());
+    // The event names the merged list by hash: a validator fetches it from the coordinator over
+    // iroh and decodes it against the event.
+    let list = nodes[VALIDATORS[0]]
+        .components
+        .fetch_merged_list(&published)
+        .await?;
     assert_eq!(
-        published.merged.len(),
-        1,
+        (published.merged_count, list.merged.len()),
+        (1, 1),
         "exactly the honest submission is merged"
     );
     assert_ne!(published.checkpoint, genesis_hash, "the model moved");
@@ -377,7 +383,7 @@ async fn a_round_over_nostr_iroh_and_lightning_pays_honest_work_and_refunds_a_fr
     let merged_blob = nodes[VALIDATORS[0]]
         .components
         .blobs
-        .read(&l402_protocol::wire::BlobId(published.merged[0].blob.0))
+        .read(&l402_protocol::wire::BlobId(list.merged[0].blob.0))
         .await?;
     let g = l402_protocol::wire::PseudoGradient::from_blob(&merged_blob)?;
     let next = work.aggregate(&genesis, &[g])?.context("aggregate")?;

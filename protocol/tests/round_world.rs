@@ -144,6 +144,8 @@ struct World {
     crashes: usize,
     /// Validator fees the coordinator paid: (validator, fake invoice naming its index).
     fees: Vec<(PublicKey, String)>,
+    /// Merged-list blobs the coordinator stored, by BLAKE3 hash.
+    lists: BTreeMap<BlobHash, Vec<u8>>,
 }
 
 impl World {
@@ -246,6 +248,7 @@ impl World {
             bad_claims: 0,
             ignored: Vec::new(),
             fees: Vec::new(),
+            lists: BTreeMap::new(),
             crashes: 0,
         }
     }
@@ -402,11 +405,12 @@ impl World {
                         },
                     );
                 }
-                Action::Aggregate { merged, .. } => {
+                Action::Aggregate { list } => {
                     let mut h = blake3::Hasher::new();
-                    for m in &merged {
+                    for m in &list.merged {
                         h.update(&m.submission.0);
                     }
+                    self.lists.insert(list.hash(), list.to_bytes());
                     let checkpoint = BlobHash(*h.finalize().as_bytes());
                     self.schedule(1, from, Input::CheckpointReady { checkpoint });
                 }
@@ -600,7 +604,16 @@ fn honest_round_pays_every_earned_tranche() {
         .filter(|(_, q)| **q >= 0)
         .map(|(s, _)| *s)
         .collect();
-    let merged: Vec<SubmissionId> = cps[0].merged.iter().map(|m| m.submission).collect();
+    // The event names the list by hash; the blob the coordinator stored decodes against it.
+    let blob = &w.lists[&cps[0].merged_list];
+    let list = events::MergedList::from_bytes(blob, &cps[0]).unwrap();
+    let merged: Vec<SubmissionId> = list.merged.iter().map(|m| m.submission).collect();
+    let mut tampered = blob.clone();
+    tampered[10] ^= 1;
+    assert_eq!(
+        events::MergedList::from_bytes(&tampered, &cps[0]),
+        Err(events::MergedListError::HashMismatch)
+    );
     assert_eq!(merged, accepted);
 }
 

@@ -83,6 +83,9 @@ pub enum Violation {
     /// A machine acted on a replayed event (A2: accepted replays = 0).
     #[error("{0} replayed event(s) were acted on")]
     ReplayAccepted(u64),
+    /// A checkpoint event's merged list (fetched by hash) is not what was aggregated.
+    #[error("{0} checkpoint(s) name a merged list that does not match the aggregate")]
+    MergedListMismatch(u64),
     /// A persisted state failed to restore, or restored to different bytes (F1).
     #[error("{0} restore error(s) after crashes")]
     RestoreFailed(u64),
@@ -182,6 +185,9 @@ pub fn violations(r: &Report) -> Vec<Violation> {
     }
     if r.detection.replays_accepted > 0 {
         v.push(Violation::ReplayAccepted(r.detection.replays_accepted));
+    }
+    if r.faults.merged_list_errors > 0 {
+        v.push(Violation::MergedListMismatch(r.faults.merged_list_errors));
     }
     if r.faults.restore_errors > 0 {
         v.push(Violation::RestoreFailed(r.faults.restore_errors));

@@ -134,6 +134,10 @@ pub struct FaultTally {
     pub restarts: u64,
     /// Restores that failed or changed the state (must be 0).
     pub restore_errors: u64,
+    /// Checkpoint events whose merged-list blob did not decode against them or differed from
+    /// what the coordinator aggregated (must be 0).
+    #[serde(default)]
+    pub merged_list_errors: u64,
     /// Events stored by relays.
     pub events_published: u64,
     /// Inputs handed to machines.

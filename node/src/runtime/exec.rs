@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use l402_protocol::blobmeta::{PeerKey, Placement, RoundKey};
 use l402_protocol::events::{
-    BlobHash, MergedSubmission, PaymentHash, RoundOpen, RunId, Score, SubmissionId, TrancheInvoice,
-    Verified,
+    BlobHash, MergedList, MergedSubmission, PaymentHash, RoundOpen, RunId, Score, SubmissionId,
+    TrancheInvoice, Verified,
 };
 use l402_protocol::quorum::{Phase, RejectCode, Verdict};
 use l402_protocol::round::{Action, Input, MachineKey};
@@ -336,6 +336,24 @@ impl Components {
         )
     }
 
+    /// The merged list a checkpoint event names, fetched by its hash from the coordinator
+    /// (size-capped by the event) and decoded against the event.
+    pub async fn fetch_merged_list(
+        &self,
+        c: &Verified<l402_protocol::events::Checkpoint>,
+    ) -> Result<MergedList, ExecError> {
+        let bytes = self
+            .fetch(
+                &c.merged_list,
+                c.merged_list_size,
+                &[c.author()],
+                round_placement(&c.run_id, c.round + 1),
+            )
+            .await?;
+        MergedList::from_bytes(&bytes, c)
+            .map_err(|e| ExecError::Task(format!("merged list {}: {e}", c.merged_list)))
+    }
+
     /// `Evaluate`: fetch the checkpoint (from the coordinator) and the submission (from its
     /// author, who released it to the committee), then score with candle.
     async fn evaluate(
@@ -591,13 +609,26 @@ impl Components {
                     });
                 });
             }
-            Action::Aggregate { parent, merged } => {
+            Action::Aggregate { list } => {
                 let (this, open, key, reports) =
                     (self.clone(), open.clone(), key.clone(), reports.clone());
                 tokio::spawn(async move {
-                    match this.aggregate(&open, parent, &merged).await {
+                    // The merged list first: the checkpoint event names it by hash, so it must be
+                    // fetchable (public, like the checkpoint) before the event is published.
+                    let stored = this
+                        .blobs
+                        .add_bytes(
+                            list.to_bytes(),
+                            &round_placement(&open.run_id, open.round + 1),
+                        )
+                        .await;
+                    if let Err(e) = stored {
+                        tracing::error!(machine = %key, error = %e, "storing the merged list failed");
+                        return;
+                    }
+                    match this.aggregate(&open, list.parent, &list.merged).await {
                         Ok(checkpoint) => {
-                            tracing::info!(machine = %key, merged = merged.len(), checkpoint = %checkpoint, "aggregated");
+                            tracing::info!(machine = %key, merged = list.merged.len(), merged_list = %list.hash(), checkpoint = %checkpoint, "aggregated");
                             let _ = reports.send(Report {
                                 key: Some(key),
                                 input: Input::CheckpointReady { checkpoint },

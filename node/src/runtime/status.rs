@@ -125,7 +125,7 @@ pub fn machines(driver: &Driver<MachineKey>) -> Vec<MachineStatus> {
                         .collect();
                     if let Some(ck) = c.checkpoint() {
                         s.checkpoint = Some(ck.checkpoint.to_hex());
-                        s.merged = Some(ck.merged.len());
+                        s.merged = usize::try_from(ck.merged_count).ok();
                     }
                 }
                 Machine::Peer(p) => {

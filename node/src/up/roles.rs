@@ -586,10 +586,10 @@ async fn validator(node: Node, mut rx: broadcast::Receiver<VerifiedAny>) {
                 if c.author() != open.author() || c.parent != open.checkpoint {
                     continue;
                 }
-                let recomputed = if c.merged.is_empty() {
-                    Ok(c.parent)
-                } else {
-                    node.components.aggregate(&open, c.parent, &c.merged).await
+                let recomputed = match node.components.fetch_merged_list(&c).await {
+                    Ok(l) if l.merged.is_empty() => Ok(c.parent),
+                    Ok(l) => node.components.aggregate(&open, c.parent, &l.merged).await,
+                    Err(e) => Err(e),
                 };
                 let check = match recomputed {
                     Ok(h) => CheckpointCheck {

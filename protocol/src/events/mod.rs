@@ -36,8 +36,9 @@ pub use parse::{
     build, parse, parse_json, sign_event, validate_event, verify_event, EventContent, VerifiedAny,
 };
 pub use round_events::{
-    AttestationEvent, Checkpoint, EscrowLock, EscrowOffer, HoldbackWindow, LockState,
-    MergedSubmission, ReleasedShare, RoundOpen, RoundScope, ScopeError, Submission, TrancheInvoice,
+    AttestationEvent, Checkpoint, EscrowLock, EscrowOffer, HoldbackWindow, LockState, MergedList,
+    MergedListError, MergedSubmission, ReleasedShare, RoundOpen, RoundScope, ScopeError,
+    Submission, TrancheInvoice, CHECKPOINT_VERSION, MAX_MERGED_LIST_BYTES,
 };
 
 /// Largest accepted event, as serialised NIP-01 JSON, in bytes.
@@ -64,8 +65,6 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 pub const MAX_BOLT11_LEN: usize = 2048;
 /// Largest blob a submission may announce (pseudo-gradient or diff), in bytes.
 pub const MAX_SUBMISSION_BLOB_BYTES: u64 = 512 * 1024 * 1024;
-/// Most submissions listed as merged in one checkpoint event.
-pub const MAX_MERGED: usize = 256;
 /// How long after its last deadline a round-scoped event stays on relays (NIP-40 expiration).
 pub const EXPIRY_GRACE_SECS: u64 = 7 * 24 * 3600;
 /// Content schema version written and accepted.

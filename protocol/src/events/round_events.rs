@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::ids::{BlobHash, PaymentHash, RunId, Score, Seed32, SubmissionId, UnixTime};
 use super::parse::{from_json, to_json, EventContent};
 use super::{
-    tags, L402Kind, RejectReason, Verified, EXPIRY_GRACE_SECS, MAX_BOLT11_LEN, MAX_MERGED,
+    tags, L402Kind, RejectReason, Verified, EXPIRY_GRACE_SECS, MAX_BOLT11_LEN,
     MAX_SUBMISSION_BLOB_BYTES, MAX_TOKEN_LEN,
 };
 use crate::escrow::dealing::MAX_SHARE_CIPHERTEXT_LEN;
@@ -482,11 +482,25 @@ pub struct MergedSubmission {
     pub blob: BlobHash,
 }
 
-/// Checkpoint publication, by the coordinator: the new checkpoint and exactly the submissions
-/// with a passing quorum, so anyone can recompute the aggregate.
+/// Content version of [`Checkpoint`]: 2 names the merged list by hash (version 1 inlined it and
+/// capped it at 256 entries; it is refused as unsupported).
+pub const CHECKPOINT_VERSION: u32 = 2;
+
+/// Largest merged-list blob accepted, in bytes: about 440 000 entries. A resource bound on the
+/// parser, far above any declared submission cap ([`RoundOpen::max_submissions`]).
+pub const MAX_MERGED_LIST_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Content version of [`MergedList`].
+pub const MERGED_LIST_VERSION: u32 = 1;
+
+/// Checkpoint publication, by the coordinator: the new checkpoint and the BLAKE3 hash of the
+/// [`MergedList`] blob naming exactly the submissions with a passing quorum, so anyone can fetch
+/// the list and recompute the aggregate. The event stays small whatever the number of merged
+/// submissions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Checkpoint {
-    /// Content version (1).
+    /// Content version ([`CHECKPOINT_VERSION`]).
     pub v: u32,
     /// Run.
     pub run_id: RunId,
@@ -496,8 +510,29 @@ pub struct Checkpoint {
     pub checkpoint: BlobHash,
     /// Checkpoint the round started from.
     pub parent: BlobHash,
-    /// Merged submissions, sorted by submission id.
-    pub merged: Vec<MergedSubmission>,
+    /// BLAKE3 hash of the canonical [`MergedList`] blob.
+    pub merged_list: BlobHash,
+    /// Its size in bytes (what a fetcher allows).
+    pub merged_list_size: u64,
+    /// Number of merged submissions in it.
+    pub merged_count: u64,
+}
+
+impl Checkpoint {
+    /// The checkpoint event of `list` producing `checkpoint`.
+    pub fn new(list: &MergedList, checkpoint: BlobHash) -> Self {
+        let bytes = list.to_bytes();
+        Self {
+            v: CHECKPOINT_VERSION,
+            run_id: list.run_id.clone(),
+            round: list.round,
+            checkpoint,
+            parent: list.parent,
+            merged_list: BlobHash(*blake3::hash(&bytes).as_bytes()),
+            merged_list_size: bytes.len() as u64,
+            merged_count: list.merged.len() as u64,
+        }
+    }
 }
 
 impl EventContent for Checkpoint {
@@ -515,18 +550,132 @@ impl EventContent for Checkpoint {
         to_json(self)
     }
     fn from_content(content: &str, _author: &PublicKey) -> Result<Self, RejectReason> {
-        let a: Self = from_json(content)?;
-        if a.merged.len() > MAX_MERGED {
-            return schema("too many merged submissions");
+        #[derive(Deserialize)]
+        struct V {
+            v: u32,
         }
-        if !a
+        let v: V =
+            serde_json::from_str(content).map_err(|e| RejectReason::BadContent(e.to_string()))?;
+        if v.v != CHECKPOINT_VERSION {
+            return Err(RejectReason::UnsupportedVersion(v.v));
+        }
+        let a: Self =
+            serde_json::from_str(content).map_err(|e| RejectReason::BadContent(e.to_string()))?;
+        if a.merged_list_size > MAX_MERGED_LIST_BYTES {
+            return schema("merged list too large");
+        }
+        Ok(a)
+    }
+}
+
+/// The merged submissions of one checkpoint, as a canonical blob (compact JSON, entries sorted
+/// by submission id and distinct) whose BLAKE3 hash the [`Checkpoint`] event names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergedList {
+    /// Content version ([`MERGED_LIST_VERSION`]).
+    pub v: u32,
+    /// Run.
+    pub run_id: RunId,
+    /// Round.
+    pub round: u64,
+    /// Checkpoint the round started from.
+    pub parent: BlobHash,
+    /// Merged submissions, sorted by submission id.
+    pub merged: Vec<MergedSubmission>,
+}
+
+/// Why a merged-list blob does not match its checkpoint event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MergedListError {
+    /// Larger than the event says (or than [`MAX_MERGED_LIST_BYTES`]); checked before decoding.
+    #[error("merged list of {size} bytes, at most {max} allowed")]
+    TooLarge {
+        /// Bytes given.
+        size: u64,
+        /// Allowed.
+        max: u64,
+    },
+    /// BLAKE3 of the bytes is not the hash the event names.
+    #[error("merged list hash differs from the checkpoint event's")]
+    HashMismatch,
+    /// Not the canonical encoding of a merged list of this version.
+    #[error("merged list does not decode: {0}")]
+    Decode(String),
+    /// Decodes, but breaks a rule (named).
+    #[error("merged list is invalid: {0}")]
+    Invalid(&'static str),
+}
+
+impl MergedList {
+    /// The list of `merged` (sorted here) for round `round` of `run` from `parent`.
+    pub fn new(
+        run_id: RunId,
+        round: u64,
+        parent: BlobHash,
+        mut merged: Vec<MergedSubmission>,
+    ) -> Self {
+        merged.sort_by(|a, b| a.submission.cmp(&b.submission));
+        merged.dedup_by(|a, b| a.submission == b.submission);
+        Self {
+            v: MERGED_LIST_VERSION,
+            run_id,
+            round,
+            parent,
+            merged,
+        }
+    }
+
+    /// Canonical bytes (compact JSON in field order).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serialising plain data to a Vec cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// BLAKE3 hash of [`MergedList::to_bytes`].
+    pub fn hash(&self) -> BlobHash {
+        BlobHash(*blake3::hash(&self.to_bytes()).as_bytes())
+    }
+
+    /// Decode the blob a checkpoint event names and check it against the event: size before
+    /// anything else, then hash, canonical encoding, version, order, count, run, round and
+    /// parent.
+    pub fn from_bytes(bytes: &[u8], event: &Checkpoint) -> Result<Self, MergedListError> {
+        let size = bytes.len() as u64;
+        let max = event.merged_list_size.min(MAX_MERGED_LIST_BYTES);
+        if size > max {
+            return Err(MergedListError::TooLarge { size, max });
+        }
+        if *blake3::hash(bytes).as_bytes() != event.merged_list.0 {
+            return Err(MergedListError::HashMismatch);
+        }
+        let l: Self =
+            serde_json::from_slice(bytes).map_err(|e| MergedListError::Decode(e.to_string()))?;
+        if l.to_bytes() != bytes {
+            return Err(MergedListError::Decode("not the canonical encoding".into()));
+        }
+        if l.v != MERGED_LIST_VERSION {
+            return Err(MergedListError::Invalid("unsupported version"));
+        }
+        if !l
             .merged
             .windows(2)
             .all(|w| w[0].submission < w[1].submission)
         {
-            return schema("merged submissions must be sorted and distinct");
+            return Err(MergedListError::Invalid(
+                "entries must be sorted and distinct",
+            ));
         }
-        Ok(a)
+        if l.merged.len() as u64 != event.merged_count {
+            return Err(MergedListError::Invalid(
+                "entry count differs from the event's",
+            ));
+        }
+        if l.run_id != event.run_id || l.round != event.round || l.parent != event.parent {
+            return Err(MergedListError::Invalid("another run, round or parent"));
+        }
+        Ok(l)
     }
 }
 

@@ -255,17 +255,18 @@ fn sample_events() -> Vec<(&'static str, Event)> {
         (
             "checkpoint",
             signed(
-                &Checkpoint {
-                    v: 1,
-                    run_id: run(),
-                    round: 3,
-                    checkpoint: BlobHash([5; 32]),
-                    parent: BlobHash([4; 32]),
-                    merged: vec![MergedSubmission {
-                        submission: sub,
-                        blob: BlobHash([0xbb; 32]),
-                    }],
-                },
+                &Checkpoint::new(
+                    &MergedList::new(
+                        run(),
+                        3,
+                        BlobHash([4; 32]),
+                        vec![MergedSubmission {
+                            submission: sub,
+                            blob: BlobHash([0xbb; 32]),
+                        }],
+                    ),
+                    BlobHash([5; 32]),
+                ),
                 &c,
             ),
         ),
@@ -679,4 +680,75 @@ fn evidence_events_carry_proofs() {
         validate_event(&ev, now()),
         Err(RejectReason::EvidenceNotProven(_))
     ));
+}
+
+/// The checkpoint event names its merged list by hash and stays small at any size: 5 000
+/// merged submissions fit in one event; the blob decodes only against the event that names it,
+/// and a version-1 checkpoint (inline list) is refused as unsupported.
+#[test]
+fn merged_list_by_hash_has_no_ceiling() {
+    let c = keys(1);
+    let merged: Vec<MergedSubmission> = (0..5000u32)
+        .rev()
+        .map(|i| {
+            let mut s = [0u8; 32];
+            s[..4].copy_from_slice(&i.to_be_bytes());
+            MergedSubmission {
+                submission: SubmissionId(s),
+                blob: BlobHash(*blake3::hash(&s).as_bytes()),
+            }
+        })
+        .collect();
+    let list = MergedList::new(run(), 9, BlobHash([4; 32]), merged);
+    assert!(list
+        .merged
+        .windows(2)
+        .all(|w| w[0].submission < w[1].submission));
+    let cp = Checkpoint::new(&list, BlobHash([5; 32]));
+    assert_eq!(cp.merged_count, 5000);
+    assert_eq!(cp.merged_list, list.hash());
+    let ev = signed(&cp, &c);
+    assert!(
+        ev.as_json().len() < 1024,
+        "the event does not grow with the list"
+    );
+    let back = parse::<Checkpoint>(&ev, Some(now())).unwrap();
+    let bytes = list.to_bytes();
+    assert_eq!(MergedList::from_bytes(&bytes, &back).unwrap(), list);
+    // Size is checked before hashing; the count, the parent and canonical order are checked too.
+    let mut small = back.value().clone();
+    small.merged_list_size = 10;
+    assert!(matches!(
+        MergedList::from_bytes(&bytes, &small),
+        Err(MergedListError::TooLarge { .. })
+    ));
+    let other = MergedList::new(run(), 9, BlobHash([6; 32]), list.merged.clone());
+    let other_cp = Checkpoint::new(&other, BlobHash([5; 32]));
+    assert_eq!(
+        MergedList::from_bytes(
+            &other.to_bytes(),
+            &Checkpoint {
+                parent: BlobHash([4; 32]),
+                ..other_cp
+            }
+        ),
+        Err(MergedListError::Invalid("another run, round or parent"))
+    );
+    let pretty = serde_json::to_vec_pretty(&list).unwrap();
+    let pretty_cp = Checkpoint {
+        merged_list: BlobHash(*blake3::hash(&pretty).as_bytes()),
+        merged_list_size: pretty.len() as u64,
+        ..back.value().clone()
+    };
+    assert!(matches!(
+        MergedList::from_bytes(&pretty, &pretty_cp),
+        Err(MergedListError::Decode(_))
+    ));
+    // Version 1 carried the list inline; it is refused as such.
+    let v1 = serde_json::json!({"v": 1, "run_id": "r", "round": 1, "checkpoint": BlobHash([5; 32]),
+        "parent": BlobHash([4; 32]), "merged": []});
+    assert_eq!(
+        Checkpoint::from_content(&v1.to_string(), &c.public_key()),
+        Err(RejectReason::UnsupportedVersion(1))
+    );
 }

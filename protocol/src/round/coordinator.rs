@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::{ignored, op_seed, persist, restore, sign, Action, Input, PersistError, RoleError};
 use crate::escrow::{deal_with, Corruption, DealingParams};
 use crate::events::{
-    parse, AttestationEvent, Checkpoint, EscrowLock, EscrowOffer, LockState, MergedSubmission,
-    RoundOpen, RoundScope, Submission, SubmissionId, UnixTime, Verified, VerifiedAny,
+    parse, AttestationEvent, Checkpoint, EscrowLock, EscrowOffer, LockState, MergedList,
+    MergedSubmission, RoundOpen, RoundScope, Submission, SubmissionId, UnixTime, Verified,
+    VerifiedAny,
 };
 use crate::l402;
 use crate::quorum::{eval_seed, tally, Phase, TallyContext};
@@ -146,8 +147,7 @@ impl Coordinator {
         }
         if let (Some(merged), None) = (&self.st.aggregate, &self.st.checkpoint) {
             out.push(Action::Aggregate {
-                parent: self.st.open.checkpoint,
-                merged: merged.clone(),
+                list: self.merged_list(merged.clone()),
             });
         }
         out.extend(self.handle(now, Input::Tick));
@@ -407,9 +407,17 @@ impl Coordinator {
         // `subs` is a BTreeMap: `merged` is already sorted by submission id, as the spec wants.
         self.st.aggregate = Some(merged.clone());
         out.push(Action::Aggregate {
-            parent: open.checkpoint,
-            merged,
+            list: self.merged_list(merged),
         });
+    }
+
+    fn merged_list(&self, merged: Vec<MergedSubmission>) -> MergedList {
+        MergedList::new(
+            self.st.open.run_id.clone(),
+            self.st.open.round,
+            self.st.open.checkpoint,
+            merged,
+        )
     }
 
     fn on_checkpoint(
@@ -421,14 +429,7 @@ impl Coordinator {
         let (Some(merged), None) = (self.st.aggregate.clone(), &self.st.checkpoint) else {
             return;
         };
-        let c = Checkpoint {
-            v: crate::events::CONTENT_VERSION,
-            run_id: self.st.open.run_id.clone(),
-            round: self.st.open.round,
-            checkpoint,
-            parent: self.st.open.checkpoint,
-            merged,
-        };
+        let c = Checkpoint::new(&self.merged_list(merged), checkpoint);
         let ev = sign(&self.keys, &self.st.seed, now, "checkpoint", &[], &c);
         self.st.checkpoint = ev.as_ref().and_then(|e| parse::<Checkpoint>(e, None).ok());
         self.publish(ev, out);

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::escrow::Preimage;
 use crate::events::{
-    sign_event, BlobHash, EventContent, MergedSubmission, PaymentHash, Score, Seed32, SubmissionId,
+    sign_event, BlobHash, EventContent, MergedList, PaymentHash, Score, Seed32, SubmissionId,
     TrancheInvoice, UnixTime, VerifiedAny,
 };
 use crate::quorum::{Phase, Verdict};
@@ -170,13 +170,12 @@ pub enum Action {
         /// Seed of the held-out batch.
         eval_seed: Seed32,
     },
-    /// Coordinator: aggregate these submissions onto `parent`; answer with
+    /// Coordinator: aggregate the listed submissions onto the list's parent and store the list
+    /// itself as a public blob (the checkpoint event names it by hash); answer with
     /// [`Input::CheckpointReady`].
     Aggregate {
-        /// Checkpoint of the round.
-        parent: BlobHash,
-        /// Exactly the submissions with a passing quorum.
-        merged: Vec<MergedSubmission>,
+        /// Exactly the submissions with a passing quorum, and the parent.
+        list: MergedList,
     },
     /// Coordinator: pay a validator's fee invoice (its score agreed with the quorum).
     PayValidatorFee {

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use l402_protocol::events::{BlobHash, Evidence, SubmissionId, VerifiedAny};
-use l402_protocol::events::{MergedSubmission, Score, Seed32};
+use l402_protocol::events::{MergedList, MergedSubmission, Score, Seed32};
 use l402_protocol::quorum::{Phase, RejectCode, Verdict};
 use l402_protocol::round::{Action, Input};
 use nostr::{Event, EventId};
@@ -188,8 +188,9 @@ impl Simulation {
                 eval_seed,
                 ..
             } => self.evaluate(from, round, submission, phase, blob, eval_seed),
-            Action::Aggregate { parent, merged } => {
-                let checkpoint = self.aggregate(round, parent, &merged);
+            Action::Aggregate { list } => {
+                let checkpoint = self.aggregate(round, list.parent, &list.merged);
+                self.merged_lists.insert(list.hash(), list.to_bytes());
                 self.compute(1, from, round, Input::CheckpointReady { checkpoint });
             }
             Action::PayValidatorFee { .. } => self.stats.validator_fees += 1,
@@ -322,11 +323,35 @@ impl Simulation {
             }
             VerifiedAny::Checkpoint(c) if from == self.coordinator => {
                 let r = c.round;
+                if self
+                    .rounds
+                    .get(&r)
+                    .is_some_and(|rec| rec.checkpoint.is_some())
+                {
+                    return;
+                }
+                // What anyone recomputing the checkpoint does: fetch the list the event names by
+                // hash and decode it against the event.
+                let listed = self
+                    .merged_lists
+                    .get(&c.merged_list)
+                    .ok_or_else(|| "blob not stored".to_owned())
+                    .and_then(|b| MergedList::from_bytes(b, c).map_err(|e| e.to_string()));
                 if let Some(rec) = self.rounds.get_mut(&r) {
-                    if rec.checkpoint.is_some() {
-                        return;
-                    }
                     rec.checkpoint = Some(c.checkpoint);
+                    let err = match listed {
+                        Ok(l)
+                            if l.merged
+                                .iter()
+                                .map(|m| m.submission)
+                                .eq(rec.merged.iter().copied()) =>
+                        {
+                            None
+                        }
+                        Ok(_) => Some(format!("round {r}: merged list differs from the aggregate")),
+                        Err(e) => Some(format!("round {r}: merged list: {e}")),
+                    };
+                    self.stats.merged_list_errors.extend(err);
                 }
                 self.prev_checkpoint = self.last_checkpoint;
                 self.last_checkpoint = c.checkpoint;

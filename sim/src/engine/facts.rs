@@ -360,6 +360,7 @@ impl Simulation {
         let mut notes: Vec<String> = Vec::new();
         notes.extend(self.stats.open_errors.iter().cloned());
         notes.extend(self.stats.restore_errors.iter().cloned());
+        notes.extend(self.stats.merged_list_errors.iter().cloned());
         notes.extend(self.stats.replays_accepted.iter().take(10).cloned());
         notes.extend(self.stats.refused_claims.iter().take(10).cloned());
 
@@ -382,6 +383,7 @@ impl Simulation {
             crashes: self.stats.crashes,
             restarts: self.stats.restarts,
             restore_errors: self.stats.restore_errors.len() as u64,
+            merged_list_errors: self.stats.merged_list_errors.len() as u64,
             events_published: self.stats.published,
             inputs_handled: self.stats.handled_inputs,
             ignored: self.stats.ignored.clone(),

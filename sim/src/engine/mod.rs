@@ -110,6 +110,7 @@ pub(crate) struct Stats {
     pub(crate) crashes: u64,
     pub(crate) restarts: u64,
     pub(crate) restore_errors: Vec<String>,
+    pub(crate) merged_list_errors: Vec<String>,
     pub(crate) ignored: BTreeMap<String, u64>,
     pub(crate) published: u64,
     pub(crate) relay_dedupes: u64,
@@ -223,6 +224,8 @@ pub struct Simulation {
     pub(crate) subs: BTreeMap<SubmissionId, SubInfo>,
     pub(crate) htlc_meta: BTreeMap<PaymentHash, HtlcMeta>,
     pub(crate) published: BTreeMap<EventId, Rc<VerifiedAny>>,
+    /// Merged-list blobs the coordinator stored, by BLAKE3 hash (what a fetcher gets).
+    pub(crate) merged_lists: BTreeMap<BlobHash, Vec<u8>>,
     /// Event ids per round, in publication order.
     round_events: BTreeMap<u64, Vec<EventId>>,
     /// Offers and attestations naming a worker, per (round, worker).
@@ -403,6 +406,7 @@ impl Simulation {
             subs: BTreeMap::new(),
             htlc_meta: BTreeMap::new(),
             published: BTreeMap::new(),
+            merged_lists: BTreeMap::new(),
             round_events: BTreeMap::new(),
             peer_events: BTreeMap::new(),
             queue: BinaryHeap::new(),
