@@ -44,7 +44,12 @@ impl Simulation {
             (Phase::Initial, rec.open.attest_deadline)
         };
         let mut who = BTreeSet::new();
-        for id in self.round_events.get(&round).into_iter().flatten() {
+        // Only the events naming the submission's worker (its offers and attestations): a scan
+        // of the whole round would make the run's audit quadratic in the submissions.
+        let Some(worker) = self.subs.get(submission).map(|s| s.author) else {
+            return 0;
+        };
+        for id in self.peer_events.get(&(round, worker)).into_iter().flatten() {
             let Some(ev) = self.published.get(id) else {
                 continue;
             };

@@ -231,6 +231,8 @@ pub struct Simulation {
     /// Offers and attestations naming a worker, per (round, worker).
     peer_events: BTreeMap<(u64, ActorId), Vec<EventId>>,
     queue: BinaryHeap<Reverse<Entry>>,
+    /// Per (actor, round): how far into the round's event list its last complete catch-up went.
+    synced: BTreeMap<(ActorId, u64), usize>,
     seq: u64,
     log: blake3::Hasher,
     pub(crate) stats: Stats,
@@ -409,6 +411,7 @@ impl Simulation {
             merged_lists: BTreeMap::new(),
             round_events: BTreeMap::new(),
             peer_events: BTreeMap::new(),
+            synced: BTreeMap::new(),
             queue: BinaryHeap::new(),
             seq: 0,
             log: blake3::Hasher::new(),
@@ -561,7 +564,7 @@ impl Simulation {
             self.next_resync = now + self.sc.network.resync_secs;
             for a in 0..self.actors.len() as ActorId {
                 if !self.is_down(a) {
-                    self.resync(a);
+                    self.resync(a, false);
                 }
             }
         }
@@ -720,7 +723,8 @@ impl Simulation {
                 self.deliver_input(a, round, input, true);
             }
         }
-        self.resync(a);
+        // After a restart the node re-queries everything of its live rounds.
+        self.resync(a, true);
     }
 
     /// Whether actor `a` subscribes to `ev` (its relay filters).
@@ -820,7 +824,10 @@ impl Simulation {
 
     /// Re-sync: actor `a` re-queries the relays for stored events of its live rounds it has not
     /// seen (what a client does after a reconnect or periodically, with `since`).
-    fn resync(&mut self, a: ActorId) {
+    fn resync(&mut self, a: ActorId, full: bool) {
+        if full {
+            self.synced.retain(|(x, _), _| *x != a);
+        }
         let rounds: Vec<u64> = self
             .rounds
             .iter()
@@ -828,12 +835,25 @@ impl Simulation {
             .map(|(r, _)| *r)
             .collect();
         for r in rounds {
-            self.catch_up(a, r);
+            self.resync_round(a, r);
         }
     }
 
     /// Deliver every stored event of round `r` that `a` subscribes to and has not seen.
     fn catch_up(&mut self, a: ActorId, r: u64) {
+        self.catch_up_from(a, r, 0);
+    }
+
+    /// [`Simulation::catch_up`] over the events stored since `a`'s last complete pass of round
+    /// `r` (what a client's `since` filter asks): the periodic re-sync. Everything before that
+    /// was offered to `a` then, while it was up and had its machine, so only newer events can be
+    /// unseen. Without this each re-sync rescans the whole round, quadratic in submissions.
+    fn resync_round(&mut self, a: ActorId, r: u64) {
+        let from = self.synced.get(&(a, r)).copied().unwrap_or(0);
+        self.catch_up_from(a, r, from);
+    }
+
+    fn catch_up_from(&mut self, a: ActorId, r: u64, from: usize) {
         let worker = self.actors[a as usize].kind.is_worker()
             && self.actors[a as usize].kind != ActorKind::FreeRider;
         let ids: Vec<EventId> = if worker {
@@ -846,7 +866,17 @@ impl Simulation {
             v.extend(self.peer_events.get(&(r, a)).into_iter().flatten().copied());
             v
         } else {
-            self.round_events.get(&r).cloned().unwrap_or_default()
+            self.round_events
+                .get(&r)
+                .map(|ids| ids.get(from..).unwrap_or_default().to_vec())
+                .unwrap_or_default()
+        };
+        let (ids, end) = if worker {
+            let end = ids.len();
+            (ids.into_iter().skip(from).collect::<Vec<_>>(), end)
+        } else {
+            let end = from + ids.len();
+            (ids, end)
         };
         for id in ids {
             if self.is_down(a) {
@@ -862,5 +892,8 @@ impl Simulation {
                 self.deliver_event(a, &ev, false);
             }
         }
+        // A complete pass: the next re-sync starts here. (A machine created later gets a full
+        // catch-up when it is created.)
+        self.synced.insert((a, r), end);
     }
 }
