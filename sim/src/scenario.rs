@@ -206,8 +206,11 @@ impl Default for EscrowConfig {
 pub struct ValidatorConfig {
     /// Opted-in validators (lazy and colluding ones included).
     pub pool: usize,
-    /// Committee size `n` per round (shrinks to the pool if validators are excluded).
+    /// Committee size `n` (shrinks to the pool if validators are excluded).
     pub committee: usize,
+    /// Draw a committee of `n` per submission from the whole pool (the coordinator's VRF,
+    /// L2T-04), instead of one committee of `n` per round.
+    pub per_submission: bool,
     /// Quorum `k`.
     pub k: usize,
     /// Honest validators' score noise: uniform in `±noise` millionths, per (eval seed, key).
@@ -229,6 +232,7 @@ impl Default for ValidatorConfig {
         Self {
             pool: 5,
             committee: 5,
+            per_submission: false,
             k: 3,
             noise: 40,
             lazy: 0,

@@ -48,6 +48,8 @@ const SHIPPED: &[&str] = &[
     "replayers",
     "sybil-flood",
     "sybil-flood-1000",
+    "honest-1000",
+    "mixed-1000",
     "lazy-validators",
     "colluding-below-k",
     "colluding-at-k",
@@ -132,6 +134,29 @@ fn sybil_flood_1000() {
     assert!(s.bad_submissions >= 1000);
     assert_eq!(s.attacker_payout_msat, 0);
     assert!(s.honest_paid_msat > 0);
+}
+
+/// A thousand submissions in one round (no ceiling: the checkpoint names its merged list by
+/// hash), each evaluated by its own committee of 5 drawn from a pool of 30 by the coordinator's
+/// VRF. One round here; `l402-sim run sim/scenarios/honest-1000.toml` runs all 50.
+#[test]
+fn honest_1000() {
+    let s = holds("honest-1000", 1, 1);
+    assert_eq!(s.submissions, 1000);
+    assert_eq!((s.attacker_payout_msat, s.honest_unpaid), (0, 0));
+    assert!(s.honest_paid_msat > 0);
+}
+
+/// 30% Byzantine peers over every peer attack at 1000 peers: honest peers get at least 95% of
+/// the sats paid, attackers at most 1%.
+#[test]
+fn mixed_1000() {
+    let s = holds("mixed-1000", 1, 1);
+    let paid = s.honest_paid_msat + s.attacker_payout_msat;
+    assert!(paid > 0);
+    assert!(s.honest_paid_msat * 100 >= paid * 95, "{}", s.to_text());
+    assert!(s.attacker_payout_msat * 100 <= paid, "{}", s.to_text());
+    assert!(s.bad_submissions > 0 && s.bad_rejected == s.bad_submissions);
 }
 
 #[test]

@@ -60,8 +60,10 @@ pub struct RoundPlan {
     pub tolerance: Tolerance,
 }
 
-/// Open round `round` of `plan` at `now` from `checkpoint`, with a committee drawn without bias
-/// from the opted-in validators `pool` by the seed of the previous checkpoint.
+/// Open round `round` of `plan` at `now` from `checkpoint`. The round's validator pool is the
+/// opted-in validators `pool` (at most `escrow::MAX_VALIDATORS`, drawn without bias by the seed of
+/// the previous checkpoint when there are more); each submission gets its own committee of
+/// `plan.n` from it, drawn by the coordinator's VRF (L2T-04).
 #[allow(clippy::too_many_arguments)]
 pub fn open_round(
     keys: &Keys,
@@ -76,8 +78,9 @@ pub fn open_round(
 ) -> Result<Coordinator, RoleError> {
     let n = plan.n.min(pool.len());
     let seed = round_seed(&plan.run, round, &prev_checkpoint);
-    let validators = select_validators(pool, &seed, n, plan.k.min(n))
-        .map_err(|e| RoleError::RoundOpen(format!("committee: {e}")))?;
+    let drawn = pool.len().min(l402_protocol::escrow::MAX_VALIDATORS);
+    let validators = select_validators(pool, &seed, drawn, plan.k.min(n))
+        .map_err(|e| RoleError::RoundOpen(format!("validator pool: {e}")))?;
     let open = RoundOpen {
         v: 1,
         run_id: plan.run.clone(),
@@ -86,6 +89,7 @@ pub fn open_round(
         prev_checkpoint,
         seed,
         validators,
+        committee: Some(n as u32),
         k: plan.k as u32,
         submit_deadline: now + plan.submit_secs,
         attest_deadline: now + plan.attest_secs,

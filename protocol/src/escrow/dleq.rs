@@ -7,6 +7,7 @@
 //!
 //! Spec: specs/L2T-05-escrow.md#bad-share-complaint
 
+use k256::elliptic_curve::ops::{LinearCombination, MulByGenerator};
 use k256::{ProjectivePoint, Scalar};
 use sha2::{Digest, Sha256};
 
@@ -42,7 +43,7 @@ fn challenge(
 /// Prove that `p1 = x·G` and `p2 = x·base2` share `x`. The nonce is derived from `x`, the
 /// statement and `nonce_seed` (an argument), so the prover needs no RNG.
 pub fn prove(x: &Scalar, base2: &ProjectivePoint, ctx: &[u8], nonce_seed: &[u8; 32]) -> DleqProof {
-    let p1 = ProjectivePoint::GENERATOR * x;
+    let p1 = ProjectivePoint::mul_by_generator(x);
     let p2 = *base2 * x;
     let mut h = Sha256::new();
     h.update(b"l402/dleq-nonce/v1\0");
@@ -54,7 +55,7 @@ pub fn prove(x: &Scalar, base2: &ProjectivePoint, ctx: &[u8], nonce_seed: &[u8; 
     if r == Scalar::ZERO {
         r = Scalar::ONE;
     }
-    let a1 = ProjectivePoint::GENERATOR * r;
+    let a1 = ProjectivePoint::mul_by_generator(&r);
     let a2 = *base2 * r;
     let c = challenge(ctx, &p1, base2, &p2, &a1, &a2);
     let z = r + c * x;
@@ -75,8 +76,9 @@ pub fn verify(
     let (Some(c), Some(z)) = (scalar_from_bytes(&proof.c), scalar_from_bytes(&proof.z)) else {
         return false;
     };
-    let a1 = ProjectivePoint::GENERATOR * z - *p1 * c;
-    let a2 = *base2 * z - *p2 * c;
+    // Each side as one multi-scalar multiplication (k256's interleaved `lincomb`).
+    let a1 = ProjectivePoint::lincomb(&ProjectivePoint::GENERATOR, &z, p1, &-c);
+    let a2 = ProjectivePoint::lincomb(base2, &z, p2, &-c);
     challenge(ctx, p1, base2, p2, &a1, &a2) == c
 }
 

@@ -18,6 +18,7 @@ use super::{
 use crate::escrow::dealing::MAX_SHARE_CIPHERTEXT_LEN;
 use crate::escrow::tranche::{validate_schedule, TrancheSpec, MAX_TRANCHES};
 use crate::escrow::{SignedDealing, MAX_VALIDATORS};
+use crate::quorum::committee::{self, CommitteeError, CommitteeProof};
 use crate::quorum::{round_seed, SignedAttestation, Tolerance, Verdict};
 
 fn schema<T>(s: &str) -> Result<T, RejectReason> {
@@ -55,8 +56,12 @@ pub struct RoundOpen {
     pub prev_checkpoint: BlobHash,
     /// `round_seed(run, round, prev_checkpoint)`; checked by every parser.
     pub seed: Seed32,
-    /// Committee in share order, drawn with `seed` from the opted-in validators.
+    /// The round's validator pool, drawn with `seed` from the opted-in validators. Each
+    /// submission's committee is drawn from it ([`crate::quorum::committee`]).
     pub validators: Vec<PublicKey>,
+    /// Committee size `n` per submission; absent = the whole pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committee: Option<u32>,
     /// Quorum threshold.
     pub k: u32,
     /// Submissions after this time are ignored.
@@ -81,9 +86,10 @@ impl RoundOpen {
         if self.seed != round_seed(&self.run_id, self.round, &self.prev_checkpoint) {
             return schema("seed is not round_seed(run, round, prev_checkpoint)");
         }
-        let n = self.validators.len();
-        if self.k == 0 || self.k as usize > n || n > MAX_VALIDATORS {
-            return schema("k and n");
+        let pool = self.validators.len();
+        let n = self.committee_size();
+        if self.k == 0 || self.k as usize > n || n > pool || pool > MAX_VALIDATORS {
+            return schema("k, committee and pool");
         }
         if !distinct(self.validators.iter()) {
             return schema("duplicate validator");
@@ -108,6 +114,35 @@ impl RoundOpen {
             _ => return schema("holdback window iff holdback tranche"),
         }
         Ok(())
+    }
+
+    /// Committee size per submission (`committee`, or the whole pool).
+    pub fn committee_size(&self) -> usize {
+        self.committee.map_or(self.validators.len(), |n| n as usize)
+    }
+
+    /// The committee of `submission`, from the coordinator's VRF proof (checked here), in share
+    /// order.
+    pub fn submission_committee(
+        &self,
+        coordinator: &PublicKey,
+        submission: &SubmissionId,
+        proof: &CommitteeProof,
+    ) -> Result<Vec<PublicKey>, CommitteeError> {
+        let seed = committee::verify(
+            coordinator,
+            &self.run_id,
+            self.round,
+            &self.seed,
+            submission,
+            proof,
+        )?;
+        committee::draw(
+            &self.validators,
+            &seed,
+            self.committee_size(),
+            self.k as usize,
+        )
     }
 
     /// Claim deadline of a tranche.
@@ -219,6 +254,9 @@ pub struct EscrowOffer {
     pub peer: PublicKey,
     /// Dealing of tranche `i` at position `i`.
     pub dealings: Vec<SignedDealing>,
+    /// The coordinator's VRF proof that draws this submission's committee from the pool; every
+    /// dealing's validators must be exactly that committee, in order.
+    pub committee: CommitteeProof,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -229,6 +267,7 @@ struct EscrowOfferJson {
     submission: SubmissionId,
     peer: PublicKey,
     dealings: Vec<String>,
+    committee: CommitteeProof,
 }
 
 impl EscrowOffer {
@@ -274,6 +313,16 @@ impl EventContent for EscrowOffer {
             tags::p(&self.peer),
             tags::e(&EventId::from_byte_array(self.submission.0)),
         ]
+        .into_iter()
+        // The committee members, so that a validator's relay filter (`#p`) selects only the
+        // offers it must act on.
+        .chain(
+            self.dealings
+                .first()
+                .into_iter()
+                .flat_map(|d| d.body().validators.iter().map(tags::p)),
+        )
+        .collect()
     }
     fn to_content(&self) -> String {
         to_json(&EscrowOfferJson {
@@ -283,6 +332,7 @@ impl EventContent for EscrowOffer {
             submission: self.submission,
             peer: self.peer,
             dealings: self.dealings.iter().map(SignedDealing::to_base64).collect(),
+            committee: self.committee,
         })
     }
     fn from_content(content: &str, author: &PublicKey) -> Result<Self, RejectReason> {
@@ -301,6 +351,7 @@ impl EventContent for EscrowOffer {
             submission: j.submission,
             peer: j.peer,
             dealings,
+            committee: j.committee,
         };
         a.check(author)?;
         Ok(a)
@@ -616,7 +667,7 @@ impl MergedList {
         parent: BlobHash,
         mut merged: Vec<MergedSubmission>,
     ) -> Self {
-        merged.sort_by(|a, b| a.submission.cmp(&b.submission));
+        merged.sort_by_key(|m| m.submission);
         merged.dedup_by(|a, b| a.submission == b.submission);
         Self {
             v: MERGED_LIST_VERSION,

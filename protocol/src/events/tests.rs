@@ -39,6 +39,7 @@ pub(crate) fn round_open(round: u64) -> RoundOpen {
         prev_checkpoint: prev,
         seed: round_seed(&run(), round, &prev),
         validators: (10..15).map(|i| keys(i).public_key()).collect(),
+        committee: None,
         k: 3,
         submit_deadline: T0 + 100,
         attest_deadline: T0 + 200,
@@ -117,6 +118,10 @@ fn attestation(round: u64, sub: SubmissionId, validator: &Keys) -> AttestationEv
 
 fn offer(round: u64, sub: SubmissionId, dealer: &Keys) -> EscrowOffer {
     let ro = round_open(round);
+    let (proof, cseed) =
+        crate::quorum::committee::prove(dealer, &ro.run_id, round, &ro.seed, &sub).unwrap();
+    let members =
+        crate::quorum::committee::draw(&ro.validators, &cseed, ro.committee_size(), 3).unwrap();
     let dealings = ro
         .tranches
         .iter()
@@ -130,7 +135,7 @@ fn offer(round: u64, sub: SubmissionId, dealer: &Keys) -> EscrowOffer {
                 tranche: i as u32,
                 spec: *spec,
                 claim_deadline: ro.claim_deadline_for(spec),
-                validators: &ro.validators,
+                validators: &members,
                 k: ro.k as usize,
             };
             deal(dealer, &p, &[i as u8; 32]).unwrap().0
@@ -142,6 +147,7 @@ fn offer(round: u64, sub: SubmissionId, dealer: &Keys) -> EscrowOffer {
         submission: sub,
         peer: keys(2).public_key(),
         dealings,
+        committee: proof,
     }
 }
 

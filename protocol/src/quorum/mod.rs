@@ -2,6 +2,7 @@
 //!
 //! - [`select`]: the round seed (from the previous checkpoint), per-submission eval seeds, and the
 //!   deterministic committee draw.
+//! - [`committee`]: per-submission committees from the pool, drawn with the coordinator's VRF.
 //! - [`attestation`]: the signed statement binding run, round, phase, submission, checkpoint,
 //!   gradient hash, eval seed, score and verdict.
 //! - [`tally`]: counting a submission's attestations (k-of-n, score tolerance, fees) and
@@ -10,6 +11,7 @@
 //! Spec: specs/L2T-04-attestation.md
 
 pub mod attestation;
+pub mod committee;
 pub mod select;
 pub mod tally;
 
@@ -17,6 +19,7 @@ pub use attestation::{
     AttestationBody, AttestationError, Phase, RejectCode, SignedAttestation, Verdict,
     MAX_ATTESTATION_BYTES,
 };
+pub use committee::{CommitteeError, CommitteeProof};
 pub use select::{eval_seed, round_seed, select_validators, SelectError};
 pub use tally::{
     tally, EquivocationError, EquivocationEvidence, Exclusion, Tally, TallyContext, Tolerance,

@@ -17,7 +17,7 @@ use crate::events::{
     VerifiedAny,
 };
 use crate::l402;
-use crate::quorum::{eval_seed, tally, Phase, TallyContext};
+use crate::quorum::{committee, eval_seed, tally, Phase, TallyContext};
 
 const ROLE: &str = "coordinator";
 
@@ -237,6 +237,26 @@ impl Coordinator {
             .entry(uses_key(&info.token_id))
             .or_insert(0) += 1;
         let open = self.st.open.value().clone();
+        // This submission's committee: the VRF of our key over it draws `n` from the pool.
+        let drawn = committee::prove(&self.keys, &open.run_id, open.round, &open.seed, &id)
+            .ok_or_else(|| "committee: invalid coordinator key".to_owned())
+            .and_then(|(proof, seed)| {
+                committee::draw(
+                    &open.validators,
+                    &seed,
+                    open.committee_size(),
+                    open.k as usize,
+                )
+                .map(|c| (proof, c))
+                .map_err(|e| format!("committee: {e}"))
+            });
+        let (proof, members) = match drawn {
+            Ok(x) => x,
+            Err(e) => {
+                out.push(ignored(s.event(), e));
+                return;
+            }
+        };
         let mut dealings = Vec::with_capacity(open.tranches.len());
         for (i, spec) in open.tranches.iter().enumerate() {
             let p = DealingParams {
@@ -247,7 +267,7 @@ impl Coordinator {
                 tranche: i as u32,
                 spec: *spec,
                 claim_deadline: open.claim_deadline_for(spec),
-                validators: &open.validators,
+                validators: &members,
                 k: open.k as usize,
             };
             let seed = op_seed(&self.st.seed, "deal", &[&id.0, &(i as u32).to_be_bytes()]);
@@ -265,6 +285,7 @@ impl Coordinator {
             submission: id,
             peer: author,
             dealings,
+            committee: proof,
         };
         let ev = sign(&self.keys, &self.st.seed, now, "offer", &[&id.0], &offer);
         let verified = ev.as_ref().and_then(|e| parse::<EscrowOffer>(e, None).ok());
@@ -365,6 +386,13 @@ impl Coordinator {
         let open = self.st.open.value().clone();
         let mut merged = Vec::new();
         for (id, sub) in &self.st.subs {
+            // The submission's committee, as dealt (no offer: nothing was dealt, nothing passes).
+            let members: Vec<nostr::PublicKey> = sub
+                .offer
+                .as_ref()
+                .and_then(|o| o.dealings.first())
+                .map(|d| d.body().validators.clone())
+                .unwrap_or_default();
             let atts: Vec<_> = sub
                 .attestations
                 .iter()
@@ -379,7 +407,7 @@ impl Coordinator {
                 checkpoint: open.checkpoint,
                 gradient: sub.submission.blob,
                 eval_seed: eval_seed(&open.seed, id),
-                validators: &open.validators,
+                validators: &members,
                 k: open.k as usize,
                 tolerance: open.tolerance,
             };

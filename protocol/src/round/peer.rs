@@ -227,7 +227,15 @@ impl Peer {
     }
 
     fn release_action(&self) -> Action {
-        let mut to = self.st.open.validators.clone();
+        // The submission's committee (as dealt; the blob is released only once the escrow,
+        // hence the offer, is locked) and the coordinator.
+        let mut to = self
+            .st
+            .offer
+            .as_ref()
+            .and_then(|o| o.dealings.first())
+            .map(|d| d.body().validators.clone())
+            .unwrap_or_else(|| self.st.open.validators.clone());
         to.push(self.st.open.author());
         Action::ReleaseBlob {
             blob: self.st.work.blob,
@@ -316,6 +324,13 @@ impl Peer {
             return;
         }
         let open = &self.st.open;
+        let members = match open.submission_committee(&o.author(), &sub, &o.committee) {
+            Ok(m) => m,
+            Err(e) => {
+                out.push(ignored(o.event(), format!("committee: {e}")));
+                return;
+            }
+        };
         if o.dealings.len() != open.tranches.len() {
             out.push(ignored(
                 o.event(),
@@ -327,7 +342,7 @@ impl Peer {
             let b = d.body();
             if &b.spec != spec
                 || b.claim_deadline != open.claim_deadline_for(spec)
-                || b.validators != open.validators
+                || b.validators != members
                 || b.k != open.k
             {
                 out.push(ignored(

@@ -29,6 +29,7 @@ fn open() -> RoundOpen {
         prev_checkpoint: prev,
         seed: round_seed(&run, 2, &prev),
         validators: (10..13).map(|i| keys(i).public_key()).collect(),
+        committee: None,
         k: 2,
         submit_deadline: T0 + 100,
         attest_deadline: T0 + 200,

@@ -3,7 +3,7 @@
 //!
 //! Spec: specs/L2T-03-round.md#validator
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use nostr::{Event, Keys};
 use serde::{Deserialize, Serialize};
@@ -67,6 +67,10 @@ struct ValidatorState {
     /// different authors).
     early_offers: Vec<Verified<EscrowOffer>>,
     early_locks: Vec<Verified<EscrowLock>>,
+    /// Submissions whose offer did not list this validator (another committee's): their later
+    /// events are dropped, not buffered.
+    #[serde(default)]
+    foreign: BTreeSet<SubmissionId>,
 }
 
 /// A validator's state machine for one round.
@@ -91,6 +95,7 @@ impl Validator {
                 published: Vec::new(),
                 early_offers: Vec::new(),
                 early_locks: Vec::new(),
+                foreign: BTreeSet::new(),
             },
         })
     }
@@ -218,7 +223,7 @@ impl Validator {
             return;
         }
         let id = SubmissionId::of_event(s.event());
-        if self.st.subs.contains_key(&id) {
+        if self.st.subs.contains_key(&id) || self.st.foreign.contains(&id) {
             return;
         }
         self.st.subs.insert(
@@ -268,12 +273,32 @@ impl Validator {
             out.push(ignored(o.event(), "offer names another worker"));
             return;
         }
+        // Not listed in the dealings: not on this submission's committee (a coordinator that
+        // drops a drawn member is caught by the members it listed and by the worker, who check
+        // the draw). Forget the submission; only members pay for the proof check below.
+        let me = self.keys.public_key();
+        let listed = o
+            .dealings
+            .first()
+            .is_some_and(|d| d.body().validators.contains(&me));
+        if !listed {
+            self.st.subs.remove(&o.submission);
+            self.st.foreign.insert(o.submission);
+            return;
+        }
+        let members = match open.submission_committee(&o.author(), &o.submission, &o.committee) {
+            Ok(m) => m,
+            Err(e) => {
+                out.push(ignored(o.event(), format!("committee: {e}")));
+                return;
+            }
+        };
         let matches = o.dealings.len() == open.tranches.len()
             && o.dealings.iter().zip(&open.tranches).all(|(d, spec)| {
                 let b = d.body();
                 &b.spec == spec
                     && b.claim_deadline == open.claim_deadline_for(spec)
-                    && b.validators == open.validators
+                    && b.validators == members
                     && b.k == open.k
             });
         if !matches {
@@ -322,6 +347,9 @@ impl Validator {
         }
         if let Err(e) = self.scope().check_lock(&l) {
             out.push(ignored(l.event(), e));
+            return;
+        }
+        if self.st.foreign.contains(&l.submission) {
             return;
         }
         if !self.st.subs.contains_key(&l.submission) {

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use l402_protocol::events::{AttestationEvent, SubmissionId, Verified, VerifiedAny};
 use l402_protocol::quorum::{eval_seed, tally, Phase, RejectCode, TallyContext, Verdict};
+use nostr::PublicKey;
 
 use super::{FraudProof, Simulation};
 use crate::actors::ActorKind;
@@ -59,6 +60,14 @@ impl Simulation {
                 continue;
             };
             let (ref_score, ref_verdict) = FakeEvaluator::reference(&truth, sub.author);
+            // The submission's committee as dealt (per-submission draws), else the round's.
+            let members: Vec<PublicKey> = match self.sub_committees.get(&sid) {
+                Some(ids) => ids
+                    .iter()
+                    .map(|a| self.actors[*a as usize].pubkey)
+                    .collect(),
+                None => open.validators.clone(),
+            };
             let ctx = TallyContext {
                 run_id: &open.run_id,
                 round: open.round,
@@ -67,7 +76,7 @@ impl Simulation {
                 checkpoint: open.checkpoint,
                 gradient: sub.blob,
                 eval_seed: eval_seed(&open.seed, &sid),
-                validators: &open.validators,
+                validators: &members,
                 k: open.k as usize,
                 tolerance: open.tolerance,
             };

@@ -321,6 +321,17 @@ impl Simulation {
                     },
                 );
             }
+            VerifiedAny::EscrowOffer(o) if from == self.coordinator => {
+                if let Some(d) = o.dealings.first() {
+                    let ids = d
+                        .body()
+                        .validators
+                        .iter()
+                        .filter_map(|pk| self.by_key.get(pk).copied())
+                        .collect();
+                    self.sub_committees.entry(o.submission).or_insert(ids);
+                }
+            }
             VerifiedAny::Checkpoint(c) if from == self.coordinator => {
                 let r = c.round;
                 if self

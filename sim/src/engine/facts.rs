@@ -93,8 +93,11 @@ impl Simulation {
                 .subs
                 .get(&meta.submission)
                 .map_or(kind_of(h.payee), |s| kind_of(s.author));
-            let dishonest = rec
-                .committee
+            // The submission's own committee (per-submission draws), else the round's.
+            let dishonest = self
+                .sub_committees
+                .get(&meta.submission)
+                .unwrap_or(&rec.committee)
                 .iter()
                 .filter(|v| kind_of(**v).accepts_bad_work())
                 .count();
@@ -313,7 +316,7 @@ impl Simulation {
         for (n, rec) in &self.rounds {
             let mut rr = per_round.remove(n).unwrap_or_default();
             rr.round = *n;
-            rr.n = rec.committee.len() as u64;
+            rr.n = rec.open.committee_size() as u64;
             rr.k = rec.k as u64;
             rr.dishonest_validators = rec
                 .committee

@@ -224,6 +224,8 @@ pub struct Simulation {
     pub(crate) subs: BTreeMap<SubmissionId, SubInfo>,
     pub(crate) htlc_meta: BTreeMap<PaymentHash, HtlcMeta>,
     pub(crate) published: BTreeMap<EventId, Rc<VerifiedAny>>,
+    /// Each submission's committee as the coordinator dealt it (its first offer), by actor.
+    pub(crate) sub_committees: BTreeMap<SubmissionId, Vec<ActorId>>,
     /// Merged-list blobs the coordinator stored, by BLAKE3 hash (what a fetcher gets).
     pub(crate) merged_lists: BTreeMap<BlobHash, Vec<u8>>,
     /// Event ids per round, in publication order.
@@ -409,6 +411,7 @@ impl Simulation {
             htlc_meta: BTreeMap::new(),
             published: BTreeMap::new(),
             merged_lists: BTreeMap::new(),
+            sub_committees: BTreeMap::new(),
             round_events: BTreeMap::new(),
             peer_events: BTreeMap::new(),
             synced: BTreeMap::new(),
@@ -744,8 +747,23 @@ impl Simulation {
         match ev {
             VerifiedAny::RoundOpen(_) => !coord,
             VerifiedAny::Submission(_) => coord || committee || actor.kind == ActorKind::FreeRider,
-            VerifiedAny::EscrowOffer(o) => o.peer == actor.pubkey || committee,
-            VerifiedAny::EscrowLock(_) => coord || committee,
+            // Offers name their committee in `p` tags; a validator's filter selects its own, and
+            // then the locks of those submissions.
+            VerifiedAny::EscrowOffer(o) => {
+                o.peer == actor.pubkey
+                    || (committee
+                        && o.dealings
+                            .first()
+                            .is_some_and(|d| d.body().validators.contains(&actor.pubkey)))
+            }
+            VerifiedAny::EscrowLock(l) => {
+                coord
+                    || (committee
+                        && self
+                            .sub_committees
+                            .get(&l.submission)
+                            .is_none_or(|c| c.contains(&a)))
+            }
             VerifiedAny::Attestation(x) => coord || x.peer == actor.pubkey,
             _ => false,
         }
@@ -771,12 +789,22 @@ impl Simulation {
             }
             VerifiedAny::EscrowOffer(o) => {
                 let mut v: Vec<ActorId> = self.by_key.get(&o.peer).copied().into_iter().collect();
-                v.extend(rec.committee.iter().copied());
+                let members = o.dealings.first().map(|d| d.body().validators.as_slice());
+                v.extend(
+                    members
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|pk| self.by_key.get(pk).copied())
+                        .filter(|a| rec.committee_set.contains(a)),
+                );
                 v
             }
-            VerifiedAny::EscrowLock(_) => {
+            VerifiedAny::EscrowLock(l) => {
                 let mut v = vec![self.coordinator];
-                v.extend(rec.committee.iter().copied());
+                match self.sub_committees.get(&l.submission) {
+                    Some(c) => v.extend(c.iter().copied()),
+                    None => v.extend(rec.committee.iter().copied()),
+                }
                 v
             }
             VerifiedAny::Attestation(x) => {

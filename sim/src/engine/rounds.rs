@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
-use l402_protocol::escrow::{linear_schedule, Corruption, Preimage};
+use l402_protocol::escrow::{linear_schedule, Corruption, Preimage, MAX_VALIDATORS};
 use l402_protocol::events::{
     BlobHash, HoldbackWindow, RoundOpen, Score, Submission, Verified, VerifiedAny,
 };
@@ -70,7 +70,15 @@ impl Simulation {
             return;
         }
         let seed = round_seed(&self.run_id, r, &self.prev_checkpoint);
-        let committee = match select_validators(&available, &seed, n, k) {
+        // Per-submission draws: the round names the whole pool (up to the protocol's cap) and
+        // each submission's committee of `n` is drawn from it by the coordinator's VRF.
+        let per_sub = self.sc.validators.per_submission;
+        let drawn = if per_sub {
+            available.len().min(MAX_VALIDATORS)
+        } else {
+            n
+        };
+        let committee = match select_validators(&available, &seed, drawn, k) {
             Ok(c) => c,
             Err(e) => {
                 self.stats.open_errors.push(format!("round {r}: {e}"));
@@ -92,6 +100,7 @@ impl Simulation {
             prev_checkpoint: self.prev_checkpoint,
             seed,
             validators: committee.clone(),
+            committee: per_sub.then_some(n as u32),
             k: k as u32,
             submit_deadline: now + t.submit_secs,
             attest_deadline: now + t.attest_secs,
