@@ -5,18 +5,21 @@
 //!   contains, and the rejection of an oversized event (caps run before the signature check);
 //! - `escrow`: dealing a tranche (n = 5 and 16) vs one NIP-44 encryption and one Schnorr
 //!   signature; a validator's share check; reconstruction; a third party checking a complaint;
+//!   per paid submission (3 tranches, n = 5, k = 3): a member opening its shares of the offer and
+//!   the worker claiming, each against the previous release's way (checked one by one), and the
+//!   committee VRF;
 //! - `l402`: verifying an `Authorization` header vs one SHA-256 of the preimage.
 //!
 //! Run: `cargo bench -p l402-protocol --bench trust`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use l402_protocol::escrow::vss;
+use l402_protocol::escrow::{self, vss};
 use l402_protocol::escrow::{
     deal, deal_with, BadShareComplaint, Corruption, DealingParams, TrancheSpec,
 };
 use l402_protocol::events::{sign_event, validate_event, BlobHash, RunId, Score, SubmissionId};
 use l402_protocol::l402;
-use l402_protocol::quorum::{AttestationBody, Phase, Verdict};
+use l402_protocol::quorum::{self, AttestationBody, Phase, Verdict};
 use nostr::nips::nip44;
 use nostr::{EventBuilder, Keys, Kind, SecretKey, Timestamp};
 use rand::SeedableRng;
@@ -163,6 +166,99 @@ fn escrow(c: &mut Criterion) {
             b.iter(|| vss::verify_shares_batch(&s.commitments, black_box(&s.shares[..k])))
         });
     }
+    // Per paid submission with 3 tranches, n = 5, k = 3: what a committee member and the worker
+    // spend on the escrow, the way the previous release did it (baseline) and now.
+    let worker = key(6, 1);
+    let offer: Vec<_> = (0..3u32)
+        .map(|t| {
+            let p = DealingParams {
+                tranche: t,
+                ..p5.clone()
+            };
+            deal(&dealer, &p, &[t as u8 + 1; 32]).expect("deal").0
+        })
+        .collect();
+    g.bench_function("baseline_member_opens_offer_t3_one_by_one", |b| {
+        b.iter(|| {
+            offer
+                .iter()
+                .map(|d| d.open_share(black_box(&vs16[0])).expect("share"))
+                .count()
+        })
+    });
+    g.bench_function("member_opens_offer_t3_multi", |b| {
+        b.iter(|| escrow::open_shares(black_box(&offer), &vs16[0]).len())
+    });
+    // Each of 3 members releases its share of each tranche to the worker.
+    let released: Vec<Vec<String>> = vs16[..3]
+        .iter()
+        .map(|v| {
+            let mut rng = ChaCha20Rng::from_seed([4; 32]);
+            offer
+                .iter()
+                .map(|d| {
+                    let s = d.open_share(v).expect("share");
+                    d.release_share(v, &s, &mut rng).expect("release")
+                })
+                .collect()
+        })
+        .collect();
+    g.bench_function("baseline_worker_claims_t3_checked_shares", |b| {
+        b.iter(|| {
+            for (t, d) in offer.iter().enumerate() {
+                let shares: Vec<_> = vs16[..3]
+                    .iter()
+                    .zip(&released)
+                    .map(|(v, cts)| {
+                        d.open_released_share(&worker, &v.public_key(), &cts[t])
+                            .expect("share")
+                    })
+                    .collect();
+                black_box(d.reconstruct(&shares).expect("preimage"));
+            }
+        })
+    });
+    g.bench_function("worker_claims_t3_hash_first", |b| {
+        b.iter(|| {
+            let chans: Vec<_> = vs16[..3]
+                .iter()
+                .map(|v| {
+                    escrow::ShareChannel::new(worker.secret_key(), &v.public_key()).expect("ch")
+                })
+                .collect();
+            for (t, d) in offer.iter().enumerate() {
+                let shares: Vec<_> = vs16[..3]
+                    .iter()
+                    .zip(&released)
+                    .zip(&chans)
+                    .map(|((v, cts), ch)| {
+                        d.decrypt_released_share(ch, &v.public_key(), &cts[t])
+                            .expect("share")
+                    })
+                    .collect();
+                black_box(d.reconstruct(&shares).expect("preimage"));
+            }
+        })
+    });
+    let seed = quorum::round_seed(&run, 1, &BlobHash([1; 32]));
+    let sub = SubmissionId([5; 32]);
+    g.bench_function("committee_vrf_prove", |b| {
+        b.iter(|| quorum::committee::prove(&dealer, &run, 1, &seed, black_box(&sub)).expect("vrf"))
+    });
+    let (proof, _) = quorum::committee::prove(&dealer, &run, 1, &seed, &sub).expect("vrf");
+    g.bench_function("committee_vrf_verify", |b| {
+        b.iter(|| {
+            quorum::committee::verify(
+                &dealer.public_key(),
+                &run,
+                1,
+                &seed,
+                &sub,
+                black_box(&proof),
+            )
+            .expect("valid")
+        })
+    });
     let (bad, _) = deal_with(&dealer, &p5, &[1; 32], Corruption::WrongShare(0)).expect("deal");
     let complaint = BadShareComplaint::new(&bad, &vs16[0], &[3; 32]).expect("complaint");
     g.bench_function("third_party_checks_complaint", |b| {
