@@ -350,61 +350,6 @@ impl SignedDealing {
     }
 }
 
-/// A validator opens its share of every dealing of an offer: each is decrypted (one ECDH per
-/// dealing, since each has its own ephemeral key), then all the Feldman checks run as one
-/// multi-scalar multiplication ([`vss::verify_shares_multi`]); only if that fails is each share
-/// checked alone, to name the bad dealings. Position `i` of the result is dealing `i`'s; the
-/// outcome is exactly that of [`SignedDealing::open_share`] on each.
-pub fn open_shares(dealings: &[SignedDealing], validator: &Keys) -> Vec<Result<Share, ShareError>> {
-    let mut out: Vec<Result<Share, ShareError>> = Vec::with_capacity(dealings.len());
-    for d in dealings {
-        let index = match d.body.share_index(&validator.public_key()) {
-            Some(i) => i,
-            None => {
-                out.push(Err(ShareError::NotAValidator));
-                continue;
-            }
-        };
-        let ct = &d.body.shares[index as usize - 1];
-        let share = nip44::decrypt_to_bytes(validator.secret_key(), &d.body.ephemeral, ct)
-            .map_err(|_| ShareError::Undecryptable)
-            .and_then(|pt| {
-                let value: [u8; 32] = pt
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| ShareError::NotAScalar)?;
-                vss::scalar_from_bytes(&value).ok_or(ShareError::NotAScalar)?;
-                Ok(Share { index, value })
-            });
-        out.push(share);
-    }
-    let points: Vec<Vec<ProjectivePoint>> = dealings
-        .iter()
-        .map(|d| d.body.commitment_points())
-        .collect();
-    let items: Vec<(&[ProjectivePoint], Share)> = out
-        .iter()
-        .zip(&points)
-        .filter_map(|(r, c)| r.as_ref().ok().map(|s| (c.as_slice(), *s)))
-        .collect();
-    let mut transcript = blake3::Hasher::new();
-    for d in dealings {
-        transcript.update(&(d.body_bytes.len() as u64).to_be_bytes());
-        transcript.update(&d.body_bytes);
-    }
-    if vss::verify_shares_multi(&items, transcript.finalize().as_bytes()) {
-        return out;
-    }
-    for (r, c) in out.iter_mut().zip(&points) {
-        if let Ok(s) = r {
-            if !vss::verify_share(c, s) {
-                *r = Err(ShareError::Inconsistent);
-            }
-        }
-    }
-    out
-}
-
 /// The NIP-44 v2 conversation key between a validator and a worker, over which released shares
 /// travel. Deriving it is the ECDH; sealing and opening with it are a hash and a stream cipher,
 /// so a role derives it once per attestation rather than once per share.

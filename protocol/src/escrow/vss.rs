@@ -251,54 +251,6 @@ pub fn verify_shares_batch(commitments: &[ProjectivePoint], shares: &[Share]) ->
     ProjectivePoint::lincomb_ext(terms.as_slice()) == ProjectivePoint::mul_by_generator(&value)
 }
 
-/// Check one share in each of several dealings at once (a validator's own share of every tranche
-/// of an offer): with Fiat–Shamir weights `rₘ` over all inputs, all are valid iff
-/// `Σₘ Σⱼ rₘ·iₘʲ·C_{m,j} − (Σₘ rₘ·fₘ)·G = O`, one multi-scalar multiplication of `Σₘ kₘ + 1`
-/// points instead of one per dealing. Soundness as [`verify_shares_batch`], provided
-/// `transcript` binds every commitment (the caller passes the signed dealing bodies, which
-/// contain them; hashing those bytes avoids a field inversion per point). `false` says only
-/// that some share is invalid; check them one by one to learn which.
-pub fn verify_shares_multi(items: &[(&[ProjectivePoint], Share)], transcript: &[u8]) -> bool {
-    use k256::elliptic_curve::ops::{LinearCombinationExt, MulByGenerator};
-    match items {
-        [] => return true,
-        [(c, s)] => return verify_share(c, s),
-        _ => {}
-    }
-    let mut h = blake3::Hasher::new();
-    h.update(b"l402/vss/multi-weights/v1");
-    h.update(&(transcript.len() as u64).to_be_bytes());
-    h.update(transcript);
-    for (cs, s) in items {
-        h.update(&(cs.len() as u64).to_be_bytes());
-        h.update(&s.index.to_be_bytes());
-        h.update(&s.value);
-    }
-    let mut xof = h.finalize_xof();
-    let mut terms: Vec<(ProjectivePoint, Scalar)> =
-        Vec::with_capacity(items.iter().map(|(c, _)| c.len()).sum());
-    let mut value = Scalar::ZERO;
-    for (cs, s) in items {
-        if s.index == 0 || cs.is_empty() {
-            return false;
-        }
-        let Some(v) = scalar_from_bytes(&s.value) else {
-            return false;
-        };
-        let mut w = [0u8; 32];
-        xof.fill(&mut w[16..]);
-        let r = <Scalar as Reduce<U256>>::reduce_bytes(&FieldBytes::from(w));
-        let x = Scalar::from(u64::from(s.index));
-        let mut xp = r;
-        for c in cs.iter() {
-            terms.push((*c, xp));
-            xp *= x;
-        }
-        value += r * v;
-    }
-    ProjectivePoint::lincomb_ext(terms.as_slice()) == ProjectivePoint::mul_by_generator(&value)
-}
-
 /// Lagrange interpolation at 0 of the given shares (distinct indices assumed by the caller).
 /// Returns `None` if two indices coincide or a value is not a canonical scalar.
 pub fn interpolate_at_zero(shares: &[Share]) -> Option<Scalar> {
@@ -470,35 +422,6 @@ mod tests {
                     assert_eq!(reconstruct(&s.commitments, &bad, &h).unwrap(), s.preimage);
                 }
             }
-        }
-    }
-
-    /// One share of each of several dealings, checked at once: accepted iff every one is valid.
-    #[test]
-    fn multi_dealing_check_accepts_exactly_all_valid() {
-        let ds: Vec<Sharing> = (0..4)
-            .map(|i| sharing(2 + i % 3, 5, 20 + i as u8))
-            .collect();
-        let items: Vec<(&[ProjectivePoint], Share)> = ds
-            .iter()
-            .map(|d| (d.commitments.as_slice(), d.shares[2]))
-            .collect();
-        let transcript: Vec<u8> = ds
-            .iter()
-            .flat_map(|d| d.commitments.iter().flat_map(point_to_bytes))
-            .collect();
-        let t = transcript.as_slice();
-        assert!(verify_shares_multi(&items, t));
-        assert!(verify_shares_multi(&items[..1], t));
-        assert!(verify_shares_multi(&[], t));
-        for m in 0..items.len() {
-            let mut bad = items.clone();
-            bad[m].1.value[5] ^= 1;
-            assert!(!verify_shares_multi(&bad, t), "dealing {m}");
-            // A valid share presented against another dealing's commitments fails too.
-            let mut swapped = items.clone();
-            swapped[m].0 = ds[(m + 1) % ds.len()].commitments.as_slice();
-            assert!(!verify_shares_multi(&swapped, t), "swapped {m}");
         }
     }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     ignored, op_rng, op_seed, persist, restore, sign, Action, Input, PersistError, RoleError,
 };
-use crate::escrow::{open_shares, BadShareComplaint, Share, ShareChannel, ShareError};
+use crate::escrow::{BadShareComplaint, Share, ShareChannel, ShareError};
 use crate::events::{
     AttestationEvent, EscrowLock, EscrowOffer, Evidence, LockState, ReleasedShare, RoundOpen,
     RoundScope, Score, Submission, SubmissionId, UnixTime, Verified, VerifiedAny, MAX_BOLT11_LEN,
@@ -309,10 +309,10 @@ impl Validator {
             return;
         }
         let mut complaints = Vec::new();
-        sub.shares = open_shares(&o.dealings, &self.keys)
-            .into_iter()
-            .zip(&o.dealings)
-            .map(|(r, d)| match r {
+        sub.shares = o
+            .dealings
+            .iter()
+            .map(|d| match d.open_share(&self.keys) {
                 Ok(s) => Some(s),
                 Err(ShareError::NotAValidator) => None,
                 Err(_) => {
