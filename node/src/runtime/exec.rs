@@ -615,12 +615,10 @@ impl Components {
                 tokio::spawn(async move {
                     // The merged list first: the checkpoint event names it by hash, so it must be
                     // fetchable (public, like the checkpoint) before the event is published.
+                    let (list_hash, list_bytes) = list.blob();
                     let stored = this
                         .blobs
-                        .add_bytes(
-                            list.to_bytes(),
-                            &round_placement(&open.run_id, open.round + 1),
-                        )
+                        .add_bytes(list_bytes, &round_placement(&open.run_id, open.round + 1))
                         .await;
                     if let Err(e) = stored {
                         tracing::error!(machine = %key, error = %e, "storing the merged list failed");
@@ -628,7 +626,7 @@ impl Components {
                     }
                     match this.aggregate(&open, list.parent, &list.merged).await {
                         Ok(checkpoint) => {
-                            tracing::info!(machine = %key, merged = list.merged.len(), merged_list = %list.hash(), checkpoint = %checkpoint, "aggregated");
+                            tracing::info!(machine = %key, merged = list.merged.len(), merged_list = %list_hash, checkpoint = %checkpoint, "aggregated");
                             let _ = reports.send(Report {
                                 key: Some(key),
                                 input: Input::CheckpointReady { checkpoint },

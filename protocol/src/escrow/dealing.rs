@@ -265,11 +265,10 @@ impl SignedDealing {
     }
 
     pub(crate) fn check_plain_share(&self, index: u32, pt: &[u8]) -> Result<Share, ShareError> {
-        let value: [u8; 32] = pt.try_into().map_err(|_| ShareError::NotAScalar)?;
-        if vss::scalar_from_bytes(&value).is_none() {
-            return Err(ShareError::NotAScalar);
-        }
-        let share = Share { index, value };
+        self.check_against_commitments(scalar_share(index, pt)?)
+    }
+
+    fn check_against_commitments(&self, share: Share) -> Result<Share, ShareError> {
         if !vss::verify_share(&self.body.commitment_points(), &share) {
             return Err(ShareError::Inconsistent);
         }
@@ -312,15 +311,7 @@ impl SignedDealing {
             .body
             .share_index(validator)
             .ok_or(ShareError::NotAValidator)?;
-        let pt = ch.open(ciphertext)?;
-        let value: [u8; 32] = pt
-            .as_slice()
-            .try_into()
-            .map_err(|_| ShareError::NotAScalar)?;
-        if vss::scalar_from_bytes(&value).is_none() {
-            return Err(ShareError::NotAScalar);
-        }
-        Ok(Share { index, value })
+        scalar_share(index, &ch.open(ciphertext)?)
     }
 
     /// The worker decrypts a share released by `validator` and checks it against the
@@ -331,13 +322,8 @@ impl SignedDealing {
         validator: &PublicKey,
         ciphertext: &str,
     ) -> Result<Share, ShareError> {
-        let index = self
-            .body
-            .share_index(validator)
-            .ok_or(ShareError::NotAValidator)?;
         let ch = ShareChannel::new(worker.secret_key(), validator)?;
-        let pt = ch.open(ciphertext)?;
-        self.check_plain_share(index, &pt)
+        self.check_against_commitments(self.decrypt_released_share(&ch, validator, ciphertext)?)
     }
 
     /// Reconstruct the preimage from released shares (see [`vss::reconstruct`]).
@@ -389,6 +375,15 @@ impl ShareChannel {
         }
         nip44::v2::decrypt_to_bytes(&self.0, &payload).map_err(|_| ShareError::Undecryptable)
     }
+}
+
+/// A decrypted share plaintext as the share at `index`: exactly 32 bytes, a canonical scalar.
+fn scalar_share(index: u32, pt: &[u8]) -> Result<Share, ShareError> {
+    let value: [u8; 32] = pt.try_into().map_err(|_| ShareError::NotAScalar)?;
+    if vss::scalar_from_bytes(&value).is_none() {
+        return Err(ShareError::NotAScalar);
+    }
+    Ok(Share { index, value })
 }
 
 pub(crate) fn encode_signed(body_bytes: &[u8], sig: &[u8; 64]) -> Vec<u8> {

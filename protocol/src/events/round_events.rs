@@ -137,9 +137,15 @@ impl RoundOpen {
             submission,
             proof,
         )?;
+        self.committee_for_seed(&seed)
+    }
+
+    /// The committee a committee seed draws from the pool (size [`RoundOpen::committee_size`],
+    /// threshold `k`), in share order.
+    pub fn committee_for_seed(&self, seed: &Seed32) -> Result<Vec<PublicKey>, CommitteeError> {
         committee::draw(
             &self.validators,
-            &seed,
+            seed,
             self.committee_size(),
             self.k as usize,
         )
@@ -572,14 +578,14 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The checkpoint event of `list` producing `checkpoint`.
     pub fn new(list: &MergedList, checkpoint: BlobHash) -> Self {
-        let bytes = list.to_bytes();
+        let (hash, bytes) = list.blob();
         Self {
             v: CHECKPOINT_VERSION,
             run_id: list.run_id.clone(),
             round: list.round,
             checkpoint,
             parent: list.parent,
-            merged_list: BlobHash(*blake3::hash(&bytes).as_bytes()),
+            merged_list: hash,
             merged_list_size: bytes.len() as u64,
             merged_count: list.merged.len() as u64,
         }
@@ -686,7 +692,13 @@ impl MergedList {
 
     /// BLAKE3 hash of [`MergedList::to_bytes`].
     pub fn hash(&self) -> BlobHash {
-        BlobHash(*blake3::hash(&self.to_bytes()).as_bytes())
+        self.blob().0
+    }
+
+    /// The blob to store and its hash, serialised once.
+    pub fn blob(&self) -> (BlobHash, Vec<u8>) {
+        let bytes = self.to_bytes();
+        (BlobHash(*blake3::hash(&bytes).as_bytes()), bytes)
     }
 
     /// Decode the blob a checkpoint event names and check it against the event: size before

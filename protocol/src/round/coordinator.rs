@@ -241,14 +241,9 @@ impl Coordinator {
         let drawn = committee::prove(&self.keys, &open.run_id, open.round, &open.seed, &id)
             .ok_or_else(|| "committee: invalid coordinator key".to_owned())
             .and_then(|(proof, seed)| {
-                committee::draw(
-                    &open.validators,
-                    &seed,
-                    open.committee_size(),
-                    open.k as usize,
-                )
-                .map(|c| (proof, c))
-                .map_err(|e| format!("committee: {e}"))
+                open.committee_for_seed(&seed)
+                    .map(|c| (proof, c))
+                    .map_err(|e| format!("committee: {e}"))
             });
         let (proof, members) = match drawn {
             Ok(x) => x,

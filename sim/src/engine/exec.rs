@@ -190,7 +190,8 @@ impl Simulation {
             } => self.evaluate(from, round, submission, phase, blob, eval_seed),
             Action::Aggregate { list } => {
                 let checkpoint = self.aggregate(round, list.parent, &list.merged);
-                self.merged_lists.insert(list.hash(), list.to_bytes());
+                let (hash, bytes) = list.blob();
+                self.merged_lists.insert(hash, bytes);
                 self.compute(1, from, round, Input::CheckpointReady { checkpoint });
             }
             Action::PayValidatorFee { .. } => self.stats.validator_fees += 1,

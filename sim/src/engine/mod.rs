@@ -884,7 +884,8 @@ impl Simulation {
     fn catch_up_from(&mut self, a: ActorId, r: u64, from: usize) {
         let worker = self.actors[a as usize].kind.is_worker()
             && self.actors[a as usize].kind != ActorKind::FreeRider;
-        let ids: Vec<EventId> = if worker {
+        // The ids `a` subscribes to, in publication order, and how far this pass reaches.
+        let (ids, end): (Vec<EventId>, usize) = if worker {
             let mut v: Vec<EventId> = self
                 .round_events
                 .get(&r)
@@ -892,19 +893,15 @@ impl Simulation {
                 .into_iter()
                 .collect();
             v.extend(self.peer_events.get(&(r, a)).into_iter().flatten().copied());
-            v
+            let end = v.len();
+            (v.split_off(from.min(end)), end)
         } else {
-            self.round_events
+            let all = self
+                .round_events
                 .get(&r)
-                .map(|ids| ids.get(from..).unwrap_or_default().to_vec())
-                .unwrap_or_default()
-        };
-        let (ids, end) = if worker {
-            let end = ids.len();
-            (ids.into_iter().skip(from).collect::<Vec<_>>(), end)
-        } else {
-            let end = from + ids.len();
-            (ids, end)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            (all.get(from..).unwrap_or_default().to_vec(), all.len())
         };
         for id in ids {
             if self.is_down(a) {
