@@ -52,6 +52,9 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Ask a running node for its balances, channels and hold invoices.
     Wallet(status::StatusArgs),
+    /// Autoresearch bounties: write the example bounty, evaluate a diff in the sandbox, train a
+    /// candidate.
+    Bounty(crate::bounty::BountyArgs),
 }
 
 /// Runs a parsed command line.
@@ -71,5 +74,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Status(args) => status::run_status(args),
         Command::Wallet(args) => status::run_wallet(args),
+        Command::Bounty(args) => crate::bounty::run(args),
     }
 }

@@ -11,6 +11,7 @@
 //! - [`cli`]: the clap command line.
 
 pub mod blobs;
+pub mod bounty;
 pub mod cli;
 pub mod config;
 pub mod discovery;

@@ -1,0 +1,170 @@
+//! Autoresearch bounties on the validator's side: the sandbox candidate code runs in, the checks
+//! and application of an agent's diff, the two-phase evaluation (candidate phase in the sandbox,
+//! harness phase outside it), the exploit log, and the example bounty shipped with the repo.
+//!
+//! Spec: specs/L2T-13-bounties.md
+
+pub mod diff;
+pub mod example;
+pub mod harness;
+pub mod sandbox;
+
+use std::path::{Path, PathBuf};
+
+use harness::{Bench, Evaluation, ExploitEntry, ExploitLog};
+use sandbox::{Isolation, Limits, Policy};
+
+/// `l402-node bounty …`.
+#[derive(Debug, clap::Args)]
+pub struct BountyArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: BountyCommand,
+}
+
+/// The subcommands of `l402-node bounty`.
+#[derive(Debug, clap::Subcommand)]
+pub enum BountyCommand {
+    /// Write the example bounty: its baseline tree, public eval set and a fresh held-out set.
+    Example(ExampleArgs),
+    /// Evaluate a diff against a baseline as a validator does (sandbox, then harness); prints JSON.
+    Eval(EvalArgs),
+    /// The example bounty's candidate phase (what its `run.sh` runs inside the sandbox).
+    Train(example::TrainCandidateArgs),
+}
+
+/// Arguments of `l402-node bounty example`.
+#[derive(Debug, clap::Args)]
+pub struct ExampleArgs {
+    /// Directory to write `baseline/`, `public.eval` and `heldout.eval` into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Held-out seed (64 hex characters); a fresh random one by default. Keep it secret.
+    #[arg(long, env = "L402_HELDOUT_SEED")]
+    pub heldout_seed: Option<String>,
+}
+
+/// Arguments of `l402-node bounty eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// The baseline tree.
+    #[arg(long)]
+    pub baseline: PathBuf,
+    /// The eval set to score on (held-out for a validator, public for an agent).
+    #[arg(long)]
+    pub eval: PathBuf,
+    /// The agent's unified diff (none: evaluate the baseline).
+    #[arg(long)]
+    pub diff: Option<PathBuf>,
+    /// The metric the agent claims (millionths); a better claim than measured is logged.
+    #[arg(long)]
+    pub claimed: Option<i64>,
+    /// Append what the evaluation shows to this exploit log (JSON lines).
+    #[arg(long)]
+    pub exploit_log: Option<PathBuf>,
+    /// Bounty id for the exploit log.
+    #[arg(long, default_value = "tiny-lm")]
+    pub bounty: String,
+    /// Largest diff in bytes.
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub diff_cap: u64,
+    /// Wall-time cap of the candidate phase, in seconds.
+    #[arg(long, default_value_t = Limits::default().wall_secs)]
+    pub wall_secs: u64,
+    /// Run candidates without bubblewrap where it is missing (resource caps only): only for
+    /// code you trust.
+    #[arg(long, env = "L402_ALLOW_UNSANDBOXED")]
+    pub allow_unsandboxed: bool,
+}
+
+/// The example bounty's bench for the baseline at `baseline`, with `node_bin` (this binary)
+/// bound read-only into the sandbox as the trainer.
+pub fn example_bench(baseline: &Path, node_bin: &Path, diff_cap: u64, limits: Limits) -> Bench {
+    Bench {
+        baseline: baseline.to_owned(),
+        mutable_files: example::MUTABLE_FILES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        diff_cap,
+        command: example::EVAL_COMMAND.to_owned(),
+        ro_binds: vec![(
+            node_bin.to_owned(),
+            PathBuf::from(example::SANDBOX_NODE_BIN),
+        )],
+        env: vec![("L402_NODE".into(), example::SANDBOX_NODE_BIN.into())],
+        limits,
+    }
+}
+
+/// Runs `l402-node bounty …`.
+pub fn run(args: BountyArgs) -> anyhow::Result<()> {
+    match args.command {
+        BountyCommand::Train(a) => example::run_train(&a),
+        BountyCommand::Example(a) => run_example(&a),
+        BountyCommand::Eval(a) => run_eval(&a),
+    }
+}
+
+fn run_example(a: &ExampleArgs) -> anyhow::Result<()> {
+    let seed: [u8; 32] = match &a.heldout_seed {
+        Some(h) => hex::decode(h)?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("--heldout-seed must be 32 bytes of hex"))?,
+        None => rand::random(),
+    };
+    example::write_baseline(&a.out.join("baseline"))?;
+    let public = example::EvalSet::generate(&example::public_seed(), example::EVAL_ROWS).encode();
+    let heldout = example::EvalSet::generate(&seed, example::EVAL_ROWS).encode();
+    std::fs::write(a.out.join("public.eval"), &public)?;
+    std::fs::write(a.out.join("heldout.eval"), &heldout)?;
+    use sha2::Digest;
+    println!(
+        "wrote {}/{{baseline/,public.eval,heldout.eval}}; held-out commitment sha256 {}",
+        a.out.display(),
+        hex::encode(sha2::Sha256::digest(&heldout))
+    );
+    Ok(())
+}
+
+fn run_eval(a: &EvalArgs) -> anyhow::Result<()> {
+    let policy = if a.allow_unsandboxed {
+        Policy::AllowUnsandboxed
+    } else {
+        Policy::RequireBubblewrap
+    };
+    let iso = Isolation::detect(policy)?;
+    let exe = std::env::current_exe()?;
+    let limits = Limits {
+        wall_secs: a.wall_secs,
+        ..Limits::default()
+    };
+    let bench = example_bench(&a.baseline, &exe, a.diff_cap, limits);
+    let diff = a.diff.as_ref().map(std::fs::read).transpose()?;
+    let eval = std::fs::read(&a.eval)?;
+    let mut ev: Evaluation = harness::evaluate(
+        &iso,
+        &bench,
+        &example::TinyLmHarness,
+        diff.as_deref(),
+        &eval,
+    )?;
+    if let Some(c) = a.claimed {
+        ev.check_claim(c, true, 0);
+    }
+    if let (Some(path), Some(entry)) = (
+        &a.exploit_log,
+        ExploitEntry::of(&ev, &a.bounty, None, unix_now()),
+    ) {
+        ExploitLog::new(path).record(&entry)?;
+    }
+    println!("{}", serde_json::to_string_pretty(&ev)?);
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
