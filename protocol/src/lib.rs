@@ -14,11 +14,14 @@
 //! - [`hold`]: the persisted payee-side lifecycle of a hold invoice.
 //! - [`round`]: coordinator, peer and validator state machines for a training round.
 //! - [`training`]: model spec, data-assignment seeds, Gauntlet-style scoring, dense aggregation.
+//! - [`bounty`]: the award rules of autoresearch bounties (earliest commitment, margin,
+//!   tranches, holdback).
 //!
 //! Spec: specs/README.md
 #![forbid(unsafe_code)]
 
 pub mod blobmeta;
+pub mod bounty;
 pub mod escrow;
 pub mod events;
 pub mod hold;

@@ -116,5 +116,8 @@ pub fn bounty(bounty_id: &str, title: &str, deadline: u64) -> Bounty {
         n: 3,
         k: 2,
         holdback_ppm: 200_000,
+        margin: Score(1_000),
+        tranches: 10,
+        reveal_window_secs: 600,
     }
 }

@@ -60,6 +60,25 @@ pub struct Bounty {
     pub k: u32,
     /// Share of the pool held back for the delayed re-evaluation, in parts per million.
     pub holdback_ppm: u32,
+    /// Improvement over the current leader (millionths of the metric) a diff must reach to be
+    /// paid or to lead; absent in older events (0).
+    #[serde(default)]
+    pub margin: Score,
+    /// The pool is paid in this many equal tranches (payments round down to whole tranches).
+    #[serde(default = "default_tranches")]
+    pub tranches: u32,
+    /// Reveals are decided this long after their commitment, in commitment order, so that the
+    /// earliest commitment of a diff wins even if its reveal arrives second.
+    #[serde(default = "default_reveal_window")]
+    pub reveal_window_secs: u64,
+}
+
+fn default_tranches() -> u32 {
+    crate::bounty::DEFAULT_TRANCHES
+}
+
+fn default_reveal_window() -> u64 {
+    crate::bounty::DEFAULT_REVEAL_WINDOW_SECS
 }
 
 impl Bounty {
@@ -88,6 +107,16 @@ impl Bounty {
         }
         if self.holdback_ppm > 1_000_000 {
             return schema("holdback_ppm");
+        }
+        if self.margin.0 < 0
+            || self.tranches == 0
+            || u64::from(self.tranches) > self.pool_msat
+            || self.tranches > crate::bounty::MAX_TRANCHES
+        {
+            return schema("margin and tranches");
+        }
+        if self.reveal_window_secs > crate::bounty::MAX_REVEAL_WINDOW_SECS {
+            return schema("reveal_window_secs");
         }
         Ok(())
     }

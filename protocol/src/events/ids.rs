@@ -183,7 +183,9 @@ impl PaymentHash {
 /// A validator's score in millionths (fixed point, so that signed bytes never contain floats).
 ///
 /// For training rounds it is the held-out loss reduction in micro-nats (positive = better).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Score(pub i64);
 

@@ -185,6 +185,9 @@ fn sample_events() -> Vec<(&'static str, Event)> {
         n: 5,
         k: 3,
         holdback_ppm: 200_000,
+        margin: Score(1_000),
+        tranches: 10,
+        reveal_window_secs: 600,
     };
     let commitment = BountyCommitment {
         v: 1,
@@ -326,6 +329,9 @@ fn bounty_reveal_opens_commitment() {
         n: 1,
         k: 1,
         holdback_ppm: 0,
+        margin: Score(0),
+        tranches: 1,
+        reveal_window_secs: 0,
     };
     let b = parse::<Bounty>(&signed(&bounty, &sponsor), Some(now())).unwrap();
     let salt = Seed32([7; 32]);
