@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use l402_node::bounty::agent;
 use l402_node::bounty::diff::{self, DiffError};
 use l402_node::bounty::example::{self, EvalSet, TinyLmHarness};
 use l402_node::bounty::example_bench;
@@ -281,6 +282,67 @@ fn honest_improvement_is_measured_and_hostile_diffs_are_contained_and_logged() {
         assert!(e.classes.iter().any(expected), "{what}: {e:?}");
         assert_eq!(e.agent.as_deref(), Some("agent"));
     }
+}
+
+/// The reference agent climbs on the public set; its diff improves the held-out metric too.
+#[test]
+fn reference_agent_finds_an_improvement_that_holds_out() {
+    let w = World::new();
+    let bench = example_bench(
+        &w.baseline,
+        Path::new(env!("CARGO_BIN_EXE_l402-node")),
+        DIFF_CAP,
+        Limits::default(),
+    );
+    let public = EvalSet::generate(&example::public_seed(), example::EVAL_ROWS).encode();
+    let config = agent::AgentConfig {
+        max_iterations: 12,
+        patience: 6,
+        min_gain: 1_000,
+        seed: 1,
+        propose_cmd: None,
+        lower_is_better: true,
+    };
+    let report = agent::run(
+        &w.iso,
+        &bench,
+        &TinyLmHarness,
+        &public,
+        &config,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
+    eprintln!("{:#?}", report.steps);
+    assert!(
+        report.best_metric < report.baseline_metric - 10_000,
+        "{report:?}"
+    );
+    assert!(report.steps.iter().any(|s| s.kept));
+    let base = w.eval(None, Limits::default(), None).metric.unwrap();
+    let held = w.eval(Some(&report.diff), Limits::default(), None);
+    assert!(held.exploits.is_empty(), "{held:?}");
+    assert!(
+        held.metric.unwrap() < base - base / 100,
+        "{held:?} vs {base}"
+    );
+
+    // The hook: an external command proposes the edit (here, sed raising the step count).
+    let hooked = agent::run(
+        &w.iso,
+        &bench,
+        &TinyLmHarness,
+        &public,
+        &agent::AgentConfig {
+            max_iterations: 2,
+            patience: 1,
+            propose_cmd: Some("sed -i 's/^steps = [0-9]*/steps = 30/' train.toml".into()),
+            ..config
+        },
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
+    assert!(hooked.steps[0].kept, "{hooked:?}");
+    assert!(hooked.diff.contains("+steps = 30"), "{}", hooked.diff);
 }
 
 fn count_processes() -> usize {

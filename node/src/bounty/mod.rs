@@ -4,6 +4,7 @@
 //!
 //! Spec: specs/L2T-13-bounties.md
 
+pub mod agent;
 pub mod diff;
 pub mod example;
 pub mod harness;
@@ -31,6 +32,42 @@ pub enum BountyCommand {
     Eval(EvalArgs),
     /// The example bounty's candidate phase (what its `run.sh` runs inside the sandbox).
     Train(example::TrainCandidateArgs),
+    /// The reference agent: hill-climb over the mutable files on the public eval set until it
+    /// converges; writes the best diff.
+    Agent(AgentArgs),
+}
+
+/// Arguments of `l402-node bounty agent`.
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// The baseline tree.
+    #[arg(long)]
+    pub baseline: PathBuf,
+    /// The public eval set.
+    #[arg(long)]
+    pub eval: PathBuf,
+    /// Where to write the best diff.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Proposals at most.
+    #[arg(long, default_value_t = 30)]
+    pub iterations: u32,
+    /// Stop after this many proposals in a row without a gain.
+    #[arg(long, default_value_t = 8)]
+    pub patience: u32,
+    /// Smallest gain kept (millionths of the metric).
+    #[arg(long, default_value_t = 1_000)]
+    pub min_gain: i64,
+    /// Seed of the built-in mutator.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// An external command proposing edits (a coding agent), run with `sh -c` in a scratch copy
+    /// of the best tree; it edits the mutable files in place.
+    #[arg(long)]
+    pub propose_cmd: Option<String>,
+    /// Evaluate without bubblewrap where it is missing (the agent's own code).
+    #[arg(long, env = "L402_ALLOW_UNSANDBOXED")]
+    pub allow_unsandboxed: bool,
 }
 
 /// Arguments of `l402-node bounty example`.
@@ -103,6 +140,7 @@ pub fn run(args: BountyArgs) -> anyhow::Result<()> {
         BountyCommand::Train(a) => example::run_train(&a),
         BountyCommand::Example(a) => run_example(&a),
         BountyCommand::Eval(a) => run_eval(&a),
+        BountyCommand::Agent(a) => run_agent(&a),
     }
 }
 
@@ -127,13 +165,58 @@ fn run_example(a: &ExampleArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_eval(a: &EvalArgs) -> anyhow::Result<()> {
-    let policy = if a.allow_unsandboxed {
+fn policy(allow_unsandboxed: bool) -> Policy {
+    if allow_unsandboxed {
         Policy::AllowUnsandboxed
     } else {
         Policy::RequireBubblewrap
+    }
+}
+
+fn run_agent(a: &AgentArgs) -> anyhow::Result<()> {
+    let iso = Isolation::detect(policy(a.allow_unsandboxed))?;
+    let exe = std::env::current_exe()?;
+    let bench = example_bench(&a.baseline, &exe, 16 * 1024, Limits::default());
+    let public = std::fs::read(&a.eval)?;
+    let config = agent::AgentConfig {
+        max_iterations: a.iterations,
+        patience: a.patience,
+        min_gain: a.min_gain,
+        seed: a.seed,
+        propose_cmd: a.propose_cmd.clone(),
+        lower_is_better: true,
     };
-    let iso = Isolation::detect(policy)?;
+    let pb = agent::progress_bar(false);
+    let report = agent::run(&iso, &bench, &example::TinyLmHarness, &public, &config, &pb)?;
+    pb.finish_and_clear();
+    std::fs::write(&a.out, &report.diff)?;
+    for s in &report.steps {
+        println!(
+            "{:>3}  {:<40} {:>10}  {}",
+            s.iteration,
+            s.change,
+            s.metric
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "-".into()),
+            if s.kept { "kept" } else { "" }
+        );
+    }
+    println!(
+        "public metric {} → {} ({}); diff written to {}",
+        report.baseline_metric,
+        report.best_metric,
+        if report.converged {
+            "converged"
+        } else {
+            "iteration budget used"
+        },
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn run_eval(a: &EvalArgs) -> anyhow::Result<()> {
+    let iso = Isolation::detect(policy(a.allow_unsandboxed))?;
     let exe = std::env::current_exe()?;
     let limits = Limits {
         wall_secs: a.wall_secs,
