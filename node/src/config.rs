@@ -77,6 +77,11 @@ pub struct CoordinatorRole {
     pub target_score: i64,
     /// Price of a submission token, in sats.
     pub submission_price_sats: u64,
+    /// Most submissions a round takes (declared in each round open); beyond it a submission is
+    /// refused in a signed event and its toll refunded. The default keeps the coordinator's
+    /// persisted round state well under `MAX_STATE_BYTES`.
+    #[serde(default = "default_max_submissions")]
+    pub max_submissions: u32,
     /// Seconds from a round's open to its submit deadline.
     pub submit_secs: u64,
     /// Seconds from the open to the attest deadline.
@@ -89,6 +94,15 @@ pub struct CoordinatorRole {
     /// Open the first round only after `POST /admin/start` (the demo opens channels first).
     #[serde(default)]
     pub wait_for_start: bool,
+}
+
+/// The default declared cap on submissions per round: a coordinator's persisted round state
+/// grows by about 16 KiB per submission (offer, lock, attestations), so 500 stay near half of
+/// `l402_protocol::round::MAX_STATE_BYTES`.
+pub const DEFAULT_MAX_SUBMISSIONS: u32 = 500;
+
+fn default_max_submissions() -> u32 {
+    DEFAULT_MAX_SUBMISSIONS
 }
 
 /// The peer role.

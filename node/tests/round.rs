@@ -234,6 +234,7 @@ async fn a_round_over_nostr_iroh_and_lightning_pays_honest_work_and_refunds_a_fr
         claim_secs: 110,
         tranches: linear_schedule(200_000_000, 2, Score(5_000), 0),
         submission_price_msat: 10_000,
+        max_submissions: None,
         tolerance: Tolerance::default(),
     };
     let now = Timestamp::now().as_secs();

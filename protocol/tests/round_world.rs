@@ -183,6 +183,7 @@ impl World {
             }),
             tranches,
             submission_price_msat: 1000,
+            max_submissions: None,
             tolerance: Tolerance::default(),
         };
         let coord = Coordinator::new(
@@ -222,6 +223,7 @@ impl World {
                 size: 1000,
                 claimed_loss: Score(0),
                 token: format!("{}:{}", mac.to_base64(), hex::encode(preimage.0)),
+                refund_invoice: None,
             };
             let peer = Peer::new(k.clone(), rng.gen(), open.clone(), work);
             nodes.insert(Node::P(p), (k, Role::P(peer)));
@@ -703,6 +705,7 @@ fn replayed_events_from_another_round_are_ignored() {
             size: 1,
             claimed_loss: Score(0),
             token: "x:00".into(),
+            refund_invoice: None,
         },
     );
     let vk = w10.nodes[&Node::V(0)].0.clone();

@@ -51,6 +51,10 @@ pub struct HtlcTally {
 /// Detection and attack outcome counts (test-matrix 7.3, 7.6 item 3).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Detection {
+    /// Paid submissions the coordinator refused at its declared cap (refusals the workers saw).
+    pub refused_round_full: u64,
+    /// Tolls refunded to them.
+    pub tolls_refunded_msat: u64,
     /// Free-rider copies submitted.
     pub copies_submitted: u64,
     /// Copies the quorum did not merge.
@@ -380,6 +384,15 @@ impl Report {
                 let _ = writeln!(s, "  {name:<18} {text}");
             }
         };
+        line(
+            "round full",
+            d.refused_round_full > 0,
+            format!(
+                "refused {}  tolls refunded {} sats",
+                d.refused_round_full,
+                sats(d.tolls_refunded_msat)
+            ),
+        );
         line(
             "free-riders",
             d.copies_submitted > 0,

@@ -185,6 +185,9 @@ pub struct EscrowConfig {
     pub submission_price_sats: u64,
     /// Starting balance of every worker, in sats (tokens are paid from it).
     pub worker_balance_sats: u64,
+    /// The coordinator's declared cap on submissions per round (`RoundOpen.max_submissions`);
+    /// 0: no cap. Beyond it submissions are refused and their tolls refunded.
+    pub max_submissions: u32,
 }
 
 impl Default for EscrowConfig {
@@ -196,6 +199,7 @@ impl Default for EscrowConfig {
             holdback_ppm: 250_000,
             submission_price_sats: 10,
             worker_balance_sats: 100_000,
+            max_submissions: 0,
         }
     }
 }
@@ -357,6 +361,7 @@ pub fn kind_by_name(name: &str) -> Option<L402Kind> {
         "attestation" => L402Kind::Attestation,
         "checkpoint" => L402Kind::Checkpoint,
         "evidence" => L402Kind::Evidence,
+        "submission-refusal" => L402Kind::SubmissionRefusal,
         _ => return None,
     })
 }

@@ -42,6 +42,7 @@ fn holds(name: &str, seeds: u64, rounds: u64) -> SweepSummary {
 
 const SHIPPED: &[&str] = &[
     "honest",
+    "round-full",
     "poisoners-30pct",
     "poisoners-scaled",
     "free-riders",
@@ -84,6 +85,30 @@ fn honest() {
     assert_eq!(s.attacker_payout_msat, 0);
     assert!(s.htlc.settled > 0 && s.honest_paid_msat > 0);
     assert_eq!(s.honest_unpaid, 0);
+}
+
+/// The declared cap: beyond `max_submissions` a paid submission is refused in a signed event the
+/// worker sees, and its toll is refunded exactly once; the round completes with the rest.
+#[test]
+fn round_full() {
+    let s = holds("round-full", 3, 3);
+    assert_eq!(s.honest_unpaid, 0);
+    assert!(s.honest_paid_msat > 0);
+    for seed in FIRST_SEED..FIRST_SEED + 3 {
+        let r = l402_sim::Simulation::new(&scenario("round-full"), seed)
+            .unwrap()
+            .run();
+        l402_sim::check(&r).unwrap();
+        let d = &r.detection;
+        // 10 peers, 6 taken: at least 4 refused per completed round (a peer whose
+        // submission was lost to relay drops is neither taken nor refused).
+        assert!(d.refused_round_full >= 4 * r.rounds_completed - 2, "{d:?}");
+        assert_eq!(
+            d.tolls_refunded_msat,
+            d.refused_round_full * 10_000,
+            "every refusal the workers saw came with its 10-sat toll back, once"
+        );
+    }
 }
 
 #[test]

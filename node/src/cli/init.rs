@@ -81,6 +81,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
                 tranches: 2,
                 target_score: 5_000,
                 submission_price_sats: 10,
+                max_submissions: crate::config::DEFAULT_MAX_SUBMISSIONS,
                 submit_secs: 25,
                 attest_secs: 50,
                 claim_secs: 110,

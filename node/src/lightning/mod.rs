@@ -75,7 +75,8 @@ pub struct PaymentInfo {
     pub payment_hash: PaymentHash,
     /// Sent by this node (else received).
     pub outbound: bool,
-    /// `pending`, `succeeded` or `failed` (a held HTLC is pending until claimed or failed).
+    /// `pending`, `succeeded` or `failed` (a held HTLC is pending until claimed or failed); an
+    /// ordinary invoice of ours nobody has paid is `open`, or `expired` past its expiry.
     pub status: &'static str,
     /// Amount, msat (unknown for a variable-amount invoice not yet paid).
     pub amount_msat: Option<u64>,
@@ -537,6 +538,7 @@ impl LightningNode {
     pub fn payments(&self) -> Vec<PaymentInfo> {
         use ldk_node::payment::{PaymentDirection, PaymentKind, PaymentStatus};
         let book = self.inner.invoices();
+        let holds = self.inner.holds();
         let mut out: Vec<PaymentInfo> = self
             .inner
             .node
@@ -550,10 +552,25 @@ impl LightningNode {
                     PaymentKind::Spontaneous { hash, .. } => PaymentHash(hash.0),
                     _ => return None,
                 };
+                let outbound = p.direction == PaymentDirection::Outbound;
+                let bolt11 = book.get(&hash).map(str::to_owned);
+                // ldk-node reports an inbound invoice nobody has paid as `Pending`; only a hold
+                // invoice (our hold store) can be pending with an HTLC in flight. An unpaid
+                // ordinary invoice (a toll-refund invoice, say) is `open`, or `expired`.
+                let unpaid_invoice =
+                    !outbound && p.status == PaymentStatus::Pending && holds.get(&hash).is_none();
+                let expired = || {
+                    bolt11
+                        .as_deref()
+                        .and_then(|b| b.parse::<Invoice>().ok())
+                        .is_some_and(|i| i.is_expired())
+                };
                 Some(PaymentInfo {
                     payment_hash: hash,
-                    outbound: p.direction == PaymentDirection::Outbound,
+                    outbound,
                     status: match p.status {
+                        PaymentStatus::Pending if unpaid_invoice && expired() => "expired",
+                        PaymentStatus::Pending if unpaid_invoice => "open",
                         PaymentStatus::Pending => "pending",
                         PaymentStatus::Succeeded => "succeeded",
                         PaymentStatus::Failed => "failed",
@@ -561,7 +578,7 @@ impl LightningNode {
                     amount_msat: p.amount_msat,
                     fee_paid_msat: p.fee_paid_msat,
                     updated_at: p.latest_update_timestamp,
-                    bolt11: book.get(&hash).map(str::to_owned),
+                    bolt11,
                 })
             })
             .collect();

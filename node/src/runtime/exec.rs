@@ -90,6 +90,15 @@ pub enum ExecError {
         /// Why.
         reason: String,
     },
+    /// A refused submission's refund invoice is unusable (malformed, not exactly the toll,
+    /// expired, or our own).
+    #[error("refund invoice of submission {submission}: {reason}")]
+    BadRefundInvoice {
+        /// The refused submission.
+        submission: SubmissionId,
+        /// Why.
+        reason: String,
+    },
     /// The Lightning node refused.
     #[error(transparent)]
     Lightning(#[from] LightningError),
@@ -564,6 +573,30 @@ impl Components {
                 let n = self.blobs.allow(&round, &peers).await?;
                 tracing::info!(machine = %key, blob = %blob, readers = peers.len(), blobs = n, "blob released to the committee");
             }
+            Action::RefundToll {
+                submission,
+                peer,
+                bolt11,
+                amount_msat,
+            } => {
+                let inv = check_refund_invoice(
+                    submission,
+                    &bolt11,
+                    amount_msat,
+                    &self.lightning.node_id().serialize(),
+                )?;
+                if !self.lightning.outbound_started(inv.payment_hash()) {
+                    self.lightning.pay(&inv)?;
+                    tracing::info!(machine = %key, submission = %submission, peer = %peer, payment_hash = %inv.payment_hash(), amount_msat, "toll refunded (submission refused)");
+                }
+            }
+            Action::Refused {
+                submission,
+                refusal,
+                refund_msat,
+            } => {
+                tracing::warn!(machine = %key, submission = %submission, %refusal, refund_msat, "the coordinator refused our submission");
+            }
             Action::PayValidatorFee { validator, bolt11 } => {
                 let inv = self.fee_invoice_checked(&validator, &bolt11)?;
                 if !self.lightning.outbound_started(inv.payment_hash()) {
@@ -649,6 +682,33 @@ impl Components {
     }
 }
 
+/// A refused submission's refund invoice, checked before paying: a BOLT11 asking exactly the
+/// toll `amount_msat`, not expired, not payable to this node (`own`).
+pub fn check_refund_invoice(
+    submission: SubmissionId,
+    bolt11: &str,
+    amount_msat: u64,
+    own: &[u8; 33],
+) -> Result<Invoice, ExecError> {
+    let bad = |reason: String| ExecError::BadRefundInvoice { submission, reason };
+    let inv: Invoice = bolt11
+        .parse()
+        .map_err(|e: LightningError| bad(e.to_string()))?;
+    if inv.amount_msat() != Some(amount_msat) {
+        return Err(bad(format!(
+            "asks {:?} msat, the toll was {amount_msat}",
+            inv.amount_msat()
+        )));
+    }
+    if inv.is_expired() {
+        return Err(bad("expired".into()));
+    }
+    if &inv.payee() == own {
+        return Err(bad("payable to this node".into()));
+    }
+    Ok(inv)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -674,6 +734,46 @@ mod tests {
             .build_signed(|m| secp.sign_ecdsa_recoverable(m, &sk))
             .unwrap()
             .to_string()
+    }
+
+    #[test]
+    fn a_refund_invoice_is_paid_only_for_exactly_the_toll_unexpired_and_not_to_ourselves() {
+        let sub = SubmissionId([3; 32]);
+        let fresh = |amount: u64| {
+            let secp = Secp256k1::new();
+            let sk = SecretKey::from_slice(&[0x42; 32]).unwrap();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            InvoiceBuilder::new(Currency::Regtest)
+                .description("l402 toll refund".into())
+                .payment_hash(sha256::Hash::from_byte_array([5; 32]))
+                .payment_secret(PaymentSecret([1; 32]))
+                .duration_since_epoch(now)
+                .min_final_cltv_expiry_delta(144)
+                .amount_milli_satoshis(amount)
+                .build_signed(|m| secp.sign_ecdsa_recoverable(m, &sk))
+                .unwrap()
+                .to_string()
+        };
+        let other = [2u8; 33];
+        assert!(check_refund_invoice(sub, &fresh(10_000), 10_000, &other).is_ok());
+        let refused = |b: &str, own: &[u8; 33]| {
+            matches!(
+                check_refund_invoice(sub, b, 10_000, own),
+                Err(ExecError::BadRefundInvoice { .. })
+            )
+        };
+        assert!(refused(&fresh(10_001), &other), "more than the toll");
+        assert!(refused(&bolt11([5; 32], 10_000), &other), "expired (2023)");
+        assert!(refused("lnbcrt1garbage", &other));
+        let ours = check_refund_invoice(sub, &fresh(10_000), 10_000, &other)
+            .unwrap()
+            .payee();
+        assert!(
+            refused(&fresh(10_000), &ours),
+            "payable to the coordinator itself"
+        );
     }
 
     fn tranche(i: u32, hash: [u8; 32], bolt11: String) -> TrancheInvoice {

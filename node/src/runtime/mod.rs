@@ -40,13 +40,14 @@ pub use work::{run_key, SubmissionBook, TrainingWork};
 pub const RETIRE_SLACK_SECS: u64 = 600;
 
 /// The kinds of one training round.
-pub const ROUND_KINDS: [L402Kind; 6] = [
+pub const ROUND_KINDS: [L402Kind; 7] = [
     L402Kind::RoundOpen,
     L402Kind::Submission,
     L402Kind::EscrowOffer,
     L402Kind::EscrowLock,
     L402Kind::Attestation,
     L402Kind::Checkpoint,
+    L402Kind::SubmissionRefusal,
 ];
 
 /// The subscription filter of the round events of `runs` (the `n` tag names the run).

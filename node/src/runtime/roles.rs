@@ -56,6 +56,9 @@ pub struct RoundPlan {
     pub tranches: Vec<TrancheSpec>,
     /// Price of a submission token.
     pub submission_price_msat: u64,
+    /// Most submissions a round takes (declared in the round open); beyond it they are refused
+    /// and their tolls refunded.
+    pub max_submissions: Option<u32>,
     /// Score tolerance validators are held to.
     pub tolerance: Tolerance,
 }
@@ -97,6 +100,7 @@ pub fn open_round(
         holdback: None,
         tranches: plan.tranches.clone(),
         submission_price_msat: plan.submission_price_msat,
+        max_submissions: plan.max_submissions,
         tolerance: plan.tolerance,
     };
     let key = MachineKey {
@@ -275,10 +279,31 @@ pub async fn store_submission(
         .blobs
         .add_bytes(blob, &Placement::restricted_in(round, []))
         .await?;
+    // A plain invoice of the toll to this node, for the refund if the coordinator refuses the
+    // submission; it lives until the round's last deadline (and an hour more).
+    let refund_invoice = if open.submission_price_msat > 0 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let secs = open
+            .last_deadline()
+            .saturating_sub(now)
+            .saturating_add(3600);
+        let inv = components.lightning.create_invoice(
+            open.submission_price_msat,
+            &format!("l402 toll refund {} round {}", open.run_id, open.round),
+            u32::try_from(secs).unwrap_or(u32::MAX),
+        )?;
+        Some(inv.to_string())
+    } else {
+        None
+    };
     Ok(PeerWork {
         blob: BlobHash(id.0),
         size,
         claimed_loss,
         token,
+        refund_invoice,
     })
 }

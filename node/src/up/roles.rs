@@ -142,6 +142,7 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
             0,
         ),
         submission_price_msat: role.submission_price_sats * 1000,
+        max_submissions: Some(role.max_submissions.max(1)),
         tolerance: Tolerance::default(),
     };
     let announcement = RunAnnouncement {

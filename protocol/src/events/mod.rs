@@ -37,8 +37,8 @@ pub use parse::{
 };
 pub use round_events::{
     AttestationEvent, Checkpoint, EscrowLock, EscrowOffer, HoldbackWindow, LockState, MergedList,
-    MergedListError, MergedSubmission, ReleasedShare, RoundOpen, RoundScope, ScopeError,
-    Submission, TrancheInvoice, CHECKPOINT_VERSION, MAX_MERGED_LIST_BYTES,
+    MergedListError, MergedSubmission, Refusal, ReleasedShare, RoundOpen, RoundScope, ScopeError,
+    Submission, SubmissionRefusal, TrancheInvoice, CHECKPOINT_VERSION, MAX_MERGED_LIST_BYTES,
 };
 
 /// Largest accepted event, as serialised NIP-01 JSON, in bytes.
@@ -99,11 +99,13 @@ pub enum L402Kind {
     BountyReveal,
     /// Evidence of misbehaviour, by anyone.
     Evidence,
+    /// A coordinator's refusal of a submission (round full), with the toll's refund.
+    SubmissionRefusal,
 }
 
 impl L402Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [L402Kind; 12] = [
+    pub const ALL: [L402Kind; 13] = [
         L402Kind::NodeAnnouncement,
         L402Kind::RunAnnouncement,
         L402Kind::Bounty,
@@ -116,6 +118,7 @@ impl L402Kind {
         L402Kind::BountyCommitment,
         L402Kind::BountyReveal,
         L402Kind::Evidence,
+        L402Kind::SubmissionRefusal,
     ];
 
     /// The numeric kind.
@@ -133,6 +136,7 @@ impl L402Kind {
             L402Kind::BountyCommitment => 4027,
             L402Kind::BountyReveal => 4028,
             L402Kind::Evidence => 4029,
+            L402Kind::SubmissionRefusal => 4030,
         }
     }
 

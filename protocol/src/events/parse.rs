@@ -10,7 +10,7 @@ use super::bounty::{Bounty, BountyCommitment, BountyReveal};
 use super::evidence::Evidence;
 use super::node::{NodeAnnouncement, RunAnnouncement};
 use super::round_events::{
-    AttestationEvent, Checkpoint, EscrowLock, EscrowOffer, RoundOpen, Submission,
+    AttestationEvent, Checkpoint, EscrowLock, EscrowOffer, RoundOpen, Submission, SubmissionRefusal,
 };
 use super::{tags, L402Kind, RejectReason, Verified, MAX_CONTENT_BYTES, MAX_EVENT_BYTES};
 
@@ -214,6 +214,8 @@ pub enum VerifiedAny {
     BountyReveal(Verified<BountyReveal>),
     /// Evidence (already proven).
     Evidence(Verified<Evidence>),
+    /// Submission refusal.
+    SubmissionRefusal(Verified<SubmissionRefusal>),
 }
 
 impl VerifiedAny {
@@ -232,6 +234,7 @@ impl VerifiedAny {
             VerifiedAny::BountyCommitment(v) => v.event(),
             VerifiedAny::BountyReveal(v) => v.event(),
             VerifiedAny::Evidence(v) => v.event(),
+            VerifiedAny::SubmissionRefusal(v) => v.event(),
         }
     }
 
@@ -261,6 +264,9 @@ fn dispatch(ev: &Event, kind: L402Kind) -> Result<VerifiedAny, RejectReason> {
         }
         L402Kind::BountyReveal => VerifiedAny::BountyReveal(Verified::new(ev.clone(), decode(ev)?)),
         L402Kind::Evidence => VerifiedAny::Evidence(Verified::new(ev.clone(), decode(ev)?)),
+        L402Kind::SubmissionRefusal => {
+            VerifiedAny::SubmissionRefusal(Verified::new(ev.clone(), decode(ev)?))
+        }
     })
 }
 

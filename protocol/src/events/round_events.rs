@@ -77,6 +77,11 @@ pub struct RoundOpen {
     pub tranches: Vec<TrancheSpec>,
     /// L402 price of a submission token, in millisatoshis.
     pub submission_price_msat: u64,
+    /// Most submissions the coordinator takes this round (a declared run parameter; absent:
+    /// no cap). Beyond it, a submission is refused with a [`SubmissionRefusal`] and its toll
+    /// refunded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_submissions: Option<u32>,
     /// Score tolerance.
     pub tolerance: Tolerance,
 }
@@ -113,7 +118,19 @@ impl RoundOpen {
             }
             _ => return schema("holdback window iff holdback tranche"),
         }
+        if self.max_submissions == Some(0) {
+            return schema("max_submissions must be at least 1");
+        }
         Ok(())
+    }
+
+    /// Whether a round that already took `taken` submissions takes another
+    /// ([`RoundOpen::max_submissions`]).
+    pub fn admits(&self, taken: usize) -> Result<(), Refusal> {
+        match self.max_submissions {
+            Some(max) if taken >= max as usize => Err(Refusal::RoundFull { max }),
+            _ => Ok(()),
+        }
     }
 
     /// Committee size per submission (`committee`, or the whole pool).
@@ -219,6 +236,10 @@ pub struct Submission {
     pub token: String,
     /// Makes otherwise identical submissions distinct events.
     pub nonce: u64,
+    /// A BOLT11 invoice of the toll's amount, payable to the peer: the coordinator pays it if it
+    /// refuses the submission after taking the toll ([`SubmissionRefusal`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_invoice: Option<String>,
 }
 
 impl Submission {
@@ -228,6 +249,13 @@ impl Submission {
         }
         if self.token.is_empty() || self.token.len() > MAX_TOKEN_LEN {
             return schema("token length");
+        }
+        if self
+            .refund_invoice
+            .as_ref()
+            .is_some_and(|i| i.is_empty() || i.len() > MAX_BOLT11_LEN)
+        {
+            return schema("refund invoice length");
         }
         Ok(())
     }
@@ -436,6 +464,59 @@ impl EventContent for EscrowLock {
             tags::round(self.round),
             tags::submission(&self.submission),
             tags::p(&self.coordinator),
+        ]
+    }
+    json_content!();
+}
+
+/// Why a coordinator refused a submission.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The round already took its declared [`RoundOpen::max_submissions`].
+    #[error("round full: it takes at most {max} submissions")]
+    RoundFull {
+        /// The cap.
+        max: u32,
+    },
+}
+
+/// A coordinator's refusal of a submission whose token it took, by the coordinator: why, and
+/// the refund of the toll (paid to the submission's `refund_invoice`, if it had one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmissionRefusal {
+    /// Content version (1).
+    pub v: u32,
+    /// Run.
+    pub run_id: RunId,
+    /// Round.
+    pub round: u64,
+    /// The refused submission.
+    pub submission: SubmissionId,
+    /// Its author.
+    pub peer: PublicKey,
+    /// Why.
+    pub refusal: Refusal,
+    /// The toll refunded to the submission's refund invoice (0: it had none).
+    pub refund_msat: u64,
+}
+
+impl SubmissionRefusal {
+    fn check(&self) -> Result<(), RejectReason> {
+        Ok(())
+    }
+}
+
+impl EventContent for SubmissionRefusal {
+    const KIND: L402Kind = L402Kind::SubmissionRefusal;
+
+    fn tags(&self) -> Vec<Tag> {
+        vec![
+            tags::run(&self.run_id),
+            tags::round(self.round),
+            tags::submission(&self.submission),
+            tags::p(&self.peer),
         ]
     }
     json_content!();
@@ -805,6 +886,15 @@ impl RoundScope {
     pub fn check_offer(&self, o: &Verified<EscrowOffer>) -> Result<(), ScopeError> {
         self.run_round(&o.run_id, o.round)?;
         if o.author() != self.coordinator {
+            return Err(ScopeError::WrongAuthor);
+        }
+        Ok(())
+    }
+
+    /// A refusal by this round's coordinator.
+    pub fn check_refusal(&self, r: &Verified<SubmissionRefusal>) -> Result<(), ScopeError> {
+        self.run_round(&r.run_id, r.round)?;
+        if r.author() != self.coordinator {
             return Err(ScopeError::WrongAuthor);
         }
         Ok(())

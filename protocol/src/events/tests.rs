@@ -51,6 +51,7 @@ pub(crate) fn round_open(round: u64) -> RoundOpen {
         }),
         tranches: linear_schedule(40_000, 3, Score(30_000), 250_000),
         submission_price_msat: 1_000,
+        max_submissions: None,
         tolerance: Tolerance::default(),
     }
 }
@@ -68,6 +69,7 @@ fn submission(round: u64) -> Submission {
         claimed_loss: Score(12_000),
         token: "AgEEbDQwMgJC:00".into(),
         nonce: 7,
+        refund_invoice: None,
     }
 }
 
@@ -282,6 +284,21 @@ fn sample_events() -> Vec<(&'static str, Event)> {
         ("bounty", signed(&bounty, &c)),
         ("bounty_commitment", commit_ev),
         ("bounty_reveal", signed(&reveal, &keys(4))),
+        (
+            "submission_refusal",
+            signed(
+                &crate::events::SubmissionRefusal {
+                    v: 1,
+                    run_id: run(),
+                    round: 3,
+                    submission: sub,
+                    peer: keys(2).public_key(),
+                    refusal: crate::events::Refusal::RoundFull { max: 500 },
+                    refund_msat: 1_000,
+                },
+                &c,
+            ),
+        ),
     ]
 }
 
@@ -297,7 +314,7 @@ fn every_kind_round_trips() {
         let back = parse_json(&ev.as_json(), Some(now())).unwrap();
         assert_eq!(back, v);
     }
-    assert_eq!(kinds.len(), 11);
+    assert_eq!(kinds.len(), 12);
     assert_eq!(kinds[3], L402Kind::Submission);
     // Standard NIP-01: an ordinary client sees our indexed tags.
     let sub_json: serde_json::Value = serde_json::from_str(&sub_ev.as_json()).unwrap();
@@ -629,7 +646,7 @@ fn kinds_are_stable() {
     let nums: Vec<u16> = L402Kind::ALL.iter().map(|k| k.as_u16()).collect();
     assert_eq!(
         nums,
-        [34020, 34021, 34022, 4021, 4022, 4023, 4024, 4025, 4026, 4027, 4028, 4029]
+        [34020, 34021, 34022, 4021, 4022, 4023, 4024, 4025, 4026, 4027, 4028, 4029, 4030]
     );
     for k in L402Kind::ALL {
         assert_eq!(L402Kind::from_u16(k.as_u16()), Some(k));

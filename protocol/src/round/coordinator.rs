@@ -13,8 +13,8 @@ use super::{ignored, op_seed, persist, restore, sign, Action, Input, PersistErro
 use crate::escrow::{deal_with, Corruption, DealingParams};
 use crate::events::{
     parse, AttestationEvent, Checkpoint, EscrowLock, EscrowOffer, LockState, MergedList,
-    MergedSubmission, RoundOpen, RoundScope, Submission, SubmissionId, UnixTime, Verified,
-    VerifiedAny,
+    MergedSubmission, Refusal, RoundOpen, RoundScope, Submission, SubmissionId, SubmissionRefusal,
+    UnixTime, Verified, VerifiedAny,
 };
 use crate::l402;
 use crate::quorum::{committee, eval_seed, tally, Phase, TallyContext};
@@ -54,6 +54,10 @@ struct CoordinatorState {
     aggregate: Option<Vec<MergedSubmission>>,
     checkpoint: Option<Verified<Checkpoint>>,
     published: Vec<Event>,
+    /// Toll refunds owed for refused submissions (re-requested on resume; paying is idempotent
+    /// per payment hash in the shell).
+    #[serde(default)]
+    refunds: Vec<(SubmissionId, nostr::PublicKey, String, u64)>,
 }
 
 /// The coordinator's state machine for one round.
@@ -87,6 +91,7 @@ impl Coordinator {
                 aggregate: None,
                 checkpoint: None,
                 published: Vec::new(),
+                refunds: Vec::new(),
             },
         })
     }
@@ -144,6 +149,14 @@ impl Coordinator {
             if let Some(a) = self.pay_action(&id) {
                 out.push(a);
             }
+        }
+        for (submission, peer, bolt11, amount_msat) in &self.st.refunds {
+            out.push(Action::RefundToll {
+                submission: *submission,
+                peer: *peer,
+                bolt11: bolt11.clone(),
+                amount_msat: *amount_msat,
+            });
         }
         if let (Some(merged), None) = (&self.st.aggregate, &self.st.checkpoint) {
             out.push(Action::Aggregate {
@@ -236,6 +249,12 @@ impl Coordinator {
             .token_uses
             .entry(uses_key(&info.token_id))
             .or_insert(0) += 1;
+        // The declared cap: a paid submission beyond it is refused in a signed event and its
+        // toll refunded (the token is spent either way, so it is refunded once).
+        if let Err(refusal) = self.st.open.admits(self.st.subs.len()) {
+            self.refuse(now, &s, id, refusal, out);
+            return;
+        }
         let open = self.st.open.value().clone();
         // This submission's committee: the VRF of our key over it draws `n` from the pool.
         let drawn = committee::prove(&self.keys, &open.run_id, open.round, &open.seed, &id)
@@ -294,6 +313,41 @@ impl Coordinator {
             },
         );
         self.publish(ev, out);
+    }
+
+    fn refuse(
+        &mut self,
+        now: UnixTime,
+        s: &Verified<Submission>,
+        id: SubmissionId,
+        refusal: Refusal,
+        out: &mut Vec<Action>,
+    ) {
+        let price = self.st.open.submission_price_msat;
+        let refund = s.refund_invoice.clone().filter(|_| price > 0);
+        let r = SubmissionRefusal {
+            v: crate::events::CONTENT_VERSION,
+            run_id: self.st.open.run_id.clone(),
+            round: self.st.open.round,
+            submission: id,
+            peer: s.author(),
+            refusal,
+            refund_msat: if refund.is_some() { price } else { 0 },
+        };
+        let ev = sign(&self.keys, &self.st.seed, now, "refusal", &[&id.0], &r);
+        self.publish(ev, out);
+        out.push(ignored(s.event(), r.refusal.to_string()));
+        if let Some(bolt11) = refund {
+            self.st
+                .refunds
+                .push((id, s.author(), bolt11.clone(), price));
+            out.push(Action::RefundToll {
+                submission: id,
+                peer: s.author(),
+                bolt11,
+                amount_msat: price,
+            });
+        }
     }
 
     fn pay_action(&self, id: &SubmissionId) -> Option<Action> {

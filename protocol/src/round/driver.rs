@@ -170,6 +170,7 @@ pub fn scope_of(ev: &VerifiedAny) -> Option<(&RunId, u64)> {
             (&b.run_id, b.round)
         }
         VerifiedAny::Checkpoint(c) => (&c.run_id, c.round),
+        VerifiedAny::SubmissionRefusal(r) => (&r.run_id, r.round),
         _ => return None,
     })
 }

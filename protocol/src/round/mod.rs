@@ -184,6 +184,28 @@ pub enum Action {
         /// Its fee invoice.
         bolt11: String,
     },
+    /// Coordinator: refund a refused submission's toll by paying the peer's refund invoice
+    /// (after checking it asks exactly `amount_msat`).
+    RefundToll {
+        /// The refused submission.
+        submission: SubmissionId,
+        /// Its author.
+        peer: PublicKey,
+        /// The submission's refund invoice.
+        bolt11: String,
+        /// The toll.
+        amount_msat: u64,
+    },
+    /// Worker: the coordinator refused the submission (and refunded `refund_msat` of its toll);
+    /// the machine is done, for logs and status.
+    Refused {
+        /// The submission.
+        submission: SubmissionId,
+        /// Why.
+        refusal: crate::events::Refusal,
+        /// Refunded.
+        refund_msat: u64,
+    },
     /// An event of this round was not acted on (replay, wrong author, too late …), for logs.
     Ignored {
         /// The event.

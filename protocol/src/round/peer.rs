@@ -16,8 +16,8 @@ use crate::escrow::{
 };
 use crate::events::{
     parse, AttestationEvent, BlobHash, EscrowLock, EscrowOffer, Evidence, LockState, PaymentHash,
-    RoundOpen, RoundScope, Score, Submission, SubmissionId, TrancheInvoice, UnixTime, Verified,
-    VerifiedAny,
+    Refusal, RoundOpen, RoundScope, Score, Submission, SubmissionId, SubmissionRefusal,
+    TrancheInvoice, UnixTime, Verified, VerifiedAny,
 };
 use crate::quorum::{eval_seed, Phase};
 
@@ -34,6 +34,10 @@ pub struct PeerWork {
     pub claimed_loss: Score,
     /// L402 submission token `<macaroon>:<preimage>`.
     pub token: String,
+    /// A BOLT11 invoice of the toll's amount to the worker, for the refund if the coordinator
+    /// refuses the submission.
+    #[serde(default)]
+    pub refund_invoice: Option<String>,
 }
 
 /// Where one tranche's hold invoice stands.
@@ -101,6 +105,9 @@ struct PeerState {
     published: Vec<Event>,
     /// Attestations that arrived before the escrow offer.
     early_attestations: Vec<Verified<AttestationEvent>>,
+    /// The coordinator's refusal of our submission, if it refused it.
+    #[serde(default)]
+    refused: Option<Refusal>,
 }
 
 /// The worker's state machine for one submission.
@@ -128,6 +135,7 @@ impl Peer {
                 lock_failed: false,
                 published: Vec::new(),
                 early_attestations: Vec::new(),
+                refused: None,
             },
         }
     }
@@ -252,6 +260,7 @@ impl Peer {
         match input {
             Input::Event(VerifiedAny::EscrowOffer(o)) => self.on_offer(now, o, &mut out),
             Input::Event(VerifiedAny::Attestation(a)) => self.on_attestation(now, a, &mut out),
+            Input::Event(VerifiedAny::SubmissionRefusal(r)) => self.on_refusal(r, &mut out),
             Input::InvoiceCreated {
                 payment_hash,
                 bolt11,
@@ -297,12 +306,38 @@ impl Peer {
             claimed_loss: self.st.work.claimed_loss,
             token: self.st.work.token.clone(),
             nonce: u64::from_be_bytes(nonce_seed[..8].try_into().unwrap_or_default()),
+            refund_invoice: self.st.work.refund_invoice.clone(),
         };
         let ev = sign(&self.keys, &self.st.seed, now, "submission", &[], &s);
         if let Some(v) = ev.as_ref().and_then(|e| parse::<Submission>(e, None).ok()) {
             self.st.submission = Some(v);
             self.publish(ev, out);
         }
+    }
+
+    fn on_refusal(&mut self, r: Verified<SubmissionRefusal>, out: &mut Vec<Action>) {
+        if self.submission_id() != Some(r.submission) || self.st.refused.is_some() {
+            return;
+        }
+        if let Err(e) = self.scope().check_refusal(&r) {
+            out.push(ignored(r.event(), e));
+            return;
+        }
+        if self.st.offer.is_some() {
+            out.push(ignored(r.event(), "refusal after the escrow offer"));
+            return;
+        }
+        self.st.refused = Some(r.refusal.clone());
+        out.push(Action::Refused {
+            submission: r.submission,
+            refusal: r.refusal.clone(),
+            refund_msat: r.refund_msat,
+        });
+    }
+
+    /// The coordinator's refusal of this worker's submission, if it refused it.
+    pub fn refused(&self) -> Option<&Refusal> {
+        self.st.refused.as_ref()
     }
 
     fn on_offer(&mut self, now: UnixTime, o: Verified<EscrowOffer>, out: &mut Vec<Action>) {

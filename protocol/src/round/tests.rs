@@ -7,7 +7,7 @@ use nostr::{Keys, SecretKey};
 
 use super::*;
 use crate::escrow::linear_schedule;
-use crate::events::{parse, HoldbackWindow, RoundOpen, RunId, Verified};
+use crate::events::{parse, HoldbackWindow, L402Kind, RoundOpen, RunId, Verified};
 use crate::quorum::{round_seed, Tolerance};
 
 const T0: u64 = 5_000;
@@ -41,6 +41,7 @@ fn open() -> RoundOpen {
         }),
         tranches: linear_schedule(30_000, 2, Score(20_000), 200_000),
         submission_price_msat: 1,
+        max_submissions: None,
         tolerance: Tolerance::default(),
     }
 }
@@ -71,6 +72,7 @@ fn peer() -> Peer {
             size: 10,
             claimed_loss: Score(0),
             token: "AA:00".into(),
+            refund_invoice: None,
         },
     )
 }
@@ -301,6 +303,7 @@ fn a_second_submission_of_the_same_blob_is_refused_as_a_copy() {
                 size: 10,
                 claimed_loss: Score(0),
                 token: format!("{}:{}", mac.to_base64(), hex::encode(preimage.0)),
+                refund_invoice: None,
             },
         );
         let Some(Action::Publish(ev)) = p.handle(T0 + 1, Input::Tick).into_iter().next() else {
@@ -319,5 +322,105 @@ fn a_second_submission_of_the_same_blob_is_refused_as_a_copy() {
             .iter()
             .any(|a| matches!(a, Action::Ignored { reason, .. } if reason.starts_with("copy"))),
         "{second:?}"
+    );
+}
+
+#[test]
+fn beyond_the_declared_cap_a_paid_submission_is_refused_and_its_toll_refunded_once() {
+    let capped = || RoundOpen {
+        max_submissions: Some(1),
+        ..open()
+    };
+    let mut c = Coordinator::new(keys(1), [0; 32], T0, capped(), config()).unwrap();
+    let open_ev = c.handle(T0, Input::Tick);
+    let Some(Action::Publish(open_ev)) = open_ev.into_iter().next() else {
+        panic!("no round open");
+    };
+    let vopen: Verified<RoundOpen> = parse(&open_ev, None).unwrap();
+    // A peer with a paid token and a refund invoice, distinct blobs per author.
+    let peer = |author: u8| {
+        let preimage = crate::escrow::Preimage([author; 32]);
+        let run = RunId::new("unit").unwrap();
+        let mac = crate::l402::mint(
+            &[7; 32],
+            &crate::l402::MintParams {
+                service: "submit",
+                run: Some(&run),
+                valid_until: Some(T0 + 1_000),
+                max_uses: Some(1),
+                pubkey: Some(keys(author).public_key()),
+                payment_hash: preimage.payment_hash(),
+                token_id: [author; 32],
+                location: None,
+            },
+        );
+        let mut p = Peer::new(
+            keys(author),
+            [author; 32],
+            vopen.clone(),
+            PeerWork {
+                blob: BlobHash([author; 32]),
+                size: 10,
+                claimed_loss: Score(0),
+                token: format!("{}:{}", mac.to_base64(), hex::encode(preimage.0)),
+                refund_invoice: Some(format!("lnbcrt-refund-{author}")),
+            },
+        );
+        let Some(Action::Publish(ev)) = p.handle(T0 + 1, Input::Tick).into_iter().next() else {
+            panic!("no submission");
+        };
+        (p, VerifiedAny::Submission(parse(&ev, None).unwrap()))
+    };
+    let (_, first) = peer(2);
+    assert!(c
+        .handle(T0 + 2, Input::Event(first))
+        .iter()
+        .any(|a| matches!(a, Action::Publish(_))));
+    let (mut late, second) = peer(3);
+    let out = c.handle(T0 + 3, Input::Event(second.clone()));
+    let refunds: Vec<_> = out
+        .iter()
+        .filter(|a| matches!(a, Action::RefundToll { amount_msat: 1, bolt11, .. } if bolt11 == "lnbcrt-refund-3"))
+        .collect();
+    assert_eq!(refunds.len(), 1, "{out:?}");
+    let refusal = out
+        .iter()
+        .find_map(|a| match a {
+            Action::Publish(ev) if ev.kind == L402Kind::SubmissionRefusal.kind() => {
+                Some(parse::<crate::events::SubmissionRefusal>(ev, None).unwrap())
+            }
+            _ => None,
+        })
+        .expect("a signed refusal");
+    assert_eq!(
+        refusal.refusal,
+        crate::events::Refusal::RoundFull { max: 1 }
+    );
+    assert_eq!(refusal.refund_msat, 1);
+    // The same submission again: its token is spent, so no second refund.
+    let again = c.handle(T0 + 4, Input::Event(second));
+    assert!(
+        !again.iter().any(|a| matches!(a, Action::RefundToll { .. })),
+        "{again:?}"
+    );
+    // A restarted coordinator asks for the refund again (paying is idempotent in the shell).
+    let mut restored = Coordinator::from_bytes(keys(1), &c.to_bytes()).unwrap();
+    assert!(restored
+        .resume(T0 + 5)
+        .iter()
+        .any(|a| matches!(a, Action::RefundToll { .. })));
+    // The peer sees the typed refusal and is done.
+    let seen = late.handle(
+        T0 + 6,
+        Input::Event(VerifiedAny::SubmissionRefusal(refusal)),
+    );
+    assert!(
+        seen.iter()
+            .any(|a| matches!(a, Action::Refused { refund_msat: 1, .. })),
+        "{seen:?}"
+    );
+    assert_eq!(
+        late.refused(),
+        Some(&crate::events::Refusal::RoundFull { max: 1 })
     );
 }

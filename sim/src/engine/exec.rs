@@ -195,6 +195,30 @@ impl Simulation {
                 self.compute(1, from, round, Input::CheckpointReady { checkpoint });
             }
             Action::PayValidatorFee { .. } => self.stats.validator_fees += 1,
+            Action::RefundToll {
+                peer,
+                amount_msat,
+                bolt11,
+                ..
+            } => {
+                // The fake Lightning: the refund invoice names the peer; pay it once.
+                let first = self.stats.refund_invoices_paid.insert(bolt11);
+                if let Some(to) = self.by_key.get(&peer).copied().filter(|_| first) {
+                    match self.ledger.transfer(from, to, amount_msat) {
+                        Ok(()) => {
+                            *self.stats.tolls_refunded_msat.entry(to).or_insert(0) += amount_msat
+                        }
+                        Err(e) => {
+                            *self
+                                .stats
+                                .ledger_errors
+                                .entry(format!("refund: {e}"))
+                                .or_insert(0) += 1
+                        }
+                    }
+                }
+            }
+            Action::Refused { .. } => self.stats.refusals_seen += 1,
             Action::Ignored { event, reason } => self.on_ignored(from, event, reason),
             _ => {
                 *self
@@ -253,6 +277,7 @@ impl Simulation {
                     let named = match &*event {
                         VerifiedAny::EscrowOffer(o) => Some(o.peer),
                         VerifiedAny::Attestation(a) => Some(a.peer),
+                        VerifiedAny::SubmissionRefusal(r) => Some(r.peer),
                         _ => None,
                     };
                     if let Some(a) = named.and_then(|pk| self.by_key.get(&pk).copied()) {

@@ -230,6 +230,8 @@ impl Simulation {
         let attacker_payout_msat = paid_to(&|k| k.is_adversary());
         let honest_paid_msat = paid_to(&|k| k == ActorKind::HonestPeer);
         det.copies_submitted = self.stats.copies_submitted;
+        det.refused_round_full = self.stats.refusals_seen;
+        det.tolls_refunded_msat = self.stats.tolls_refunded_msat.values().sum();
         det.copies_paid_msat = paid_to(&|k| k == ActorKind::FreeRider);
         det.poison_paid_msat = paid_to(&|k| k == ActorKind::Poisoner);
         det.sybil_paid_msat =

@@ -134,6 +134,13 @@ pub(crate) struct Stats {
     pub(crate) relay_flagged: BTreeMap<usize, u64>,
     pub(crate) open_errors: Vec<String>,
     pub(crate) validator_fees: u64,
+    /// Tolls refunded to refused submissions (round full), by actor.
+    pub(crate) tolls_refunded_msat: BTreeMap<ActorId, u64>,
+    /// Refusals a worker's machine received.
+    pub(crate) refusals_seen: u64,
+    /// Refund invoices paid (a resumed coordinator asks again; paying is idempotent, as in the
+    /// node, per invoice).
+    pub(crate) refund_invoices_paid: BTreeSet<String>,
     /// The coordinator's own events that no relay accepted, with the rule that refused them
     /// (what stalls a round; first 16).
     pub(crate) coordinator_refused: Vec<String>,
@@ -302,6 +309,7 @@ pub(crate) fn round_of(ev: &VerifiedAny) -> Option<u64> {
         VerifiedAny::EscrowLock(l) => l.round,
         VerifiedAny::Attestation(a) => a.attestation.body().round,
         VerifiedAny::Checkpoint(c) => c.round,
+        VerifiedAny::SubmissionRefusal(r) => r.round,
         _ => return None,
     })
 }
@@ -765,6 +773,7 @@ impl Simulation {
                             .is_none_or(|c| c.contains(&a)))
             }
             VerifiedAny::Attestation(x) => coord || x.peer == actor.pubkey,
+            VerifiedAny::SubmissionRefusal(r) => r.peer == actor.pubkey,
             _ => false,
         }
     }
@@ -811,6 +820,9 @@ impl Simulation {
                 let mut v = vec![self.coordinator];
                 v.extend(self.by_key.get(&x.peer).copied());
                 v
+            }
+            VerifiedAny::SubmissionRefusal(r) => {
+                self.by_key.get(&r.peer).copied().into_iter().collect()
             }
             _ => Vec::new(),
         };

@@ -113,6 +113,7 @@ impl Simulation {
                 e.holdback_ppm,
             ),
             submission_price_msat: e.submission_price_sats * 1000,
+            max_submissions: (e.max_submissions > 0).then_some(e.max_submissions),
             tolerance: Tolerance::default(),
         };
         let corruption = self.pick_corruption(n);
@@ -316,6 +317,7 @@ impl Simulation {
             size: 2_631_224,
             claimed_loss: Score(q),
             token: self.buy_token(a, open, pay),
+            refund_invoice: Some(refund_invoice(a, open.round)),
         }
     }
 
@@ -349,6 +351,7 @@ impl Simulation {
             size: s.size,
             claimed_loss: s.claimed_loss,
             token: self.buy_token(a, &open, true),
+            refund_invoice: Some(refund_invoice(a, r)),
         };
         let keys = self.actors[a as usize].keys.clone();
         let peer = Peer::new(keys, self.machine_seed(a, r), open, work);
@@ -455,4 +458,9 @@ impl Simulation {
             Some(Rc::clone(ev)),
         );
     }
+}
+
+/// The fake refund invoice of actor `a` in round `r` (the fake Lightning pays it to `a`).
+fn refund_invoice(a: ActorId, r: u64) -> String {
+    format!("lnsim-refund-{a}-{r}")
 }
