@@ -20,6 +20,7 @@ use l402_node::bounty::example_bench;
 use l402_node::bounty::harness::{
     evaluate, ArtifactError, Evaluation, ExploitClass, ExploitEntry, ExploitLog,
 };
+use l402_node::bounty::local;
 use l402_node::bounty::sandbox::{Isolation, Limits, Policy};
 
 const DIFF_CAP: u64 = 16 * 1024;
@@ -343,6 +344,66 @@ fn reference_agent_finds_an_improvement_that_holds_out() {
     .unwrap();
     assert!(hooked.steps[0].kept, "{hooked:?}");
     assert!(hooked.diff.contains("+steps = 30"), "{}", hooked.diff);
+}
+
+/// The award flow on one machine: the agent's improvement is paid in tranches with a holdback,
+/// the later copy of its diff earns nothing, the follow-up is measured against the new leader and
+/// decided by the margin (improvements stack), and the
+/// cheater's printed metric earns nothing and lands in the exploit log.
+#[test]
+fn local_award_flow() {
+    use l402_protocol::bounty::Decision;
+    let dir = tempfile::tempdir().unwrap();
+    let iso = Isolation::detect(Policy::RequireBubblewrap).unwrap();
+    let args = local::LocalArgs {
+        out: dir.path().into(),
+        validators: 2,
+        agent_iterations: 8,
+        seed: 1,
+    };
+    let r = local::run_local(&iso, &args, Path::new(env!("CARGO_BIN_EXE_l402-node"))).unwrap();
+    local::print(&r);
+    let d: Vec<_> = r.entries.iter().map(|e| e.decision.clone()).collect();
+    let Some(Decision::Award(a)) = &d[0] else {
+        panic!("{d:?}")
+    };
+    assert!(a.tranches >= 1 && a.holdback_msat == (a.primary_msat + a.holdback_msat) / 5);
+    assert!(matches!(d[1], Some(Decision::Copy { .. })), "{d:?}");
+    let leader = r.entries[0].metric.unwrap();
+    let follow = r.entries[2].metric.unwrap();
+    match &d[2] {
+        Some(Decision::BelowMargin {
+            improvement,
+            margin,
+        }) => {
+            assert_eq!(*improvement, leader - follow);
+            assert!(improvement < margin);
+        }
+        Some(Decision::Award(f)) => assert!(f.improvement >= 20_000),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(d[3], Some(Decision::BelowMargin { .. })), "{d:?}");
+    assert!(r.entries[3]
+        .exploits
+        .iter()
+        .any(|c| matches!(c, ExploitClass::ClaimNotReproduced { .. })));
+    let awards: Vec<_> = d
+        .iter()
+        .filter_map(|x| match x {
+            Some(Decision::Award(a)) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        r.primary_msat,
+        awards.iter().map(|a| a.primary_msat).sum::<u64>()
+    );
+    assert_eq!(
+        r.holdback_released_msat + r.holdback_refunded_msat,
+        awards.iter().map(|a| a.holdback_msat).sum::<u64>()
+    );
+    let log = ExploitLog::new(&r.exploit_log).entries().unwrap();
+    assert_eq!(log.len(), 1, "{log:?}");
 }
 
 fn count_processes() -> usize {

@@ -8,6 +8,7 @@ pub mod agent;
 pub mod diff;
 pub mod example;
 pub mod harness;
+pub mod local;
 pub mod sandbox;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,10 @@ pub enum BountyCommand {
     /// The reference agent: hill-climb over the mutable files on the public eval set until it
     /// converges; writes the best diff.
     Agent(AgentArgs),
+    /// The award flow on one machine: the agent, a copier, a follow-up and a
+    /// cheater, evaluated by a committee in the sandbox, decided by the award rules, holdback
+    /// settled by a re-evaluation (no Nostr, no Lightning).
+    Local(local::LocalArgs),
 }
 
 /// Arguments of `l402-node bounty agent`.
@@ -141,6 +146,16 @@ pub fn run(args: BountyArgs) -> anyhow::Result<()> {
         BountyCommand::Example(a) => run_example(&a),
         BountyCommand::Eval(a) => run_eval(&a),
         BountyCommand::Agent(a) => run_agent(&a),
+        BountyCommand::Local(a) => {
+            let iso = Isolation::detect(Policy::RequireBubblewrap)?;
+            std::fs::create_dir_all(&a.out)?;
+            let report = local::run_local(&iso, &a, &std::env::current_exe()?)?;
+            local::print(&report);
+            let path = a.out.join("report.json");
+            std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+            println!("report: {}", path.display());
+            Ok(())
+        }
     }
 }
 

@@ -245,12 +245,19 @@ impl Isolation {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        let join = |h: Option<std::thread::JoinHandle<(Vec<u8>, bool)>>| {
-            h.and_then(|h| h.join().ok()).unwrap_or_default()
-        };
+        // Whatever the command left running in its process group (a background job of a bare
+        // run; in bubblewrap the pid namespace is already gone) dies with it, and so does
+        // anything left in the cgroup.
+        // SAFETY: plain kill(2) on our own child's process group.
+        unsafe {
+            libc::kill(-(child.id() as i32), libc::SIGKILL);
+        }
         drop(cgroup);
-        let (stdout, t1) = join(out);
-        let (stderr, t2) = join(err);
+        // A process that escaped the group (setsid in a bare run) may still hold the pipes: wait
+        // for the readers briefly, then keep what they have read.
+        let grace = Instant::now() + OUTPUT_GRACE;
+        let (stdout, t1) = collect(out, grace);
+        let (stderr, t2) = collect(err, grace);
         Ok(Outcome {
             exit,
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -458,24 +465,44 @@ fn processes_of_current_uid() -> u64 {
     n
 }
 
-fn capped_reader<R: Read + Send + 'static>(
-    mut r: R,
-    cap: usize,
-) -> std::thread::JoinHandle<(Vec<u8>, bool)> {
+/// How long the output readers may take after the command ended.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+/// What a reader has kept so far: (bytes, truncated, done).
+type Captured = std::sync::Arc<std::sync::Mutex<(Vec<u8>, bool, bool)>>;
+
+fn capped_reader<R: Read + Send + 'static>(mut r: R, cap: usize) -> Captured {
+    let shared: Captured = Default::default();
+    let mine = shared.clone();
     std::thread::spawn(move || {
-        let mut kept = Vec::new();
         let mut buf = [0u8; 8192];
-        let mut truncated = false;
         while let Ok(n) = r.read(&mut buf) {
             if n == 0 {
                 break;
             }
-            let room = cap.saturating_sub(kept.len());
-            kept.extend_from_slice(&buf[..n.min(room)]);
-            truncated |= n > room;
+            let mut g = mine.lock().unwrap_or_else(|p| p.into_inner());
+            let room = cap.saturating_sub(g.0.len());
+            g.0.extend_from_slice(&buf[..n.min(room)]);
+            g.1 |= n > room;
         }
-        (kept, truncated)
-    })
+        mine.lock().unwrap_or_else(|p| p.into_inner()).2 = true;
+    });
+    shared
+}
+
+/// The reader's bytes once it is done, or at `until`, whichever comes first.
+fn collect(c: Option<Captured>, until: Instant) -> (Vec<u8>, bool) {
+    let Some(c) = c else {
+        return (Vec::new(), false);
+    };
+    loop {
+        let g = c.lock().unwrap_or_else(|p| p.into_inner());
+        if g.2 || Instant::now() >= until {
+            return (g.0.clone(), g.1 || !g.2);
+        }
+        drop(g);
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn exit_of(status: std::process::ExitStatus) -> Exit {
@@ -573,6 +600,28 @@ mod tests {
         assert_eq!(out.exit, Exit::WallTimeout);
         assert!(out.output_truncated);
         assert_eq!(out.stdout.len(), 1000);
+    }
+
+    #[test]
+    fn a_background_job_does_not_outlive_the_command_or_hold_the_evaluation() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = Job {
+            scratch: dir.path(),
+            command: "sleep 30 & echo started",
+            ro_binds: Vec::new(),
+            env: Vec::new(),
+        };
+        for iso in [bwrap(), Isolation::Unsandboxed] {
+            let t = Instant::now();
+            let out = iso.run(&job, &Limits::default()).unwrap();
+            assert!(out.success(), "{out:?}");
+            assert_eq!(out.stdout, "started\n");
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "{iso:?}: {:?}",
+                t.elapsed()
+            );
+        }
     }
 
     #[test]

@@ -273,44 +273,53 @@ fn driver_routes_events_by_run_and_round_and_lightning_by_payment_hash() {
     assert!(d.is_empty() && fx.stored.is_empty() && fx.forgotten.len() == 3);
 }
 
+/// A worker of `open` with a valid paid token (service "submit", one use, bound to its key),
+/// submitting `blob`: the machine and its published submission.
+fn paid_peer(
+    author: u8,
+    open: Verified<RoundOpen>,
+    blob: BlobHash,
+    refund_invoice: Option<String>,
+) -> (Peer, VerifiedAny) {
+    let preimage = crate::escrow::Preimage([author; 32]);
+    let run = RunId::new("unit").unwrap();
+    let mac = crate::l402::mint(
+        &[7; 32],
+        &crate::l402::MintParams {
+            service: "submit",
+            run: Some(&run),
+            valid_until: Some(T0 + 1_000),
+            max_uses: Some(1),
+            pubkey: Some(keys(author).public_key()),
+            payment_hash: preimage.payment_hash(),
+            token_id: [author; 32],
+            location: None,
+        },
+    );
+    let mut p = Peer::new(
+        keys(author),
+        [author; 32],
+        open,
+        PeerWork {
+            blob,
+            size: 10,
+            claimed_loss: Score(0),
+            token: format!("{}:{}", mac.to_base64(), hex::encode(preimage.0)),
+            refund_invoice,
+        },
+    );
+    let Some(Action::Publish(ev)) = p.handle(T0 + 1, Input::Tick).into_iter().next() else {
+        panic!("no submission");
+    };
+    (p, VerifiedAny::Submission(parse(&ev, None).unwrap()))
+}
+
 #[test]
 fn a_second_submission_of_the_same_blob_is_refused_as_a_copy() {
     let mut c = Coordinator::new(keys(1), [0; 32], T0, open(), config()).unwrap();
     c.handle(T0, Input::Tick);
     // Two authors, each with a valid paid token, submit the same blob hash.
-    let sub = |author: u8| {
-        let preimage = crate::escrow::Preimage([author; 32]);
-        let run = RunId::new("unit").unwrap();
-        let mac = crate::l402::mint(
-            &[7; 32],
-            &crate::l402::MintParams {
-                service: "submit",
-                run: Some(&run),
-                valid_until: Some(T0 + 1_000),
-                max_uses: Some(1),
-                pubkey: Some(keys(author).public_key()),
-                payment_hash: preimage.payment_hash(),
-                token_id: [author; 32],
-                location: None,
-            },
-        );
-        let mut p = Peer::new(
-            keys(author),
-            [author; 32],
-            verified_open(),
-            PeerWork {
-                blob: BlobHash([9; 32]),
-                size: 10,
-                claimed_loss: Score(0),
-                token: format!("{}:{}", mac.to_base64(), hex::encode(preimage.0)),
-                refund_invoice: None,
-            },
-        );
-        let Some(Action::Publish(ev)) = p.handle(T0 + 1, Input::Tick).into_iter().next() else {
-            panic!("no submission");
-        };
-        VerifiedAny::Submission(parse(&ev, None).unwrap())
-    };
+    let sub = |author: u8| paid_peer(author, verified_open(), BlobHash([9; 32]), None).1;
     let first = c.handle(T0 + 2, Input::Event(sub(2)));
     assert!(
         first.iter().any(|a| matches!(a, Action::Publish(_))),
@@ -337,39 +346,10 @@ fn beyond_the_declared_cap_a_paid_submission_is_refused_and_its_toll_refunded_on
         panic!("no round open");
     };
     let vopen: Verified<RoundOpen> = parse(&open_ev, None).unwrap();
-    // A peer with a paid token and a refund invoice, distinct blobs per author.
+    // Peers with paid tokens and refund invoices, distinct blobs per author.
     let peer = |author: u8| {
-        let preimage = crate::escrow::Preimage([author; 32]);
-        let run = RunId::new("unit").unwrap();
-        let mac = crate::l402::mint(
-            &[7; 32],
-            &crate::l402::MintParams {
-                service: "submit",
-                run: Some(&run),
-                valid_until: Some(T0 + 1_000),
-                max_uses: Some(1),
-                pubkey: Some(keys(author).public_key()),
-                payment_hash: preimage.payment_hash(),
-                token_id: [author; 32],
-                location: None,
-            },
-        );
-        let mut p = Peer::new(
-            keys(author),
-            [author; 32],
-            vopen.clone(),
-            PeerWork {
-                blob: BlobHash([author; 32]),
-                size: 10,
-                claimed_loss: Score(0),
-                token: format!("{}:{}", mac.to_base64(), hex::encode(preimage.0)),
-                refund_invoice: Some(format!("lnbcrt-refund-{author}")),
-            },
-        );
-        let Some(Action::Publish(ev)) = p.handle(T0 + 1, Input::Tick).into_iter().next() else {
-            panic!("no submission");
-        };
-        (p, VerifiedAny::Submission(parse(&ev, None).unwrap()))
+        let refund = Some(format!("lnbcrt-refund-{author}"));
+        paid_peer(author, vopen.clone(), BlobHash([author; 32]), refund)
     };
     let (_, first) = peer(2);
     assert!(c
