@@ -252,17 +252,10 @@ fn run_eval(a: &EvalArgs) -> anyhow::Result<()> {
     }
     if let (Some(path), Some(entry)) = (
         &a.exploit_log,
-        ExploitEntry::of(&ev, &a.bounty, None, unix_now()),
+        ExploitEntry::of(&ev, &a.bounty, None, crate::runtime::unix_now()),
     ) {
         ExploitLog::new(path).record(&entry)?;
     }
     println!("{}", serde_json::to_string_pretty(&ev)?);
     Ok(())
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -104,7 +104,8 @@ pub enum RuntimeError {
     },
 }
 
-fn unix_now() -> UnixTime {
+/// Unix seconds now (the node's one wall-clock read for protocol times).
+pub(crate) fn unix_now() -> UnixTime {
     Timestamp::now().as_secs()
 }
 

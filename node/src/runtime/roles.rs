@@ -282,13 +282,9 @@ pub async fn store_submission(
     // A plain invoice of the toll to this node, for the refund if the coordinator refuses the
     // submission; it lives until the round's last deadline (and an hour more).
     let refund_invoice = if open.submission_price_msat > 0 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
         let secs = open
             .last_deadline()
-            .saturating_sub(now)
+            .saturating_sub(super::unix_now())
             .saturating_add(3600);
         let inv = components.lightning.create_invoice(
             open.submission_price_msat,

@@ -16,7 +16,7 @@ use indicatif::ProgressBar;
 use l402_protocol::blobmeta::Placement;
 use l402_protocol::escrow::linear_schedule;
 use l402_protocol::events::{
-    BlobHash, RoundOpen, RunAnnouncement, RunId, Score, UnixTime, Verified, VerifiedAny,
+    BlobHash, RoundOpen, RunAnnouncement, RunId, Score, Verified, VerifiedAny,
 };
 use l402_protocol::l402;
 use l402_protocol::quorum::Tolerance;
@@ -33,14 +33,11 @@ use crate::lightning::{Invoice, PaymentOutcome};
 use crate::runtime::roles::{
     machine_seed, open_round, store_submission, token_string, PeerTrainer, RoundPlan,
 };
+use crate::runtime::unix_now;
 use crate::train::Checkpoint;
 
 /// How long a peer waits for its token payment to settle.
 const PAY_WAIT: Duration = Duration::from_secs(60);
-
-fn unix_now() -> UnixTime {
-    Timestamp::now().as_secs()
-}
 
 /// What the gateway needs to sell submission tokens.
 #[derive(Debug, Clone)]
