@@ -57,7 +57,27 @@ struct CoordinatorState {
     /// Toll refunds owed for refused submissions (re-requested on resume; paying is idempotent
     /// per payment hash in the shell).
     #[serde(default)]
-    refunds: Vec<(SubmissionId, nostr::PublicKey, String, u64)>,
+    refunds: Vec<Refund>,
+}
+
+/// A toll refund owed to a refused submission's author.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Refund {
+    submission: SubmissionId,
+    peer: nostr::PublicKey,
+    bolt11: String,
+    amount_msat: u64,
+}
+
+impl Refund {
+    fn action(&self) -> Action {
+        Action::RefundToll {
+            submission: self.submission,
+            peer: self.peer,
+            bolt11: self.bolt11.clone(),
+            amount_msat: self.amount_msat,
+        }
+    }
 }
 
 /// The coordinator's state machine for one round.
@@ -150,14 +170,7 @@ impl Coordinator {
                 out.push(a);
             }
         }
-        for (submission, peer, bolt11, amount_msat) in &self.st.refunds {
-            out.push(Action::RefundToll {
-                submission: *submission,
-                peer: *peer,
-                bolt11: bolt11.clone(),
-                amount_msat: *amount_msat,
-            });
-        }
+        out.extend(self.st.refunds.iter().map(Refund::action));
         if let (Some(merged), None) = (&self.st.aggregate, &self.st.checkpoint) {
             out.push(Action::Aggregate {
                 list: self.merged_list(merged.clone()),
@@ -338,15 +351,14 @@ impl Coordinator {
         self.publish(ev, out);
         out.push(ignored(s.event(), r.refusal.to_string()));
         if let Some(bolt11) = refund {
-            self.st
-                .refunds
-                .push((id, s.author(), bolt11.clone(), price));
-            out.push(Action::RefundToll {
+            let r = Refund {
                 submission: id,
                 peer: s.author(),
                 bolt11,
                 amount_msat: price,
-            });
+            };
+            out.push(r.action());
+            self.st.refunds.push(r);
         }
     }
 
