@@ -7,11 +7,8 @@
 // Test fixtures (the `World` helpers) panic on setup failures.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use l402_node::bounty::agent;
 use l402_node::bounty::diff::{self, DiffError};
@@ -156,7 +153,6 @@ fn honest_improvement_is_measured_and_hostile_diffs_are_contained_and_logged() {
     let host_listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = host_listener.local_addr().unwrap().port();
     host_listener.set_nonblocking(true).unwrap();
-    let contacted = Arc::new(AtomicBool::new(false));
     let heldout = w.heldout_path.display().to_string();
     let harness = w.harness_path.display().to_string();
     let harness_before = std::fs::read(&w.harness_path).unwrap();
@@ -256,15 +252,9 @@ fn honest_improvement_is_measured_and_hostile_diffs_are_contained_and_logged() {
     }
     // Nothing reached the host: no connection, harness and held-out set unchanged, no process
     // of the fork bomb left behind.
-    let mut buf = [0u8; 16];
-    if let Ok((mut s, _)) = host_listener.accept() {
-        if s.read(&mut buf).unwrap_or(0) > 0 {
-            contacted.store(true, Ordering::SeqCst);
-        }
-        contacted.store(true, Ordering::SeqCst);
-    }
+    // (The listener is non-blocking: any connection made is waiting in its backlog.)
     assert!(
-        !contacted.load(Ordering::SeqCst),
+        host_listener.accept().is_err(),
         "the sandbox reached the host's loopback"
     );
     assert_eq!(std::fs::read(&w.harness_path).unwrap(), harness_before);

@@ -12,7 +12,7 @@
 //! Spec: specs/L2T-13-bounties.md#reference-agent
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
@@ -266,7 +266,7 @@ fn propose_with_hook(
     mutable: &[String],
 ) -> Result<Option<(Files, String)>, AgentError> {
     let dir = tempfile::Builder::new().prefix("l402-agent-").tempdir()?;
-    copy_dir(baseline, dir.path())?;
+    harness::copy_tree(baseline, dir.path())?;
     for (f, text) in best {
         std::fs::write(dir.path().join(f), text)?;
     }
@@ -281,21 +281,6 @@ fn propose_with_hook(
     }
     let files = read_mutable(dir.path(), mutable)?;
     Ok(Some((files, format!("hook: {cmd}"))))
-}
-
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let dest: PathBuf = to.join(e.file_name());
-        let ty = e.file_type()?;
-        if ty.is_dir() {
-            std::fs::create_dir_all(&dest)?;
-            copy_dir(&e.path(), &dest)?;
-        } else if ty.is_file() {
-            std::fs::copy(e.path(), dest)?;
-        }
-    }
-    Ok(())
 }
 
 /// The progress bar of `l402-node bounty agent`.

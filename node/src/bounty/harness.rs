@@ -318,7 +318,7 @@ pub fn read_artifact(root: &Path, rel: &str, cap: u64) -> Result<Vec<u8>, Artifa
 
 /// Copy the regular files and directories of `from` into `to`; a symlink in the baseline is an
 /// error (the sponsor's tree must not point outside itself).
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let ty = entry.file_type()?;
