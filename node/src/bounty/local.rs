@@ -104,6 +104,7 @@ pub fn example_bounty(heldout: &[u8], deadline: u64) -> Bounty {
         margin: Score(20_000),
         tranches: 100,
         reveal_window_secs: 60,
+        gateway: None,
     }
 }
 
@@ -236,15 +237,12 @@ pub fn run_local(
             .2;
         let (_, prev, _) = committee_eval(iso, &bench, args.validators, None, &fresh)?;
         let (_, now, _) = committee_eval(iso, &bench, args.validators, Some(d), &fresh)?;
-        let passes = match (prev, now) {
+        let freed = match (prev, now) {
             (Some(p), Some(n)) => board.settle_holdback(a, p, n),
-            _ => false,
+            _ => 0,
         };
-        if passes {
-            released += a.holdback_msat;
-        } else {
-            refunded += a.holdback_msat;
-        }
+        released += freed;
+        refunded += a.holdback_msat - freed;
     }
     Ok(LocalReport {
         baseline_metric: base_metric,
@@ -272,7 +270,7 @@ fn apply_to(baseline: &Path, d: &str, file: &str) -> anyhow::Result<String> {
 }
 
 /// The config with `steps` raised by `by`.
-fn bump_steps(toml_text: &str, by: u32) -> String {
+pub fn bump_steps(toml_text: &str, by: u32) -> String {
     let mut out: Vec<String> = Vec::new();
     for line in toml_text.lines() {
         let bumped = line.strip_prefix("steps = ").and_then(|rest| {

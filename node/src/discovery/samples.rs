@@ -119,5 +119,6 @@ pub fn bounty(bounty_id: &str, title: &str, deadline: u64) -> Bounty {
         margin: Score(1_000),
         tranches: 10,
         reveal_window_secs: 600,
+        gateway: None,
     }
 }

@@ -31,8 +31,8 @@ pub enum TrancheError {
     /// A zero amount.
     #[error("tranche {0} has a zero amount")]
     ZeroAmount(usize),
-    /// More than one holdback tranche, or the holdback is not last.
-    #[error("at most one holdback tranche, and it must be last")]
+    /// A regular tranche after a holdback tranche.
+    #[error("holdback tranches must come after every regular tranche")]
     Holdback,
     /// Regular thresholds must not decrease.
     #[error("regular tranche thresholds must be non-decreasing")]
@@ -43,20 +43,23 @@ pub enum TrancheError {
 }
 
 /// Check a schedule: 1..=MAX_TRANCHES tranches, non-zero amounts, non-decreasing regular
-/// thresholds, at most one holdback and it comes last.
+/// thresholds, holdback tranches (one, or one per regular tranche as bounties use) after every
+/// regular tranche.
 pub fn validate_schedule(s: &[TrancheSpec]) -> Result<u64, TrancheError> {
     if s.is_empty() || s.len() > MAX_TRANCHES {
         return Err(TrancheError::Count(s.len()));
     }
     let mut total: u64 = 0;
     let mut prev: Option<Score> = None;
+    let mut held = false;
     for (i, t) in s.iter().enumerate() {
         if t.amount_msat == 0 {
             return Err(TrancheError::ZeroAmount(i));
         }
-        if t.holdback && i + 1 != s.len() {
+        if held && !t.holdback {
             return Err(TrancheError::Holdback);
         }
+        held |= t.holdback;
         if !t.holdback {
             if prev.is_some_and(|p| t.threshold < p) {
                 return Err(TrancheError::Order);

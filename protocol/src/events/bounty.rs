@@ -3,7 +3,9 @@
 //! Spec: specs/L2T-01-events.md#bounty-kinds
 
 use super::parse::json_content;
-use nostr::{EventId, PublicKey, Tag};
+use nostr::nips::nip44;
+use nostr::{EventId, Keys, PublicKey, Tag};
+use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -71,6 +73,9 @@ pub struct Bounty {
     /// earliest commitment of a diff wins even if its reveal arrives second.
     #[serde(default = "default_reveal_window")]
     pub reveal_window_secs: u64,
+    /// The sponsor's gateway (submission tokens over L402, the bounty board), if it runs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
 }
 
 fn default_tranches() -> u32 {
@@ -117,6 +122,9 @@ impl Bounty {
         }
         if self.reveal_window_secs > crate::bounty::MAX_REVEAL_WINDOW_SECS {
             return schema("reveal_window_secs");
+        }
+        if self.gateway.as_ref().is_some_and(|g| g.len() > MAX_URL_LEN) {
+            return schema("gateway");
         }
         Ok(())
     }
@@ -254,4 +262,108 @@ pub fn check_reveal(
         return Err(ScopeError::WrongSubmission);
     }
     Ok(())
+}
+
+/// The secrets a sponsor gives each validator: the seeds its held-out sets are drawn from (the
+/// first set scores submissions, the second, fresh one the delayed re-evaluation of the holdback).
+/// They are never published in the clear; agents only ever see the public eval set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldoutSecrets {
+    /// Content version (1).
+    pub v: u32,
+    /// Seed of the held-out set (its encoding hashes to the bounty's `heldout_commitment`).
+    pub heldout_seed: Seed32,
+    /// Seed of the fresh held-out set of the holdback re-evaluation.
+    pub holdback_seed: Seed32,
+}
+
+/// Held-out delivery, by the sponsor to one validator: [`HeldoutSecrets`] NIP-44 v2 encrypted
+/// from the sponsor's key to the validator's (`p` tag), so only that validator can read them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BountyHeldout {
+    /// Content version (1).
+    pub v: u32,
+    /// Bounty.
+    pub bounty_id: RunId,
+    /// The validator it is encrypted to.
+    pub validator: PublicKey,
+    /// NIP-44 v2 ciphertext (base64) of the JSON [`HeldoutSecrets`].
+    pub ciphertext: String,
+}
+
+/// Longest held-out ciphertext (the plaintext is two seeds in JSON).
+pub const MAX_HELDOUT_CIPHERTEXT: usize = 1024;
+
+/// Why held-out secrets could not be opened.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeldoutError {
+    /// Encrypted to another key.
+    #[error("held-out secrets are for another validator")]
+    NotForUs,
+    /// Does not decrypt with the sponsor's and our keys.
+    #[error("held-out secrets do not decrypt")]
+    Undecryptable,
+    /// Not the JSON of [`HeldoutSecrets`] v1.
+    #[error("held-out secrets malformed: {0}")]
+    Malformed(String),
+}
+
+impl BountyHeldout {
+    /// Encrypt `secrets` of `bounty_id` from `sponsor` to `validator`.
+    pub fn seal<R: RngCore + CryptoRng>(
+        rng: &mut R,
+        sponsor: &Keys,
+        bounty_id: RunId,
+        validator: PublicKey,
+        secrets: &HeldoutSecrets,
+    ) -> Self {
+        // Encrypting a short JSON string to a valid key cannot fail.
+        let ciphertext = nip44::encrypt_with_rng(
+            rng,
+            sponsor.secret_key(),
+            &validator,
+            to_json(secrets),
+            nip44::Version::V2,
+        )
+        .unwrap_or_default();
+        Self {
+            v: 1,
+            bounty_id,
+            validator,
+            ciphertext,
+        }
+    }
+
+    /// Decrypt with the validator's `keys`; `sponsor` is the event's (verified) author.
+    pub fn open(&self, keys: &Keys, sponsor: &PublicKey) -> Result<HeldoutSecrets, HeldoutError> {
+        if self.validator != keys.public_key() {
+            return Err(HeldoutError::NotForUs);
+        }
+        let pt = nip44::decrypt(keys.secret_key(), sponsor, &self.ciphertext)
+            .map_err(|_| HeldoutError::Undecryptable)?;
+        let s: HeldoutSecrets =
+            serde_json::from_str(&pt).map_err(|e| HeldoutError::Malformed(e.to_string()))?;
+        if s.v != 1 {
+            return Err(HeldoutError::Malformed(format!("version {}", s.v)));
+        }
+        Ok(s)
+    }
+
+    fn check(&self) -> Result<(), RejectReason> {
+        if self.ciphertext.is_empty() || self.ciphertext.len() > MAX_HELDOUT_CIPHERTEXT {
+            return Err(RejectReason::Schema("ciphertext".into()));
+        }
+        Ok(())
+    }
+}
+
+impl EventContent for BountyHeldout {
+    const KIND: L402Kind = L402Kind::BountyHeldout;
+
+    fn tags(&self) -> Vec<Tag> {
+        vec![tags::run(&self.bounty_id), tags::p(&self.validator)]
+    }
+    json_content!();
 }

@@ -27,7 +27,8 @@ pub mod tags;
 use nostr::{Event, EventId, Kind, PublicKey, Timestamp};
 
 pub use bounty::{
-    bounty_commitment, check_reveal, Bounty, BountyCommitment, BountyReveal, Direction,
+    bounty_commitment, check_reveal, Bounty, BountyCommitment, BountyHeldout, BountyReveal,
+    Direction, HeldoutError, HeldoutSecrets,
 };
 pub use evidence::{Evidence, Proven};
 pub use ids::{BlobHash, PaymentHash, RunId, Score, Seed32, SubmissionId, UnixTime};
@@ -101,11 +102,13 @@ pub enum L402Kind {
     Evidence,
     /// A coordinator's refusal of a submission (round full), with the toll's refund.
     SubmissionRefusal,
+    /// A bounty's held-out secrets, by the sponsor, NIP-44-encrypted to one validator.
+    BountyHeldout,
 }
 
 impl L402Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [L402Kind; 13] = [
+    pub const ALL: [L402Kind; 14] = [
         L402Kind::NodeAnnouncement,
         L402Kind::RunAnnouncement,
         L402Kind::Bounty,
@@ -119,6 +122,7 @@ impl L402Kind {
         L402Kind::BountyReveal,
         L402Kind::Evidence,
         L402Kind::SubmissionRefusal,
+        L402Kind::BountyHeldout,
     ];
 
     /// The numeric kind.
@@ -137,6 +141,7 @@ impl L402Kind {
             L402Kind::BountyReveal => 4028,
             L402Kind::Evidence => 4029,
             L402Kind::SubmissionRefusal => 4030,
+            L402Kind::BountyHeldout => 4031,
         }
     }
 

@@ -6,7 +6,7 @@ use nostr::{Event, EventBuilder, JsonUtil, Keys, PublicKey, Tag, Timestamp, SECP
 use rand::{CryptoRng, RngCore};
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::bounty::{Bounty, BountyCommitment, BountyReveal};
+use super::bounty::{Bounty, BountyCommitment, BountyHeldout, BountyReveal};
 use super::evidence::Evidence;
 use super::node::{NodeAnnouncement, RunAnnouncement};
 use super::round_events::{
@@ -212,6 +212,8 @@ pub enum VerifiedAny {
     BountyCommitment(Verified<BountyCommitment>),
     /// Bounty reveal.
     BountyReveal(Verified<BountyReveal>),
+    /// Held-out secrets for one validator.
+    BountyHeldout(Verified<BountyHeldout>),
     /// Evidence (already proven).
     Evidence(Verified<Evidence>),
     /// Submission refusal.
@@ -233,6 +235,7 @@ impl VerifiedAny {
             VerifiedAny::Checkpoint(v) => v.event(),
             VerifiedAny::BountyCommitment(v) => v.event(),
             VerifiedAny::BountyReveal(v) => v.event(),
+            VerifiedAny::BountyHeldout(v) => v.event(),
             VerifiedAny::Evidence(v) => v.event(),
             VerifiedAny::SubmissionRefusal(v) => v.event(),
         }
@@ -263,6 +266,9 @@ fn dispatch(ev: &Event, kind: L402Kind) -> Result<VerifiedAny, RejectReason> {
             VerifiedAny::BountyCommitment(Verified::new(ev.clone(), decode(ev)?))
         }
         L402Kind::BountyReveal => VerifiedAny::BountyReveal(Verified::new(ev.clone(), decode(ev)?)),
+        L402Kind::BountyHeldout => {
+            VerifiedAny::BountyHeldout(Verified::new(ev.clone(), decode(ev)?))
+        }
         L402Kind::Evidence => VerifiedAny::Evidence(Verified::new(ev.clone(), decode(ev)?)),
         L402Kind::SubmissionRefusal => {
             VerifiedAny::SubmissionRefusal(Verified::new(ev.clone(), decode(ev)?))

@@ -190,6 +190,7 @@ fn sample_events() -> Vec<(&'static str, Event)> {
         margin: Score(1_000),
         tranches: 10,
         reveal_window_secs: 600,
+        gateway: None,
     };
     let commitment = BountyCommitment {
         v: 1,
@@ -349,6 +350,7 @@ fn bounty_reveal_opens_commitment() {
         margin: Score(0),
         tranches: 1,
         reveal_window_secs: 0,
+        gateway: None,
     };
     let b = parse::<Bounty>(&signed(&bounty, &sponsor), Some(now())).unwrap();
     let salt = Seed32([7; 32]);
@@ -646,7 +648,7 @@ fn kinds_are_stable() {
     let nums: Vec<u16> = L402Kind::ALL.iter().map(|k| k.as_u16()).collect();
     assert_eq!(
         nums,
-        [34020, 34021, 34022, 4021, 4022, 4023, 4024, 4025, 4026, 4027, 4028, 4029, 4030]
+        [34020, 34021, 34022, 4021, 4022, 4023, 4024, 4025, 4026, 4027, 4028, 4029, 4030, 4031]
     );
     for k in L402Kind::ALL {
         assert_eq!(L402Kind::from_u16(k.as_u16()), Some(k));
@@ -779,5 +781,32 @@ fn merged_list_by_hash_has_no_ceiling() {
     assert_eq!(
         Checkpoint::from_content(&v1.to_string(), &c.public_key()),
         Err(RejectReason::UnsupportedVersion(1))
+    );
+}
+
+#[test]
+fn heldout_secrets_open_only_for_their_validator() {
+    use crate::events::{BountyHeldout, HeldoutError, HeldoutSecrets};
+    let (sponsor, v, other) = (keys(1), keys(2), keys(3));
+    let secrets = HeldoutSecrets {
+        v: 1,
+        heldout_seed: Seed32([7; 32]),
+        holdback_seed: Seed32([8; 32]),
+    };
+    let mut rng = rand_chacha::ChaCha20Rng::from_seed([5; 32]);
+    let h = BountyHeldout::seal(
+        &mut rng,
+        &sponsor,
+        RunId::new("tiny-lm").unwrap(),
+        v.public_key(),
+        &secrets,
+    );
+    let ev = parse::<BountyHeldout>(&signed(&h, &sponsor), Some(now())).unwrap();
+    assert!(!ev.ciphertext.contains("0707"), "not in the clear");
+    assert_eq!(ev.open(&v, &ev.author()), Ok(secrets));
+    assert_eq!(ev.open(&other, &ev.author()), Err(HeldoutError::NotForUs));
+    assert_eq!(
+        ev.open(&v, &other.public_key()),
+        Err(HeldoutError::Undecryptable)
     );
 }

@@ -17,13 +17,16 @@
 //!
 //! Spec: specs/L2T-13-bounties.md#awards
 
+pub mod tree;
+
 use std::collections::BTreeMap;
 
 use nostr::{EventId, PublicKey};
 use serde::{Deserialize, Serialize};
 
 use crate::events::bounty::{Bounty, Direction};
-use crate::events::ids::{BlobHash, UnixTime};
+use crate::escrow::TrancheSpec;
+use crate::events::ids::{BlobHash, Score, UnixTime};
 
 /// Tranches of a pool when the bounty does not say.
 pub const DEFAULT_TRANCHES: u32 = 10;
@@ -221,15 +224,89 @@ impl Board {
     }
 
     /// The delayed re-evaluation of `award` on fresh held-out seeds measured the previous leader
-    /// at `previous` and the awarded diff at `metric`: whether the holdback is released. When it
-    /// is not, the holdback returns to the pool (and to the sponsor at the end).
-    pub fn settle_holdback(&mut self, award: &Award, previous: i64, metric: i64) -> bool {
-        let passes = self.improvement(previous, metric) >= self.margin.max(1);
-        if !passes {
-            self.awarded_msat = self.awarded_msat.saturating_sub(award.holdback_msat);
-        }
-        passes
+    /// at `previous` and the awarded diff at `metric`: the holdback released, in msat. Each
+    /// awarded tranche's share of the holdback is released if the re-measured improvement still
+    /// earns that tranche (and reaches the margin), as the escrow's holdback tranches do
+    /// ([`escrow_schedule`]); the rest returns to the pool (and to the sponsor at the end).
+    pub fn settle_holdback(&mut self, award: &Award, previous: i64, metric: i64) -> u64 {
+        let improvement = self.improvement(previous, metric);
+        let still = if improvement <= 0 || improvement < self.margin {
+            0
+        } else {
+            let n = u128::from(self.tranches);
+            (improvement as u128 * n / self.target as u128).min(u128::from(award.tranches)) as u64
+        };
+        let per = award.holdback_msat / award.tranches.max(1);
+        let released = if still == award.tranches {
+            award.holdback_msat
+        } else {
+            per * still
+        };
+        self.awarded_msat = self
+            .awarded_msat
+            .saturating_sub(award.holdback_msat - released);
+        released
     }
+}
+
+/// Most regular tranches one submission's escrow can carry: each has a holdback twin, and an
+/// escrow carries at most [`crate::escrow::MAX_TRANCHES`] tranches.
+pub const MAX_NETWORK_TRANCHES: u32 = (crate::escrow::MAX_TRANCHES / 2) as u32;
+
+/// Why a bounty cannot be paid through the round escrow.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScheduleError {
+    /// More tranches than one escrow carries.
+    #[error("{0} tranches; the network escrow carries at most {MAX_NETWORK_TRANCHES}")]
+    TooManyTranches(u32),
+    /// Nothing of the pool is left to offer.
+    #[error("the pool is exhausted")]
+    PoolExhausted,
+}
+
+/// The escrow schedule of one bounty submission when `left_msat` of the pool is left: the
+/// [`Board`]'s award rule as tranche thresholds on the attested score, which is the improvement
+/// over the round's baseline (the leader) in millionths, positive = better.
+///
+/// Regular tranche `j` (1-based) pays `tranche × (1 − holdback)` and needs a score of at least
+/// `max(⌈target·j/N⌉, margin, 1)`, so a quorum score `s` releases exactly the whole tranches
+/// `Board` awards for an improvement `s`. Each regular tranche has a holdback twin of
+/// `tranche × holdback` with the same threshold, released by the delayed re-evaluation.
+/// Tranches the pool left cannot cover are not offered.
+pub fn escrow_schedule(bounty: &Bounty, left_msat: u64) -> Result<Vec<TrancheSpec>, ScheduleError> {
+    let n = bounty.tranches.max(1);
+    if n > MAX_NETWORK_TRANCHES {
+        return Err(ScheduleError::TooManyTranches(n));
+    }
+    let tranche = bounty.pool_msat / u64::from(n);
+    let offered = (left_msat / tranche.max(1)).min(u64::from(n));
+    if offered == 0 || tranche == 0 {
+        return Err(ScheduleError::PoolExhausted);
+    }
+    let hold = (u128::from(tranche) * u128::from(bounty.holdback_ppm.min(1_000_000)) / 1_000_000)
+        as u64;
+    let target = i128::from(bounty.target_improvement.0.max(1));
+    let threshold = |j: u64| {
+        let t = (target * i128::from(j) + i128::from(n) - 1) / i128::from(n);
+        Score((t as i64).max(bounty.margin.0).max(1))
+    };
+    let mut out: Vec<TrancheSpec> = (1..=offered)
+        .filter(|_| tranche > hold)
+        .map(|j| TrancheSpec {
+            amount_msat: tranche - hold,
+            threshold: threshold(j),
+            holdback: false,
+        })
+        .collect();
+    if hold > 0 {
+        out.extend((1..=offered).map(|j| TrancheSpec {
+            amount_msat: hold,
+            threshold: threshold(j),
+            holdback: true,
+        }));
+    }
+    Ok(out)
 }
 
 /// The median of `samples` (the upper one of an even count); `None` if empty.
@@ -267,6 +344,7 @@ mod tests {
             margin: Score(10_000),
             tranches: 10,
             reveal_window_secs: 60,
+            gateway: None,
         }
     }
 
@@ -358,15 +436,64 @@ mod tests {
             assert_eq!(b.remaining_msat(), 500_000);
             (b, a)
         };
-        // Fresh seeds: still 0.4 better → released; the pool stays spent.
+        // Fresh seeds: still 0.5 better → released; the pool stays spent.
         let (mut b, a) = awarded();
-        assert!(b.settle_holdback(&a, 5_010_000, 4_610_000));
+        assert_eq!(b.settle_holdback(&a, 5_010_000, 4_510_000), a.holdback_msat);
         assert_eq!(b.remaining_msat(), 500_000);
+        // Only 0.25 better on fresh seeds → the holdback of 3 of the 5 tranches is refunded.
+        let (mut b, a) = awarded();
+        assert_eq!(b.settle_holdback(&a, 5_010_000, 4_760_000), 2 * 20_000);
+        assert_eq!(b.remaining_msat(), 500_000 + 3 * 20_000);
         // Overfit: no better on fresh seeds → refunded to the pool.
         let (mut b, a) = awarded();
-        assert!(!b.settle_holdback(&a, 5_010_000, 5_005_000));
+        assert_eq!(b.settle_holdback(&a, 5_010_000, 5_005_000), 0);
         assert_eq!(b.remaining_msat(), 500_000 + a.holdback_msat);
         assert_eq!(median(&[3, 1, 2]), Some(2));
         assert_eq!(median(&[]), None);
+    }
+
+    /// The escrow schedule releases, for every score, exactly what the board awards for that
+    /// improvement, and its holdback twins what the re-evaluation releases.
+    #[test]
+    fn escrow_schedule_releases_what_the_board_awards() {
+        use crate::escrow::tranche::earned_regular_msat;
+        let mut bn = bounty();
+        bn.tranches = 4;
+        bn.margin = Score(260_000);
+        assert_eq!(
+            escrow_schedule(&bounty(), 1_000_000),
+            Err(ScheduleError::TooManyTranches(10))
+        );
+        let s = escrow_schedule(&bn, bn.pool_msat).unwrap();
+        assert_eq!(s.len(), 8);
+        assert_eq!(s.iter().map(|t| t.amount_msat).sum::<u64>(), bn.pool_msat);
+        crate::escrow::validate_schedule(&s).unwrap();
+        for improvement in [0, 1, 249_999, 250_000, 259_999, 260_000, 500_000, 999_999, 1_000_000, 3_000_000] {
+            let mut b = Board::new(&bn, 5_000_000);
+            b.submit(cand(1, 1, 10, 5_000_000 - improvement));
+            let paid = match b.decide_due(100).remove(0) {
+                Decision::Award(a) => {
+                    let hold: u64 = s
+                        .iter()
+                        .filter(|t| t.holdback && Score(improvement) >= t.threshold)
+                        .map(|t| t.amount_msat)
+                        .sum();
+                    assert_eq!(hold, a.holdback_msat, "holdback at {improvement}");
+                    a.primary_msat
+                }
+                _ => 0,
+            };
+            assert_eq!(
+                earned_regular_msat(&s, Score(improvement)),
+                paid,
+                "improvement {improvement}"
+            );
+        }
+        // What is left of the pool bounds the tranches offered.
+        assert_eq!(escrow_schedule(&bn, 600_000).unwrap().len(), 4);
+        assert_eq!(
+            escrow_schedule(&bn, 100_000),
+            Err(ScheduleError::PoolExhausted)
+        );
     }
 }
