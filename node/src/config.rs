@@ -94,6 +94,24 @@ pub struct CoordinatorRole {
     /// Open the first round only after `POST /admin/start` (the demo opens channels first).
     #[serde(default)]
     pub wait_for_start: bool,
+    /// Run the example autoresearch bounty instead of training: the run id is the bounty id,
+    /// `pool_sats` the bounty's whole pool, `tranches` (at most 4) its split, `target_score` the
+    /// improvement (millionths of the metric) that earns the whole pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounty: Option<BountyTerms>,
+}
+
+/// The terms of a sponsored bounty beyond the run's (L2T-13).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BountyTerms {
+    /// A diff must beat the leader by this much (millionths of the metric) to earn anything.
+    pub margin: i64,
+    /// Parts per million of each award held back until the re-evaluation on fresh seeds.
+    pub holdback_ppm: u32,
+    /// Seconds from a round's open to the re-evaluation; its attestations and claims follow
+    /// 60 and 100 seconds later.
+    pub reeval_secs: u64,
 }
 
 /// The default declared cap on submissions per round: a coordinator's persisted round state
@@ -113,7 +131,9 @@ pub struct PeerRole {
     #[serde(default)]
     pub runs: Vec<String>,
     /// Demo behaviour: `honest` (default), `free-rider` (submits a zero update) or `copier`
-    /// (submits a copy of another peer's blob, handed over as a leak would be).
+    /// (submits a copy of another peer's blob, handed over as a leak would be). In a bounty:
+    /// `agent` (the reference hill-climbing agent; submits its best diff once), `copier`, or
+    /// `follow-up` (from the second round on, one more training step on top of the leader).
     #[serde(default)]
     pub behaviour: String,
 }

@@ -142,7 +142,7 @@ async fn a_round_over_nostr_iroh_and_lightning_pays_honest_work_and_refunds_a_fr
             .collect();
         discovery.announce(&ann, None).await?;
         nodes.push(Node {
-            keys,
+            keys: keys.clone(),
             components: Components {
                 lightning: kit.shared(i),
                 discovery: Arc::new(discovery),
@@ -151,6 +151,11 @@ async fn a_round_over_nostr_iroh_and_lightning_pays_honest_work_and_refunds_a_fr
                 book: SubmissionBook::default(),
                 timeline: Default::default(),
                 validator_fee_msat: if validator { 1_000 } else { 0 },
+                bounty: Arc::new(l402_node::bounty::net::BountyWork::new(
+                    &dir,
+                    l402_node::bounty::sandbox::Policy::RequireBubblewrap,
+                    keys,
+                )),
             },
             dir,
         });
@@ -226,6 +231,7 @@ async fn a_round_over_nostr_iroh_and_lightning_pays_honest_work_and_refunds_a_fr
 
     let secret = [0x5e; 32];
     let plan = RoundPlan {
+        holdback_secs: None,
         run: run.clone(),
         n: 3,
         k: 2,

@@ -9,6 +9,7 @@ pub mod diff;
 pub mod example;
 pub mod harness;
 pub mod local;
+pub mod net;
 pub mod sandbox;
 
 use std::path::{Path, PathBuf};

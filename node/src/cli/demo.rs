@@ -43,6 +43,11 @@ pub struct DemoArgs {
     /// SIGKILL the coordinator in the middle of round 2 (escrows locked), then restart it.
     #[arg(long)]
     pub kill_coordinator: bool,
+    /// Run the example autoresearch bounty instead of training: the coordinator sponsors it,
+    /// and the peers are the reference agent, a copier of its diff and a follow-up (one more
+    /// training step on top of the leader, from round 2).
+    #[arg(long)]
+    pub bounty: bool,
 }
 
 const VALIDATORS: usize = 3;
@@ -181,8 +186,11 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
     for v in 0..VALIDATORS {
         kinds.push((format!("validator-{v}"), "validator".into()));
     }
-    for p in 0..args.peers {
-        let behaviour = if p >= args.peers.saturating_sub(args.free_riders) {
+    let peers = if args.bounty { 3 } else { args.peers };
+    for p in 0..peers {
+        let behaviour = if args.bounty {
+            ["agent", "copier", "follow-up"][p]
+        } else if p >= args.peers.saturating_sub(args.free_riders) {
             "free-rider"
         } else if p >= args.peers.saturating_sub(args.free_riders + args.copiers) {
             "copier"
@@ -208,6 +216,9 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
             "coordinator" => {
                 init.args(["--coordinator", "demo", "--wait-for-start", "--rounds"])
                     .arg(args.rounds.to_string());
+                if args.bounty {
+                    init.arg("--bounty");
+                }
             }
             "validator" => {
                 init.args(["--validator-fee", &VALIDATOR_FEE_SAT.to_string()]);
@@ -257,7 +268,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
         chain.fund(&addr, Amount::from_sat(FUND_SAT))?;
         if n.kind == "coordinator" {
             // One UTXO per channel the coordinator opens.
-            for _ in 0..args.peers + VALIDATORS {
+            for _ in 0..peers + VALIDATORS {
                 chain.fund(&addr, Amount::from_sat(FUND_SAT))?;
             }
         }
@@ -402,7 +413,13 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
     // paying from a peer's wallet (after the snapshot: the round accounting stays exact); bad
     // credentials never get the resource.
     let gateway = gateway_checks(&http, &nodes).await?;
+    let board = if args.bounty {
+        board_checks(&http, &nodes[0], &dir).await?
+    } else {
+        Value::Null
+    };
     let mut report = report(args, &dir, &before, &after, started.elapsed());
+    report["board"] = board;
     report["restarts"] = json!(restarts);
     report["gateway"] = gateway;
     // Peak resident memory of every process (Linux: VmHWM), before they stop.
@@ -585,6 +602,69 @@ fn peak_rss_kb(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// The sponsor's bounty board: its JSON, and the page as headless Chromium renders it (a
+/// screenshot and the DOM's text), when a Chromium is installed (`.ci/run` installs Debian's).
+async fn board_checks(
+    http: &reqwest::Client,
+    sponsor: &DemoNode,
+    dir: &Path,
+) -> anyhow::Result<Value> {
+    let json = get(http, &format!("{}/bounties.json", sponsor.gateway)).await?;
+    let url = format!("{}/bounties", sponsor.gateway);
+    let Some(browser) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| which(b))
+    else {
+        return Ok(json!({"json": json, "chromium": null}));
+    };
+    let shot = dir.join("board.png");
+    let profile = dir.join("chromium-profile");
+    let chromium = |extra: &[String]| {
+        let mut c = tokio::process::Command::new(browser);
+        c.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--window-size=1280,1600",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(&url)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+        c
+    };
+    let run = |mut c: tokio::process::Command| async move {
+        tokio::time::timeout(Duration::from_secs(90), c.output())
+            .await
+            .map_err(|_| anyhow!("chromium timed out"))?
+            .map_err(anyhow::Error::from)
+    };
+    let out = run(chromium(&[format!("--screenshot={}", shot.display())])).await?;
+    if !out.status.success() {
+        return Err(anyhow!(
+            "chromium screenshot failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let dom = run(chromium(&["--dump-dom".to_owned()])).await?;
+    Ok(json!({
+        "json": json,
+        "chromium": browser,
+        "screenshot": shot.display().to_string(),
+        "dom": String::from_utf8_lossy(&dom.stdout),
+    }))
+}
+
+fn which(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+}
+
 /// Copy an honest peer's submission of round `r` to every copier (what a leak would hand it).
 /// Only once the coordinator has accepted that submission (the peer's HTLCs are held): a blob
 /// leaks after its owner released it, and before that the copy would be the first submission
@@ -592,7 +672,10 @@ fn peak_rss_kb(pid: u32) -> Option<u64> {
 async fn leak(http: &reqwest::Client, nodes: &[DemoNode], r: u64) -> anyhow::Result<bool> {
     let name = format!("{}-{r}.blob", hex::encode("demo"));
     let mut src = None;
-    for n in nodes.iter().filter(|n| n.kind == "honest") {
+    for n in nodes
+        .iter()
+        .filter(|n| n.kind == "honest" || n.kind == "agent")
+    {
         let p = n.dir.join("submissions").join(&name);
         if p.exists() && escrow_state(http, n, r).await.is_some() {
             src = Some(p);

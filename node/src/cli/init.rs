@@ -40,6 +40,9 @@ pub struct InitArgs {
     /// The coordinator waits for `POST /admin/start` before the first round.
     #[arg(long)]
     pub wait_for_start: bool,
+    /// Sponsor the example autoresearch bounty (tiny-lm) as the coordinated run.
+    #[arg(long, requires = "coordinator")]
+    pub bounty: bool,
     /// Train and submit.
     #[arg(long)]
     pub peer: bool,
@@ -72,21 +75,45 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
         iroh_bind: args.iroh_bind,
         gateway_listen: args.gateway,
         roles: Roles {
-            coordinator: args.coordinator.map(|run| CoordinatorRole {
-                run,
-                rounds: args.rounds,
-                n: 3,
-                k: 2,
-                pool_sats: 100_000,
-                tranches: 2,
-                target_score: 5_000,
-                submission_price_sats: 10,
-                max_submissions: crate::config::DEFAULT_MAX_SUBMISSIONS,
-                submit_secs: 25,
-                attest_secs: 50,
-                claim_secs: 110,
-                genesis_seed: 1,
-                wait_for_start: args.wait_for_start,
+            coordinator: args.coordinator.map(|run| {
+                let training = CoordinatorRole {
+                    run,
+                    rounds: args.rounds,
+                    n: 3,
+                    k: 2,
+                    pool_sats: 100_000,
+                    tranches: 2,
+                    target_score: 5_000,
+                    submission_price_sats: 10,
+                    max_submissions: crate::config::DEFAULT_MAX_SUBMISSIONS,
+                    submit_secs: 25,
+                    attest_secs: 50,
+                    claim_secs: 110,
+                    genesis_seed: 1,
+                    wait_for_start: args.wait_for_start,
+                    bounty: None,
+                };
+                if !args.bounty {
+                    return training;
+                }
+                // One candidate per round, measured against the leader; later ones are refused
+                // and refunded and rebase onto the next round's tree.
+                CoordinatorRole {
+                    pool_sats: 40_000,
+                    tranches: 4,
+                    target_score: 400_000,
+                    submission_price_sats: 20,
+                    max_submissions: 1,
+                    submit_secs: 40,
+                    attest_secs: 65,
+                    claim_secs: 100,
+                    bounty: Some(crate::config::BountyTerms {
+                        margin: 60_000,
+                        holdback_ppm: 200_000,
+                        reeval_secs: 70,
+                    }),
+                    ..training
+                }
             }),
             peer: args.peer.then(|| PeerRole {
                 runs: Vec::new(),

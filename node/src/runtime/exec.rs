@@ -188,6 +188,8 @@ pub struct Components {
     /// The fee this node asks per attestation when it validates (its announced
     /// `validator.fee_msat`; 0: no fee invoice).
     pub validator_fee_msat: u64,
+    /// The bounty side: sandbox policy, held-out secrets, exploit log.
+    pub bounty: Arc<crate::bounty::net::BountyWork>,
 }
 
 impl Components {
@@ -369,10 +371,16 @@ impl Components {
         &self,
         open: &Verified<RoundOpen>,
         submission: SubmissionId,
+        phase: Phase,
         checkpoint: BlobHash,
         blob: BlobHash,
         eval_seed: [u8; 32],
     ) -> Result<(Score, Verdict), ExecError> {
+        if let Some(b) = self.bounty_of(open, &open.author()) {
+            return self
+                .evaluate_bounty(&b, open, submission, phase, checkpoint, blob)
+                .await;
+        }
         let Some((peer, size)) = self.book.get(&submission) else {
             return Ok(failed_eval(RejectCode::Unavailable));
         };
@@ -412,6 +420,9 @@ impl Components {
         parent: BlobHash,
         merged: &[MergedSubmission],
     ) -> Result<BlobHash, ExecError> {
+        if let Some(b) = self.bounty_of(open, &open.author()) {
+            return self.aggregate_bounty(&b, open, parent, merged).await;
+        }
         let parent_ck = self
             .fetch_checkpoint(&open.run_id, open.round, &parent, &[open.author()])
             .await?;
@@ -616,7 +627,7 @@ impl Components {
                 tokio::spawn(async move {
                     let t = std::time::Instant::now();
                     let (score, verdict) = match this
-                        .evaluate(&open, submission, checkpoint, blob, eval_seed.0)
+                        .evaluate(&open, submission, phase, checkpoint, blob, eval_seed.0)
                         .await
                     {
                         Ok(r) => r,

@@ -13,6 +13,7 @@
 //!
 //! Spec: specs/L2T-03-round.md#driver
 
+pub mod bounty;
 pub mod exec;
 pub mod roles;
 pub mod status;

@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use indicatif::ProgressBar;
 use l402_protocol::blobmeta::{Placement, RoundKey};
 use l402_protocol::escrow::{Preimage, TrancheSpec};
-use l402_protocol::events::{BlobHash, RoundOpen, RunId, Score, UnixTime, Verified};
+use l402_protocol::events::{
+    BlobHash, HoldbackWindow, RoundOpen, RunId, Score, UnixTime, Verified,
+};
 use l402_protocol::l402;
 use l402_protocol::quorum::{round_seed, select_validators, Tolerance};
 use l402_protocol::round::{Coordinator, CoordinatorConfig, MachineKey, PeerWork, Role, RoleError};
@@ -61,6 +63,9 @@ pub struct RoundPlan {
     pub max_submissions: Option<u32>,
     /// Score tolerance validators are held to.
     pub tolerance: Tolerance,
+    /// Seconds from the open to the holdback's re-evaluation, attest and claim deadlines, if
+    /// the schedule holds some back.
+    pub holdback_secs: Option<[u64; 3]>,
 }
 
 /// Open round `round` of `plan` at `now` from `checkpoint`. The round's validator pool is the
@@ -97,7 +102,11 @@ pub fn open_round(
         submit_deadline: now + plan.submit_secs,
         attest_deadline: now + plan.attest_secs,
         claim_deadline: now + plan.claim_secs,
-        holdback: None,
+        holdback: plan.holdback_secs.map(|[r, a, c]| HoldbackWindow {
+            reeval_at: now + r,
+            attest_deadline: now + a,
+            claim_deadline: now + c,
+        }),
         tranches: plan.tranches.clone(),
         submission_price_msat: plan.submission_price_msat,
         max_submissions: plan.max_submissions,

@@ -57,6 +57,8 @@ pub fn router(node: Node) -> Router {
         .route("/reward-schedule", get(reward_schedule))
         .route("/l402/submit-token", get(submit_token))
         .route("/checkpoint/{hash}", get(checkpoint))
+        .route("/bounties", get(bounties_page))
+        .route("/bounties.json", get(bounties_json))
         .route("/admin/pay", post(admin_pay))
         .route("/admin/start", post(admin_start))
         .route("/admin/channel", post(admin_channel))
@@ -221,6 +223,48 @@ async fn page(State(node): State<Node>) -> Html<String> {
         st["balances"]["onchain_total_sat"],
         st["balances"]["lightning_sat"],
     ))
+}
+
+/// The board: this node's bounties (kept by its sponsor role), the bounties the directory lists
+/// from other sponsors, and this node's exploit log.
+fn board(node: &Node) -> super::board::Board {
+    let mut b = node.board.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let me = node.keys.public_key();
+    b.listed = node
+        .components
+        .discovery
+        .directory()
+        .bounties(nostr_sdk::prelude::Timestamp::now())
+        .filter(|l| l.verified.author() != me)
+        .map(|l| {
+            let v = l.verified.value();
+            (
+                v.bounty_id.to_string(),
+                v.title.clone(),
+                v.pool_msat / 1000,
+                v.deadline,
+                v.gateway.clone(),
+            )
+        })
+        .collect();
+    b.exploits = node
+        .components
+        .bounty
+        .exploits
+        .entries()
+        .unwrap_or_default();
+    b
+}
+
+async fn bounties_page(State(node): State<Node>) -> Html<String> {
+    Html(super::board::html(
+        &board(&node),
+        nostr_sdk::prelude::Timestamp::now().as_secs(),
+    ))
+}
+
+async fn bounties_json(State(node): State<Node>) -> Json<Value> {
+    Json(serde_json::to_value(board(&node)).unwrap_or_default())
 }
 
 async fn reward_schedule(State(node): State<Node>) -> Response {

@@ -8,9 +8,13 @@
 //! - the role runtime (`crate::runtime`), fed new machines by the role tasks in [`roles`];
 //! - the HTTP gateway in [`gateway`].
 
+pub mod board;
+pub mod bounty;
 pub mod gateway;
 pub mod roles;
 
+use crate::bounty::net::BountyWork;
+use crate::bounty::sandbox::Policy;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -62,6 +66,8 @@ pub struct Node {
     pub status: watch::Receiver<Vec<MachineStatus>>,
     /// Coordinator state the gateway sells tokens from.
     pub coordinator: Arc<Mutex<Option<roles::CoordinatorView>>>,
+    /// The bounty board of the bounties this node sponsors.
+    pub board: Arc<Mutex<board::Board>>,
     /// Fires when an operator says `POST /admin/start`.
     pub start: Arc<tokio::sync::Notify>,
     /// Validator: published checkpoints it recomputed from their merged lists.
@@ -167,6 +173,15 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<(Node, Runtime, Arc<Lightn
             .validator
             .as_ref()
             .map_or(0, |v| v.fee_sats * 1000),
+        bounty: Arc::new(BountyWork::new(
+            data_dir,
+            if std::env::var_os("L402_ALLOW_UNSANDBOXED").is_some() {
+                Policy::AllowUnsandboxed
+            } else {
+                Policy::RequireBubblewrap
+            },
+            nostr.clone(),
+        )),
     };
     let runtime = Runtime::start(
         nostr.clone(),
@@ -193,6 +208,7 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<(Node, Runtime, Arc<Lightn
             events,
             status,
             coordinator: Arc::new(Mutex::new(None)),
+            board: Arc::new(Mutex::new(board::Board::default())),
             start: Arc::new(tokio::sync::Notify::new()),
             checks: Arc::new(Mutex::new(Vec::new())),
             restored_opens: Arc::new(restored_opens),

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use indicatif::ProgressBar;
 use l402_protocol::blobmeta::Placement;
+use l402_protocol::bounty::escrow_schedule;
 use l402_protocol::escrow::linear_schedule;
 use l402_protocol::events::{
     BlobHash, RoundOpen, RunAnnouncement, RunId, Score, Verified, VerifiedAny,
@@ -115,38 +116,64 @@ fn token_secret(node: &Node, run: &RunId) -> [u8; 32] {
 async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
     let run = RunId::new(role.run.clone())?;
     let work = node.components.work.clone();
-    let mut seed = [0u8; 32];
-    seed[..8].copy_from_slice(&role.genesis_seed.to_le_bytes());
-    let genesis = Checkpoint::init(&work.model, &seed)?;
-    let genesis_hash = BlobHash(
-        node.components
-            .blobs
-            .add_bytes(genesis.to_safetensors()?, &Placement::pinned_public())
-            .await?
-            .0,
-    );
-    let plan = RoundPlan {
+    let mut events = node.events.subscribe();
+    // A bounty run: the sponsor posts the bounty; its checkpoints are the leader's trees.
+    let mut sponsored = None;
+    let (genesis_hash, genesis_metric) = if let Some(terms) = &role.bounty {
+        let (s, h) = super::bounty::post(&node, &role, terms).await?;
+        let m = s.metric(&node, h).await?;
+        sponsored = Some(s);
+        (h, m)
+    } else {
+        let mut seed = [0u8; 32];
+        seed[..8].copy_from_slice(&role.genesis_seed.to_le_bytes());
+        let genesis = Checkpoint::init(&work.model, &seed)?;
+        let h = BlobHash(
+            node.components
+                .blobs
+                .add_bytes(genesis.to_safetensors()?, &Placement::pinned_public())
+                .await?
+                .0,
+        );
+        (h, heldout(&node, &run, genesis).await?)
+    };
+    let mut plan = RoundPlan {
         run: run.clone(),
         n: role.n as usize,
         k: role.k as usize,
         submit_secs: role.submit_secs,
         attest_secs: role.attest_secs,
         claim_secs: role.claim_secs,
-        tranches: linear_schedule(
-            role.pool_sats * 1000,
-            role.tranches as usize,
-            Score(role.target_score),
-            0,
-        ),
+        tranches: match &sponsored {
+            Some(s) => escrow_schedule(&s.bounty, s.bounty.pool_msat)?,
+            None => linear_schedule(
+                role.pool_sats * 1000,
+                role.tranches as usize,
+                Score(role.target_score),
+                0,
+            ),
+        },
         submission_price_msat: role.submission_price_sats * 1000,
         max_submissions: Some(role.max_submissions.max(1)),
         tolerance: Tolerance::default(),
+        holdback_secs: role
+            .bounty
+            .as_ref()
+            .map(|t| [t.reeval_secs, t.reeval_secs + 60, t.reeval_secs + 100]),
     };
+    let mut pool_left = sponsored.as_ref().map_or(0, |s| s.bounty.pool_msat);
+    if let Some(s) = sponsored.as_mut() {
+        s.record_round(0, genesis_hash, genesis_metric);
+        s.publish(&node);
+    }
     let announcement = RunAnnouncement {
         v: 1,
         run_id: run.clone(),
         title: format!("l402 run {run}"),
-        model: serde_json::to_string(&work.model)?,
+        model: match &sponsored {
+            Some(_) => "bounty: tiny-lm".into(),
+            None => serde_json::to_string(&work.model)?,
+        },
         genesis_checkpoint: genesis_hash,
         round_secs: role.claim_secs,
         n: role.n,
@@ -156,11 +183,14 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
         tolerance: plan.tolerance,
         gateway: Some(format!("http://{}", node.config.gateway_listen)),
     };
-    node.components
-        .discovery
-        .announce(&announcement, None)
-        .await
-        .context("run announcement")?;
+    // A bounty is announced by its bounty event; a training run by its run announcement.
+    if sponsored.is_none() {
+        node.components
+            .discovery
+            .announce(&announcement, None)
+            .await
+            .context("run announcement")?;
+    }
     let secret = token_secret(&node, &run);
     *node.coordinator.lock().unwrap_or_else(|p| p.into_inner()) = Some(CoordinatorView {
         run: run.clone(),
@@ -170,14 +200,13 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
         announcement,
         history: Vec::new(),
     });
-    let loss = heldout(&node, &run, genesis.clone()).await?;
     record(
         &node,
         RoundSummary {
             round: 0,
             checkpoint: genesis_hash.to_hex(),
             merged: 0,
-            heldout_loss: loss,
+            heldout_loss: genesis_metric,
         },
     );
     let mut progress = load_progress(&node, &run)?;
@@ -221,6 +250,19 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             };
+            if let Some(s) = sponsored.as_mut() {
+                s.send_secrets(&node, &pool).await;
+                plan.tranches = match escrow_schedule(&s.bounty, pool_left) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::info!(bounty = %run, round, reason = %e, "bounty closed");
+                        s.completed = true;
+                        s.publish(&node);
+                        break;
+                    }
+                };
+                s.schedules.insert(round, plan.tranches.clone());
+            }
             let c = open_round(
                 &node.keys,
                 &plan,
@@ -266,6 +308,15 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
                 break BlobHash::from_hex(&ck).map_err(|e| anyhow!("checkpoint hex: {e}"))?;
             }
             status.changed().await?;
+            let mut seen = false;
+            while let Ok(ev) = events.try_recv() {
+                if let Some(s) = sponsored.as_mut() {
+                    seen |= s.observe(&ev);
+                }
+            }
+            if let (true, Some(s)) = (seen, &sponsored) {
+                s.publish(&node);
+            }
         };
         let merged = status
             .borrow()
@@ -273,11 +324,20 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
             .find(|m| m.machine == name)
             .and_then(|m| m.merged)
             .unwrap_or(0);
-        let model = node
-            .components
-            .fetch_checkpoint(&run, round + 1, &ck, &[])
-            .await?;
-        let loss = heldout(&node, &run, model).await?;
+        let loss = match &sponsored {
+            Some(s) => {
+                pool_left = s.spend(&plan.tranches, round, pool_left);
+                tracing::info!(bounty = %run, round, pool_left_msat = pool_left, "bounty round closed");
+                s.metric(&node, ck).await?
+            }
+            None => {
+                let model = node
+                    .components
+                    .fetch_checkpoint(&run, round + 1, &ck, &[])
+                    .await?;
+                heldout(&node, &run, model).await?
+            }
+        };
         let summary = RoundSummary {
             round,
             checkpoint: ck.to_hex(),
@@ -285,6 +345,13 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
             heldout_loss: loss,
         };
         progress.record(summary.clone());
+        if let Some(s) = sponsored.as_mut() {
+            while let Ok(ev) = events.try_recv() {
+                s.observe(&ev);
+            }
+            s.record_round(round, ck, loss);
+            s.publish(&node);
+        }
         record(&node, summary);
         tracing::info!(run = %run, round, checkpoint = %ck, merged, heldout_loss = loss, "round closed");
         node.components
@@ -301,6 +368,22 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
         round += 1;
     }
     tracing::info!(run = %run, rounds = role.rounds, "all rounds done");
+    if let Some(s) = sponsored.as_mut() {
+        // The last round's holdback attestations come after its close: keep the board current.
+        s.completed = true;
+        s.publish(&node);
+        loop {
+            match events.recv().await {
+                Ok(ev) => {
+                    if s.observe(&ev) {
+                        s.publish(&node);
+                    }
+                }
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => break,
+            }
+        }
+    }
     Ok(())
 }
 
@@ -412,6 +495,7 @@ async fn buy_token(node: &Node, gateway: &str, open: &RoundOpen) -> anyhow::Resu
 
 async fn peer(node: Node, role: PeerRole, mut rx: broadcast::Receiver<VerifiedAny>) {
     let mut trainers: BTreeMap<RunId, PeerTrainer> = BTreeMap::new();
+    let mut bounties_done = BTreeSet::new();
     let mut joined: BTreeSet<(RunId, u64)> = BTreeSet::new();
     loop {
         let open = match rx.recv().await {
@@ -426,7 +510,13 @@ async fn peer(node: Node, role: PeerRole, mut rx: broadcast::Receiver<VerifiedAn
             continue;
         }
         let (run, round) = (open.run_id.clone(), open.round);
-        match submit(&node, &role, &open, &mut trainers).await {
+        let done = match node.components.bounty_of(&open, &open.author()) {
+            Some(b) => {
+                super::bounty::agent_submit(&node, &role, &open, &b, &mut bounties_done).await
+            }
+            None => submit(&node, &role, &open, &mut trainers).await,
+        };
+        match done {
             Ok(()) => tracing::info!(run = %run, round, "submitted"),
             Err(e) => {
                 tracing::warn!(run = %run, round, error = %format!("{e:#}"), "not submitting this round")
@@ -446,7 +536,6 @@ async fn submit(
     if ann.author() != open.author() {
         return Err(anyhow!("round open not by the run's coordinator"));
     }
-    let gateway = ann.gateway.clone().context("the run has no gateway")?;
     // The run announcement names the architecture (L2T-01: `model` is the ModelSpec as JSON).
     let model: l402_protocol::training::ModelSpec =
         serde_json::from_str(&ann.model).context("the run's model is not a ModelSpec")?;
@@ -489,21 +578,41 @@ async fn submit(
     std::fs::create_dir_all(&subs)?;
     let name = format!("{}-{round}.blob", hex::encode(run.as_str()));
     if role.behaviour == "copier" {
-        // The copier submits what leaked to it (the demo hands it an honest peer's blob).
-        let leak = node.data_dir.join("leak").join(&name);
-        loop {
-            if let Ok(b) = std::fs::read(&leak) {
-                blob = b;
-                break;
-            }
-            if unix_now() + 2 >= open.submit_deadline {
-                return Err(anyhow!("nothing leaked to copy"));
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        blob = leaked(node, open).await?;
     } else {
         crate::durable::write_atomic(&subs, &name, &blob)?;
     }
+    submit_blob(node, open, blob, Score(0)).await
+}
+
+/// The name of this node's submission file of `open`'s round (what the demo leaks to copiers).
+pub(super) fn submission_name(open: &RoundOpen) -> String {
+    format!("{}-{}.blob", hex::encode(open.run_id.as_str()), open.round)
+}
+
+/// The copier's blob: what leaked to it (the demo hands it another peer's submission).
+pub(super) async fn leaked(node: &Node, open: &RoundOpen) -> anyhow::Result<Vec<u8>> {
+    let leak = node.data_dir.join("leak").join(submission_name(open));
+    loop {
+        if let Ok(b) = std::fs::read(&leak) {
+            return Ok(b);
+        }
+        if unix_now() + 2 >= open.submit_deadline {
+            return Err(anyhow!("nothing leaked to copy"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Buy a submission token from the run's gateway, store `blob` and start the peer machine that
+/// submits it.
+pub(super) async fn submit_blob(
+    node: &Node,
+    open: &Verified<RoundOpen>,
+    blob: Vec<u8>,
+    claimed: Score,
+) -> anyhow::Result<()> {
+    let gateway = gateway_of(node, open).context("the run has no gateway")?;
     // The coordinator's gateway may be briefly down (a restart): retry until the deadline.
     let token = loop {
         match buy_token(node, &gateway, open).await {
@@ -515,10 +624,10 @@ async fn submit(
             Err(e) => return Err(e),
         }
     };
-    let work = store_submission(&node.components, open, blob, Score(0), token).await?;
+    let work = store_submission(&node.components, open, blob, claimed, token).await?;
     let key = MachineKey {
-        run,
-        round,
+        run: open.run_id.clone(),
+        round: open.round,
         role: Role::Peer,
     };
     let peer = Peer::new(
@@ -527,10 +636,23 @@ async fn submit(
         open.clone(),
         work,
     );
-    timeline.round(key.run.as_str(), round, "submitted");
+    node.components
+        .timeline
+        .round(key.run.as_str(), open.round, "submitted");
     node.machines
         .send((key, Machine::Peer(peer)))
         .map_err(|_| anyhow!("runtime stopped"))
+}
+
+/// The gateway of `open`'s run: from the run announcement or the bounty, by the round's
+/// coordinator.
+fn gateway_of(node: &Node, open: &Verified<RoundOpen>) -> Option<String> {
+    if let Some(b) = node.components.bounty_of(open, &open.author()) {
+        return b.gateway.clone();
+    }
+    announcement(node, &open.run_id)
+        .filter(|a| a.author() == open.author())
+        .and_then(|a| a.gateway.clone())
 }
 
 /// A validator's check of a published checkpoint.

@@ -24,8 +24,8 @@ use std::collections::BTreeMap;
 use nostr::{EventId, PublicKey};
 use serde::{Deserialize, Serialize};
 
-use crate::events::bounty::{Bounty, Direction};
 use crate::escrow::TrancheSpec;
+use crate::events::bounty::{Bounty, Direction};
 use crate::events::ids::{BlobHash, Score, UnixTime};
 
 /// Tranches of a pool when the bounty does not say.
@@ -284,8 +284,8 @@ pub fn escrow_schedule(bounty: &Bounty, left_msat: u64) -> Result<Vec<TrancheSpe
     if offered == 0 || tranche == 0 {
         return Err(ScheduleError::PoolExhausted);
     }
-    let hold = (u128::from(tranche) * u128::from(bounty.holdback_ppm.min(1_000_000)) / 1_000_000)
-        as u64;
+    let hold =
+        (u128::from(tranche) * u128::from(bounty.holdback_ppm.min(1_000_000)) / 1_000_000) as u64;
     let target = i128::from(bounty.target_improvement.0.max(1));
     let threshold = |j: u64| {
         let t = (target * i128::from(j) + i128::from(n) - 1) / i128::from(n);
@@ -468,7 +468,9 @@ mod tests {
         assert_eq!(s.len(), 8);
         assert_eq!(s.iter().map(|t| t.amount_msat).sum::<u64>(), bn.pool_msat);
         crate::escrow::validate_schedule(&s).unwrap();
-        for improvement in [0, 1, 249_999, 250_000, 259_999, 260_000, 500_000, 999_999, 1_000_000, 3_000_000] {
+        for improvement in [
+            0, 1, 249_999, 250_000, 259_999, 260_000, 500_000, 999_999, 1_000_000, 3_000_000,
+        ] {
             let mut b = Board::new(&bn, 5_000_000);
             b.submit(cand(1, 1, 10, 5_000_000 - improvement));
             let paid = match b.decide_due(100).remove(0) {

@@ -162,7 +162,10 @@ mod tests {
             BountyTree::decode(&padded(r#"{"v":1,"files":{},"x":1}"#)),
             Err(TreeError::Decode(_))
         ));
-        assert_eq!(BountyTree::decode(&json.into_bytes()), Err(TreeError::Size(62)));
+        assert_eq!(
+            BountyTree::decode(&json.into_bytes()),
+            Err(TreeError::Size(62))
+        );
         let huge = BTreeMap::from([("a".to_owned(), "x".repeat(TREE_BLOB_BYTES))]);
         assert!(matches!(BountyTree::new(huge), Err(TreeError::Size(_))));
     }

@@ -52,7 +52,11 @@ pub enum RejectCode {
     Malformed,
     /// The blob could not be fetched before the attest deadline.
     Unavailable,
-    /// A reason code from a later version.
+    /// Bounty: the diff does not beat the round's tree by the bounty's margin (L2T-13).
+    BelowMargin,
+    /// Bounty: the candidate phase or its artifact failed (the exploit log says how).
+    CandidateFailed,
+    /// A reason code from a later version (above 7; lower codes decode as the named ones).
     Other(u8),
 }
 
@@ -75,6 +79,8 @@ impl Verdict {
                 RejectCode::NormOutOfRange => 3,
                 RejectCode::Malformed => 4,
                 RejectCode::Unavailable => 5,
+                RejectCode::BelowMargin => 6,
+                RejectCode::CandidateFailed => 7,
                 RejectCode::Other(n) => u64::from(n),
             },
         }
@@ -87,6 +93,8 @@ impl Verdict {
             3 => Verdict::Reject(RejectCode::NormOutOfRange),
             4 => Verdict::Reject(RejectCode::Malformed),
             5 => Verdict::Reject(RejectCode::Unavailable),
+            6 => Verdict::Reject(RejectCode::BelowMargin),
+            7 => Verdict::Reject(RejectCode::CandidateFailed),
             n if n <= 255 => Verdict::Reject(RejectCode::Other(n as u8)),
             _ => return None,
         })

@@ -1,0 +1,390 @@
+//! The bounty side of the `up` roles: the sponsor posts the example bounty and sends each
+//! validator of the pool its held-out secrets; the agent fetches the leader's tree, climbs on
+//! the public set and submits its diff through the round machines.
+//!
+//! Spec: specs/L2T-13-bounties.md#the-network
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{anyhow, Context};
+use l402_protocol::blobmeta::Placement;
+use l402_protocol::bounty::tree::BountyTree;
+use l402_protocol::escrow::TrancheSpec;
+use l402_protocol::events::bounty::{Bounty, BountyHeldout, Direction, HeldoutSecrets};
+use l402_protocol::events::{
+    BlobHash, RoundOpen, RunId, Score, Seed32, SubmissionId, Verified, VerifiedAny,
+};
+use l402_protocol::quorum::{Phase, Verdict};
+use nostr_sdk::prelude::PublicKey;
+use rand::SeedableRng;
+
+use super::board::{BoardBounty, BoardEntry, BoardRound};
+use super::roles::{leaked, submission_name, submit_blob};
+use super::Node;
+use crate::bounty::agent::{self, AgentConfig};
+use crate::bounty::example::{self, TinyLmHarness};
+use crate::bounty::net::{self, TINY_LM_METRIC};
+use crate::bounty::sandbox::{Isolation, Limits};
+use crate::bounty::{diff, example_bench, local};
+use crate::config::{BountyTerms, CoordinatorRole, PeerRole};
+use crate::runtime::unix_now;
+
+/// What a sponsor posted.
+#[derive(Debug, Clone)]
+pub struct Sponsored {
+    /// The bounty event's content.
+    pub bounty: Bounty,
+    /// Its held-out secrets (never published in the clear).
+    pub secrets: HeldoutSecrets,
+    /// Validators the secrets were sent to.
+    pub sent: BTreeSet<PublicKey>,
+    /// Attested scores per (round, submission) of this bounty (initial phase), with whether
+    /// the attestation accepted.
+    pub scores: BTreeMap<(u64, SubmissionId), Vec<(i64, Verdict)>>,
+    /// Submissions seen: author, diff, `created_at`.
+    pub subs: BTreeMap<(u64, SubmissionId), (PublicKey, BlobHash, u64)>,
+    /// The escrow schedule each round offered.
+    pub schedules: BTreeMap<u64, Vec<TrancheSpec>>,
+    /// Each round's tree and its held-out metric (round 0: the baseline).
+    pub rounds: Vec<BoardRound>,
+    /// Whether the bounty is over (pool exhausted or rounds done).
+    pub completed: bool,
+}
+
+/// Post the example bounty `role.run` with the baseline tree stored as a pinned public blob;
+/// returns it and the tree's hash.
+pub async fn post(
+    node: &Node,
+    role: &CoordinatorRole,
+    terms: &BountyTerms,
+) -> anyhow::Result<(Sponsored, BlobHash)> {
+    let run = RunId::new(role.run.clone())?;
+    let dir = tempfile::tempdir()?;
+    example::write_baseline(dir.path())?;
+    let tree = net::tree_from_dir(dir.path())?;
+    let baseline = BlobHash(
+        node.components
+            .blobs
+            .add_bytes(tree.encode(), &Placement::pinned_public())
+            .await?
+            .0,
+    );
+    let secrets = net::example_secrets(&node.keys, &run);
+    use sha2::Digest;
+    let bounty = Bounty {
+        v: 1,
+        bounty_id: run.clone(),
+        title: "Lower the held-out loss of the tiny byte-GPT".into(),
+        baseline,
+        mutable_files: example::MUTABLE_FILES.iter().map(|s| (*s).into()).collect(),
+        eval_command: example::EVAL_COMMAND.into(),
+        metric: TINY_LM_METRIC.into(),
+        direction: Direction::Minimize,
+        public_eval: BlobHash(*blake3::hash(&net::public_eval()).as_bytes()),
+        heldout_commitment: Seed32(
+            sha2::Sha256::digest(net::eval_set(&secrets.heldout_seed)).into(),
+        ),
+        pool_msat: role.pool_sats * 1000,
+        target_improvement: Score(role.target_score),
+        deadline: unix_now() + role.rounds * role.claim_secs * 2 + 3600,
+        diff_size_cap: 16 * 1024,
+        n: role.n,
+        k: role.k,
+        holdback_ppm: terms.holdback_ppm,
+        margin: Score(terms.margin),
+        tranches: role.tranches,
+        reveal_window_secs: 0,
+        gateway: Some(format!("http://{}", node.config.gateway_listen)),
+    };
+    l402_protocol::bounty::escrow_schedule(&bounty, bounty.pool_msat)?;
+    node.components
+        .discovery
+        .announce(&bounty, None)
+        .await
+        .context("bounty event")?;
+    tracing::info!(bounty = %run, tree = %baseline, pool_msat = bounty.pool_msat, "bounty posted");
+    Ok((
+        Sponsored {
+            bounty,
+            secrets,
+            sent: BTreeSet::new(),
+            scores: BTreeMap::new(),
+            subs: BTreeMap::new(),
+            schedules: BTreeMap::new(),
+            rounds: Vec::new(),
+            completed: false,
+        },
+        baseline,
+    ))
+}
+
+impl Sponsored {
+    /// Send the held-out secrets, NIP-44-encrypted, to every validator of `pool` not sent yet.
+    pub async fn send_secrets(&mut self, node: &Node, pool: &BTreeSet<PublicKey>) {
+        for v in pool.difference(&self.sent.clone()) {
+            let mut rng = rand_chacha::ChaCha20Rng::from_entropy();
+            let sealed = BountyHeldout::seal(
+                &mut rng,
+                &node.keys,
+                self.bounty.bounty_id.clone(),
+                *v,
+                &self.secrets,
+            );
+            match node.components.discovery.announce(&sealed, None).await {
+                Ok(_) => {
+                    self.sent.insert(*v);
+                    tracing::info!(bounty = %self.bounty.bounty_id, validator = %v, "held-out secrets sent");
+                }
+                Err(e) => tracing::warn!(validator = %v, error = %e, "held-out secrets not sent"),
+            }
+        }
+    }
+
+    /// Record a submission or an attestation of this bounty's rounds (its initial score);
+    /// whether it was one.
+    pub fn observe(&mut self, ev: &VerifiedAny) -> bool {
+        match ev {
+            VerifiedAny::Attestation(a) => {
+                let body = a.attestation.body();
+                if body.run_id != self.bounty.bounty_id || body.phase != Phase::Initial {
+                    return false;
+                }
+                self.scores
+                    .entry((body.round, body.submission))
+                    .or_default()
+                    .push((body.score.0, body.verdict));
+                true
+            }
+            VerifiedAny::Submission(sub) if sub.run_id == self.bounty.bounty_id => {
+                self.subs.insert(
+                    (sub.round, SubmissionId::of_event(sub.event())),
+                    (sub.author(), sub.blob, sub.created_at().as_secs()),
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The board's view of this bounty.
+    pub fn board(&self) -> BoardBounty {
+        let b = &self.bounty;
+        let mut leaderboard = Vec::new();
+        let mut first_of: BTreeMap<(u64, BlobHash), SubmissionId> = BTreeMap::new();
+        let mut subs: Vec<_> = self.subs.iter().collect();
+        subs.sort_by_key(|((round, id), (_, _, at))| (*round, *at, *id));
+        for ((round, id), (agent, diff, at)) in subs {
+            let copy_of = first_of.get(&(*round, *diff)).copied();
+            first_of.entry((*round, *diff)).or_insert(*id);
+            let atts = self.scores.get(&(*round, *id)).cloned().unwrap_or_default();
+            let scores: Vec<i64> = atts.iter().map(|(s, _)| *s).collect();
+            let median = l402_protocol::bounty::median(&scores);
+            let count = |v: Verdict| atts.iter().filter(|(_, x)| *x == v).count() * 2 > atts.len();
+            let accepted = count(Verdict::Accept);
+            let below = count(Verdict::Reject(net::REJECT_BELOW_MARGIN));
+            let schedule = self.schedules.get(round).cloned().unwrap_or_default();
+            let earned = |hold: bool| -> u64 {
+                let m = median.unwrap_or(i64::MIN);
+                schedule
+                    .iter()
+                    .filter(|t| t.holdback == hold && accepted && Score(m) >= t.threshold)
+                    .map(|t| t.amount_msat / 1000)
+                    .sum()
+            };
+            let (award_sat, holdback_sat) = (earned(false), earned(true));
+            let outcome = match (copy_of, median) {
+                (Some(first), None) => format!("copy of {}…: not paid", &first.to_string()[..8]),
+                (None, None) => "not evaluated".into(),
+                (_, Some(_)) if below => "below the margin: not paid".into(),
+                (_, Some(_)) if !accepted => "refused by the quorum".into(),
+                (_, Some(_)) if award_sat == 0 => "below a tranche: not paid".into(),
+                (_, Some(_)) => {
+                    let n = schedule
+                        .iter()
+                        .filter(|t| !t.holdback && Score(median.unwrap_or(0)) >= t.threshold)
+                        .count();
+                    format!("awarded {n} tranche(s)")
+                }
+            };
+            leaderboard.push(BoardEntry {
+                round: *round,
+                agent: agent.to_hex(),
+                diff: diff.to_hex(),
+                committed_at: *at,
+                scores,
+                median,
+                outcome,
+                award_sat,
+                holdback_sat,
+            });
+        }
+        BoardBounty {
+            id: b.bounty_id.to_string(),
+            title: b.title.clone(),
+            metric: b.metric.clone(),
+            direction: match b.direction {
+                Direction::Minimize => "minimize".into(),
+                Direction::Maximize => "maximize".into(),
+            },
+            pool_sat: b.pool_msat / 1000,
+            awarded_sat: leaderboard
+                .iter()
+                .map(|e| e.award_sat + e.holdback_sat)
+                .sum(),
+            target: b.target_improvement.0,
+            margin: b.margin.0,
+            deadline: b.deadline,
+            status: if self.completed {
+                "completed"
+            } else {
+                "active"
+            }
+            .into(),
+            baseline_metric: self.rounds.first().map(|r| r.metric),
+            best_metric: self.rounds.last().map(|r| r.metric),
+            rounds: self.rounds.clone(),
+            leaderboard,
+        }
+    }
+
+    /// Show the current state on the node's board.
+    pub fn publish(&self, node: &Node) {
+        let view = self.board();
+        node.board
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sponsored
+            .insert(view.id.clone(), view);
+    }
+
+    /// Record round `round`'s tree and its metric (millionths).
+    pub fn record_round(&mut self, round: u64, tree: BlobHash, metric: f32) {
+        self.rounds.retain(|r| r.round != round);
+        self.rounds.push(BoardRound {
+            round,
+            tree: tree.to_hex(),
+            metric: (f64::from(metric) * 1e6).round() as i64,
+        });
+    }
+
+    /// What is left of the pool after the awards of round `round` under `schedule`: each
+    /// attested submission counted at the regular and holdback tranches its median score
+    /// reaches (an upper bound: the holdback may return).
+    pub fn spend(&self, schedule: &[TrancheSpec], round: u64, left: u64) -> u64 {
+        let spent: u64 = self
+            .scores
+            .range((round, SubmissionId([0; 32]))..=(round, SubmissionId([0xff; 32])))
+            .map(|(_, v)| {
+                let scores: Vec<i64> = v.iter().map(|(s, _)| *s).collect();
+                let s = l402_protocol::bounty::median(&scores).unwrap_or(0);
+                schedule
+                    .iter()
+                    .filter(|t| Score(s) >= t.threshold)
+                    .map(|t| t.amount_msat)
+                    .sum::<u64>()
+            })
+            .sum();
+        left.saturating_sub(spent)
+    }
+
+    /// The held-out metric of tree `hash` (stored here), in nats per byte.
+    pub async fn metric(&self, node: &Node, hash: BlobHash) -> anyhow::Result<f32> {
+        let bytes = node
+            .components
+            .blobs
+            .read(&l402_protocol::wire::BlobId(hash.0))
+            .await?;
+        let tree = BountyTree::decode(&bytes)?;
+        let (work, b, seed) = (
+            node.components.bounty.clone(),
+            self.bounty.clone(),
+            self.secrets.heldout_seed,
+        );
+        let m = tokio::task::spawn_blocking(move || work.tree_metric(&b, hash, &tree, &seed))
+            .await??
+            .ok_or_else(|| anyhow!("tree {hash} does not evaluate"))?;
+        Ok(m as f32 / 1e6)
+    }
+}
+
+/// The agent's turn in a bounty round: a diff against the round's tree, by behaviour, then
+/// submitted through the round machines. `done` holds the bounties it already submitted to
+/// (the reference agent spends its budget once per bounty).
+pub async fn agent_submit(
+    node: &Node,
+    role: &PeerRole,
+    open: &Verified<RoundOpen>,
+    bounty: &Verified<Bounty>,
+    done: &mut BTreeSet<RunId>,
+) -> anyhow::Result<()> {
+    if done.contains(&open.run_id) && role.behaviour != "follow-up" {
+        return Err(anyhow!("already submitted to this bounty"));
+    }
+    if role.behaviour == "follow-up" && open.round < 2 {
+        return Err(anyhow!("a follow-up waits for a leader"));
+    }
+    let tree = node
+        .components
+        .fetch_tree(open, &open.checkpoint, &[open.author()])
+        .await?;
+    let public = net::public_eval();
+    if blake3::hash(&public).as_bytes() != &bounty.public_eval.0 {
+        return Err(anyhow!("the bounty's public eval set is not the example's"));
+    }
+    let (blob, claimed) = match role.behaviour.as_str() {
+        "copier" => (leaked(node, open).await?, Score(0)),
+        "follow-up" => {
+            let toml = tree
+                .files
+                .get("train.toml")
+                .ok_or_else(|| anyhow!("the tree has no train.toml"))?;
+            let d = diff::make("train.toml", toml, &local::bump_steps(toml, 1));
+            (d.into_bytes(), Score(0))
+        }
+        _ => {
+            // Seeded by the round: the reference agent's climb is reproducible.
+            let (policy, node_bin, seed, margin) = (
+                node.components.bounty.policy,
+                node.components.bounty.node_bin.clone(),
+                open.round,
+                bounty.margin.0,
+            );
+            let found = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let dir = tempfile::tempdir()?;
+                net::write_tree(&tree, dir.path())?;
+                let iso = Isolation::detect(policy)?;
+                let bench = example_bench(dir.path(), &node_bin, 16 * 1024, Limits::default());
+                Ok(agent::run(
+                    &iso,
+                    &bench,
+                    &TinyLmHarness,
+                    &public,
+                    &AgentConfig {
+                        max_iterations: 14,
+                        patience: 7,
+                        min_gain: 1_000,
+                        seed,
+                        propose_cmd: None,
+                        lower_is_better: true,
+                    },
+                    &indicatif::ProgressBar::hidden(),
+                )?)
+            })
+            .await??;
+            let gain = found.baseline_metric - found.best_metric;
+            tracing::info!(bounty = %open.run_id, round = open.round, public_baseline = found.baseline_metric, public_best = found.best_metric, gain, margin, "agent climbed");
+            if found.diff.is_empty() || gain < margin {
+                return Err(anyhow!(
+                    "no diff beats the leader by the margin on the public set"
+                ));
+            }
+            (found.diff.into_bytes(), Score(found.best_metric))
+        }
+    };
+    let subs = node.data_dir.join("submissions");
+    std::fs::create_dir_all(&subs)?;
+    crate::durable::write_atomic(&subs, &submission_name(open), &blob)?;
+    submit_blob(node, open, blob, claimed).await?;
+    done.insert(open.run_id.clone());
+    Ok(())
+}
