@@ -52,8 +52,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Ask a running node for its balances, channels and hold invoices.
     Wallet(status::StatusArgs),
-    /// Autoresearch bounties: write the example bounty, evaluate a diff in the sandbox, train a
-    /// candidate.
+    /// Autoresearch bounties: post, list, show, submit; the reference agent; evaluate a diff in
+    /// the sandbox; the example bounty.
     Bounty(crate::bounty::BountyArgs),
 }
 

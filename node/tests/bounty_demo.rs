@@ -4,8 +4,10 @@
 //!
 //! - The sponsor (the coordinator) posts the example bounty and sends each validator its
 //!   held-out seeds NIP-44-encrypted.
-//! - Round 1: the reference agent climbs on the public set and submits its diff; a copier
-//!   submits the same bytes later (handed over as a leak would be).
+//! - The sponsor's operator posts the bounty with `l402-node bounty post`.
+//! - Round 1: the reference agent climbs on the public set and submits its diff; a copier's
+//!   operator submits the same bytes later with `l402-node bounty submit` (handed over as a leak
+//!   would be).
 //! - Round 2: a follow-up submits one more training step on top of the new leader.
 //! - The sponsor's bounty board is rendered by headless Chromium.
 
@@ -78,7 +80,7 @@ fn bounty_pays_the_agent_in_proportion_not_the_copy_nor_the_follow_up_below_the_
     assert_eq!(rounds[0]["merged"], 1, "the agent's diff leads");
 
     // The copier: same bytes, later: refused as a copy before any escrow, nothing paid.
-    let copier = sub(0, "copier");
+    let copier = sub(0, "manual");
     assert_eq!(copier["paid_sat"].as_u64(), Some(0));
     assert!(
         copier["evaluations"]

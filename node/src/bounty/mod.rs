@@ -5,6 +5,7 @@
 //! Spec: specs/L2T-13-bounties.md
 
 pub mod agent;
+pub mod client;
 pub mod diff;
 pub mod example;
 pub mod harness;
@@ -41,6 +42,16 @@ pub enum BountyCommand {
     /// cheater, evaluated by a committee in the sandbox, decided by the award rules, holdback
     /// settled by a re-evaluation (no Nostr, no Lightning).
     Local(local::LocalArgs),
+    /// Sponsor the example bounty from your running node (`up`): it posts the bounty, sends the
+    /// validators their held-out secrets and opens the rounds.
+    Post(client::PostArgs),
+    /// The bounties announced on the relays.
+    List(crate::discovery::listing::ListArgs),
+    /// A sponsor's bounty board: bounties, leaderboards, awards, exploit log.
+    Show(client::ShowArgs),
+    /// Submit a diff to a bounty's open round through your running node (it pays the fee over
+    /// L402 and runs the submission's escrow).
+    Submit(client::SubmitArgs),
 }
 
 /// Arguments of `l402-node bounty agent`.
@@ -147,6 +158,12 @@ pub fn run(args: BountyArgs) -> anyhow::Result<()> {
         BountyCommand::Example(a) => run_example(&a),
         BountyCommand::Eval(a) => run_eval(&a),
         BountyCommand::Agent(a) => run_agent(&a),
+        BountyCommand::Post(a) => client::post(&a),
+        BountyCommand::List(a) => {
+            crate::discovery::listing::run(crate::discovery::listing::Listing::Bounties, a)
+        }
+        BountyCommand::Show(a) => client::show(&a),
+        BountyCommand::Submit(a) => client::submit(&a),
         BountyCommand::Local(a) => {
             let iso = Isolation::detect(Policy::RequireBubblewrap)?;
             std::fs::create_dir_all(&a.out)?;

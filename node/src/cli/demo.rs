@@ -189,7 +189,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
     let peers = if args.bounty { 3 } else { args.peers };
     for p in 0..peers {
         let behaviour = if args.bounty {
-            ["agent", "copier", "follow-up"][p]
+            ["agent", "manual", "follow-up"][p]
         } else if p >= args.peers.saturating_sub(args.free_riders) {
             "free-rider"
         } else if p >= args.peers.saturating_sub(args.free_riders + args.copiers) {
@@ -214,10 +214,10 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
             .args(["--gateway", &format!("127.0.0.1:{gw_port}")]);
         match kind.as_str() {
             "coordinator" => {
-                init.args(["--coordinator", "demo", "--wait-for-start", "--rounds"])
-                    .arg(args.rounds.to_string());
-                if args.bounty {
-                    init.arg("--bounty");
+                // A sponsor posts its bounty on the running node (`bounty post`, below).
+                if !args.bounty {
+                    init.args(["--coordinator", "demo", "--wait-for-start", "--rounds"])
+                        .arg(args.rounds.to_string());
                 }
             }
             "validator" => {
@@ -319,7 +319,22 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
     })
     .await?;
     let before = snapshot(&http, &nodes).await?;
-    post(&http, &format!("{coord}/admin/start"), json!({})).await?;
+    if args.bounty {
+        // The sponsor posts the bounty from the command line, as an operator would.
+        l402_cli(&[
+            "bounty",
+            "post",
+            "--data-dir",
+            &nodes[0].dir.display().to_string(),
+            "--id",
+            "demo",
+            "--rounds",
+            &args.rounds.to_string(),
+        ])
+        .await?;
+    } else {
+        post(&http, &format!("{coord}/admin/start"), json!({})).await?;
+    }
     eprintln!("demo: run started ({} rounds)", args.rounds);
     let pb = bar(args.rounds, "rounds");
     let rounds = args.rounds;
@@ -362,6 +377,24 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
         if let Some(r) = st["run"]["current_round"].as_u64() {
             if r > last_leaked && leak(&http, &nodes, r).await.unwrap_or(false) {
                 last_leaked = r;
+                // A bounty's copier submits the leaked diff from the command line.
+                for n in nodes.iter().filter(|n| n.kind == "manual") {
+                    let diff = n.dir.join("leak").join(format!("{}-{r}.blob", hex::encode("demo")));
+                    let sent = l402_cli(&[
+                        "bounty",
+                        "submit",
+                        "--data-dir",
+                        &n.dir.display().to_string(),
+                        "--bounty",
+                        "demo",
+                        "--diff",
+                        &diff.display().to_string(),
+                    ])
+                    .await;
+                    if let Err(e) = sent {
+                        eprintln!("demo: {} could not submit the copy: {e:#}", n.name);
+                    }
+                }
             }
         }
         closed >= rounds
@@ -660,6 +693,24 @@ async fn board_checks(
     }))
 }
 
+/// Run this binary with `args` (an operator's command), failing with its stderr.
+async fn l402_cli(args: &[&str]) -> anyhow::Result<()> {
+    let out = tokio::process::Command::new(exe()?)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    if !out.status.success() {
+        return Err(anyhow!(
+            "l402-node {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    eprintln!("demo: {}", String::from_utf8_lossy(&out.stdout).trim());
+    Ok(())
+}
+
 fn which(bin: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
@@ -686,7 +737,10 @@ async fn leak(http: &reqwest::Client, nodes: &[DemoNode], r: u64) -> anyhow::Res
         return Ok(false);
     };
     let bytes = std::fs::read(src)?;
-    for n in nodes.iter().filter(|n| n.kind == "copier") {
+    for n in nodes
+        .iter()
+        .filter(|n| n.kind == "copier" || n.kind == "manual")
+    {
         let d = n.dir.join("leak");
         std::fs::create_dir_all(&d)?;
         crate::durable::write_atomic(&d, &name, &bytes)?;

@@ -96,24 +96,10 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
                 if !args.bounty {
                     return training;
                 }
-                // One candidate per round, measured against the leader; later ones are refused
-                // and refunded and rebase onto the next round's tree.
-                CoordinatorRole {
-                    pool_sats: 40_000,
-                    tranches: 4,
-                    target_score: 400_000,
-                    submission_price_sats: 20,
-                    max_submissions: 1,
-                    submit_secs: 40,
-                    attest_secs: 65,
-                    claim_secs: 100,
-                    bounty: Some(crate::config::BountyTerms {
-                        margin: 60_000,
-                        holdback_ppm: 200_000,
-                        reeval_secs: 70,
-                    }),
-                    ..training
-                }
+                let mut role =
+                    crate::up::bounty::default_terms(&training.run, training.rounds).role();
+                role.wait_for_start = training.wait_for_start;
+                role
             }),
             peer: args.peer.then(|| PeerRole {
                 runs: Vec::new(),

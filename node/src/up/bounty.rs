@@ -317,6 +317,11 @@ pub async fn agent_submit(
     bounty: &Verified<Bounty>,
     done: &mut BTreeSet<RunId>,
 ) -> anyhow::Result<()> {
+    if role.behaviour == "manual" {
+        return Err(anyhow!(
+            "this node submits only what its operator sends (`l402-node bounty submit`)"
+        ));
+    }
     if done.contains(&open.run_id) && role.behaviour != "follow-up" {
         return Err(anyhow!("already submitted to this bounty"));
     }
@@ -387,4 +392,251 @@ pub async fn agent_submit(
     submit_blob(node, open, blob, claimed).await?;
     done.insert(open.run_id.clone());
     Ok(())
+}
+
+/// The example bounty's terms as `init --bounty` and `bounty post` set them by default.
+pub fn default_terms(id: &str, rounds: u64) -> PostRequest {
+    PostRequest {
+        id: id.to_owned(),
+        rounds,
+        pool_sats: 40_000,
+        tranches: default_tranches(),
+        target: 400_000,
+        margin: 60_000,
+        holdback_ppm: default_holdback(),
+        fee_sats: default_fee(),
+        max_submissions: default_per_round(),
+    }
+}
+
+/// `POST /admin/bounty/post` (loopback only): sponsor the example bounty with these terms.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostRequest {
+    /// Bounty id.
+    pub id: String,
+    /// Rounds (one candidate measured against the leader per round by default).
+    #[serde(default = "default_rounds")]
+    pub rounds: u64,
+    /// The whole pool, in sats.
+    pub pool_sats: u64,
+    /// Tranches of the pool (at most 4).
+    #[serde(default = "default_tranches")]
+    pub tranches: u32,
+    /// Improvement (millionths of the metric) that earns the whole pool.
+    pub target: i64,
+    /// A diff must beat the leader by this much.
+    pub margin: i64,
+    /// Parts per million of each award held back for the re-evaluation.
+    #[serde(default = "default_holdback")]
+    pub holdback_ppm: u32,
+    /// Submission fee, in sats.
+    #[serde(default = "default_fee")]
+    pub fee_sats: u64,
+    /// Candidates per round.
+    #[serde(default = "default_per_round")]
+    pub max_submissions: u32,
+}
+
+fn default_rounds() -> u64 {
+    3
+}
+fn default_tranches() -> u32 {
+    4
+}
+fn default_holdback() -> u32 {
+    200_000
+}
+fn default_fee() -> u64 {
+    20
+}
+fn default_per_round() -> u32 {
+    1
+}
+
+impl PostRequest {
+    /// The sponsor role these terms make.
+    pub fn role(&self) -> CoordinatorRole {
+        CoordinatorRole {
+            run: self.id.clone(),
+            rounds: self.rounds,
+            n: 3,
+            k: 2,
+            pool_sats: self.pool_sats,
+            tranches: self.tranches,
+            target_score: self.target,
+            submission_price_sats: self.fee_sats,
+            max_submissions: self.max_submissions.max(1),
+            submit_secs: 40,
+            attest_secs: 65,
+            claim_secs: 100,
+            genesis_seed: 1,
+            wait_for_start: false,
+            bounty: Some(BountyTerms {
+                margin: self.margin,
+                holdback_ppm: self.holdback_ppm,
+                reeval_secs: 70,
+            }),
+        }
+    }
+}
+
+/// Sponsor a bounty from a running node: check the terms, write the sponsor role into
+/// `l402.toml` (a restart resumes it) and start it.
+pub async fn admin_post(
+    axum::extract::State(node): axum::extract::State<Node>,
+    axum::extract::ConnectInfo(from): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    axum::Json(req): axum::Json<PostRequest>,
+) -> axum::response::Response {
+    use super::gateway::{error, loopback_only};
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    if let Some(r) = loopback_only(&from) {
+        return r;
+    }
+    let id = match RunId::new(req.id.clone()) {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let role = req.role();
+    let (mut cfg, _) = match crate::config::load(&node.data_dir) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let busy = cfg.roles.coordinator.is_some()
+        || node
+            .coordinator
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+    if busy {
+        return error(
+            StatusCode::CONFLICT,
+            "this node already coordinates a run (one run per node)",
+        );
+    }
+    // The terms must make a valid bounty and an escrow schedule before anything is written.
+    let probe = Bounty {
+        v: 1,
+        bounty_id: id.clone(),
+        title: String::new(),
+        baseline: BlobHash([0; 32]),
+        mutable_files: vec!["train.toml".into()],
+        eval_command: example::EVAL_COMMAND.into(),
+        metric: TINY_LM_METRIC.into(),
+        direction: Direction::Minimize,
+        public_eval: BlobHash([0; 32]),
+        heldout_commitment: Seed32([0; 32]),
+        pool_msat: role.pool_sats.saturating_mul(1000),
+        target_improvement: Score(role.target_score),
+        deadline: 0,
+        diff_size_cap: 16 * 1024,
+        n: role.n,
+        k: role.k,
+        holdback_ppm: req.holdback_ppm,
+        margin: Score(req.margin),
+        tranches: role.tranches,
+        reveal_window_secs: 0,
+        gateway: None,
+    };
+    if req.pool_sats == 0 || req.target <= 0 || req.margin < 0 || req.holdback_ppm > 1_000_000 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "pool and target must be positive, margin not negative, holdback_ppm at most 10^6",
+        );
+    }
+    if let Err(e) = l402_protocol::bounty::escrow_schedule(&probe, probe.pool_msat) {
+        return error(StatusCode::BAD_REQUEST, e);
+    }
+    cfg.roles.coordinator = Some(role.clone());
+    let written = crate::config::render(&cfg)
+        .map_err(|e| e.to_string())
+        .and_then(|t| {
+            crate::durable::write_atomic(&node.data_dir, crate::config::CONFIG_FILE, t.as_bytes())
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = written {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+    }
+    super::roles::spawn_coordinator(node.clone(), role);
+    tracing::info!(bounty = %id, "bounty posted by the operator");
+    axum::Json(serde_json::json!({"bounty": id.as_str(), "board": format!("http://{}/bounties", node.config.gateway_listen)}))
+        .into_response()
+}
+
+/// `POST /admin/bounty/submit` (loopback only): submit a diff to a bounty's open round.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// Bounty id.
+    pub bounty: String,
+    /// The unified diff against the round's tree.
+    pub diff: String,
+}
+
+/// Submit an operator's diff (its own agent's, or any coding agent's) to the bounty's open
+/// round: the fee is paid over L402, the peer machine does the rest.
+pub async fn admin_submit(
+    axum::extract::State(node): axum::extract::State<Node>,
+    axum::extract::ConnectInfo(from): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    axum::Json(req): axum::Json<SubmitRequest>,
+) -> axum::response::Response {
+    use super::gateway::{error, loopback_only};
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    if let Some(r) = loopback_only(&from) {
+        return r;
+    }
+    let Ok(id) = RunId::new(req.bounty.clone()) else {
+        return error(StatusCode::BAD_REQUEST, "not a bounty id");
+    };
+    let open = node
+        .opens
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&id)
+        .cloned();
+    let Some(open) = open else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no open round of this bounty heard yet",
+        );
+    };
+    let Some(bounty) = node.components.bounty_of(&open, &open.author()) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no bounty event by the round's coordinator",
+        );
+    };
+    if unix_now() >= open.submit_deadline {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "round {} no longer takes submissions; retry in the next",
+                open.round
+            ),
+        );
+    }
+    if req.diff.len() as u64 > bounty.diff_size_cap {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the bounty's diff cap is {} bytes", bounty.diff_size_cap),
+        );
+    }
+    if let Err(e) = diff::parse(
+        req.diff.as_bytes(),
+        &bounty.mutable_files,
+        bounty.diff_size_cap,
+    ) {
+        return error(StatusCode::BAD_REQUEST, e);
+    }
+    let blob = req.diff.into_bytes();
+    let hash = blake3::hash(&blob).to_hex().to_string();
+    match submit_blob(&node, &open, blob, Score(0)).await {
+        Ok(()) => axum::Json(
+            serde_json::json!({"bounty": id.as_str(), "round": open.round, "diff": hash}),
+        )
+        .into_response(),
+        Err(e) => error(StatusCode::BAD_GATEWAY, format!("{e:#}")),
+    }
 }

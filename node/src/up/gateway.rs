@@ -59,6 +59,8 @@ pub fn router(node: Node) -> Router {
         .route("/checkpoint/{hash}", get(checkpoint))
         .route("/bounties", get(bounties_page))
         .route("/bounties.json", get(bounties_json))
+        .route("/admin/bounty/post", post(super::bounty::admin_post))
+        .route("/admin/bounty/submit", post(super::bounty::admin_submit))
         .route("/admin/pay", post(admin_pay))
         .route("/admin/start", post(admin_start))
         .route("/admin/channel", post(admin_channel))
@@ -67,7 +69,7 @@ pub fn router(node: Node) -> Router {
         .with_state(node)
 }
 
-fn error(code: StatusCode, msg: impl std::fmt::Display) -> Response {
+pub(super) fn error(code: StatusCode, msg: impl std::fmt::Display) -> Response {
     (code, Json(json!({ "error": msg.to_string() }))).into_response()
 }
 
@@ -497,7 +499,7 @@ async fn admin_pay(
     }
 }
 
-fn loopback_only(from: &SocketAddr) -> Option<Response> {
+pub(super) fn loopback_only(from: &SocketAddr) -> Option<Response> {
     (!from.ip().is_loopback())
         .then(|| error(StatusCode::FORBIDDEN, "operator calls are loopback-only"))
 }

@@ -68,6 +68,9 @@ pub struct Node {
     pub coordinator: Arc<Mutex<Option<roles::CoordinatorView>>>,
     /// The bounty board of the bounties this node sponsors.
     pub board: Arc<Mutex<board::Board>>,
+    /// The latest round open of every run heard of.
+    pub opens:
+        Arc<Mutex<std::collections::BTreeMap<l402_protocol::events::RunId, Verified<RoundOpen>>>>,
     /// Fires when an operator says `POST /admin/start`.
     pub start: Arc<tokio::sync::Notify>,
     /// Validator: published checkpoints it recomputed from their merged lists.
@@ -209,6 +212,7 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<(Node, Runtime, Arc<Lightn
             status,
             coordinator: Arc::new(Mutex::new(None)),
             board: Arc::new(Mutex::new(board::Board::default())),
+            opens: Arc::new(Mutex::new(Default::default())),
             start: Arc::new(tokio::sync::Notify::new()),
             checks: Arc::new(Mutex::new(Vec::new())),
             restored_opens: Arc::new(restored_opens),

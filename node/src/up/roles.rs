@@ -62,15 +62,12 @@ pub struct CoordinatorView {
 /// runtime's events here, so none of the stored events a (re)started runtime replays is missed.
 pub fn spawn(node: Node) -> Vec<JoinHandle<()>> {
     let mut out = Vec::new();
+    out.push(tokio::spawn(track_opens(
+        node.clone(),
+        node.events.subscribe(),
+    )));
     if let Some(c) = node.config.roles.coordinator.clone() {
-        let n = node.clone();
-        let rx = node.events.subscribe();
-        out.push(tokio::spawn(follow_own_opens(n.clone(), c.run.clone(), rx)));
-        out.push(tokio::spawn(async move {
-            if let Err(e) = coordinator(n, c).await {
-                tracing::error!(error = %format!("{e:#}"), "coordinator role stopped");
-            }
-        }));
+        out.extend(spawn_coordinator(node.clone(), c));
     }
     if let Some(p) = node.config.roles.peer.clone() {
         let n = node.clone();
@@ -83,6 +80,38 @@ pub fn spawn(node: Node) -> Vec<JoinHandle<()>> {
         out.push(tokio::spawn(async move { validator(n, rx).await }));
     }
     out
+}
+
+/// Spawn the coordinator role for `c` (at start, or when an operator posts a bounty).
+pub fn spawn_coordinator(node: Node, c: CoordinatorRole) -> Vec<JoinHandle<()>> {
+    let rx = node.events.subscribe();
+    let n = node.clone();
+    vec![
+        tokio::spawn(follow_own_opens(node, c.run.clone(), rx)),
+        tokio::spawn(async move {
+            if let Err(e) = coordinator(n, c).await {
+                tracing::error!(error = %format!("{e:#}"), "coordinator role stopped");
+            }
+        }),
+    ]
+}
+
+/// Keep the latest round open of every run this node hears of (what `bounty submit` submits
+/// into).
+async fn track_opens(node: Node, mut rx: broadcast::Receiver<VerifiedAny>) {
+    loop {
+        match rx.recv().await {
+            Ok(VerifiedAny::RoundOpen(o)) => {
+                let mut opens = node.opens.lock().unwrap_or_else(|p| p.into_inner());
+                let newer = opens.get(&o.run_id).is_none_or(|cur| cur.round < o.round);
+                if newer {
+                    opens.insert(o.run_id.clone(), o);
+                }
+            }
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
+    }
 }
 
 fn progress_file(run: &RunId) -> String {
@@ -225,6 +254,9 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
         tracing::info!(run = %run, "waiting for POST /admin/start");
         node.start.notified().await;
     }
+    if let Some(left) = progress.pool_left_msat {
+        pool_left = left;
+    }
     let mut checkpoint = progress.checkpoint.unwrap_or(genesis_hash);
     let mut prev = progress.prev.unwrap_or(BlobHash([0; 32]));
     let mut status = node.status.clone();
@@ -364,6 +396,9 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
         progress.checkpoint = Some(checkpoint);
         progress.prev = Some(prev);
         progress.closed = round;
+        if sponsored.is_some() {
+            progress.pool_left_msat = Some(pool_left);
+        }
         save_progress(&node, &run, &progress)?;
         round += 1;
     }

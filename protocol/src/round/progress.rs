@@ -42,6 +42,10 @@ pub struct RunProgress {
     /// One line per closed round.
     #[serde(default)]
     pub history: Vec<RoundSummary>,
+    /// A bounty run: what is left of the pool after the closed rounds' awards, in msat (a
+    /// restarted sponsor offers no more than this; L2T-13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_left_msat: Option<u64>,
 }
 
 /// Why stored progress was refused.
