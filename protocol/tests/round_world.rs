@@ -41,6 +41,9 @@ enum Behaviour {
     Harsh,
     /// Accepts everything with a huge score.
     Generous,
+    /// Honest on the first evaluation; on the holdback's fresh seeds the gain is gone (an
+    /// overfit submission, as a bounty's re-evaluation on a fresh held-out set finds it).
+    Overfit,
 }
 
 #[derive(Clone, Debug)]
@@ -390,10 +393,15 @@ impl World {
                     let noise = self.rng.gen_range(-40..=40);
                     let (score, verdict) = match self.behaviour(v) {
                         Behaviour::Lazy => continue,
-                        Behaviour::Honest if q < 0 => {
+                        Behaviour::Overfit if phase == Phase::Holdback => {
+                            (Score(-1), Verdict::Reject(RejectCode::LossIncreased))
+                        }
+                        Behaviour::Honest | Behaviour::Overfit if q < 0 => {
                             (Score(q + noise), Verdict::Reject(RejectCode::LossIncreased))
                         }
-                        Behaviour::Honest => (Score(q + noise), Verdict::Accept),
+                        Behaviour::Honest | Behaviour::Overfit => {
+                            (Score(q + noise), Verdict::Accept)
+                        }
                         Behaviour::Harsh => (Score(-1), Verdict::Reject(RejectCode::Copied)),
                         Behaviour::Generous => (Score(1_000_000), Verdict::Accept),
                     };
@@ -591,6 +599,55 @@ fn scenario(behaviours: Vec<Behaviour>, k: usize) -> Scenario {
     }
 }
 
+/// The holdback tranches' end states, and how many regular tranches were claimed.
+fn holdback_outcome(w: &World) -> (Vec<HtlcState>, usize) {
+    let mut hold = Vec::new();
+    let mut regular = 0;
+    for e in &w.relay {
+        let Ok(o) = parse::<EscrowOffer>(e, None) else {
+            continue;
+        };
+        for d in &o.dealings {
+            let b = d.body();
+            let Some(h) = w.ledger.get(&b.payment_hash) else {
+                continue;
+            };
+            if b.spec.holdback {
+                hold.push(h.state.clone());
+            } else if h.state == HtlcState::Claimed {
+                regular += 1;
+            }
+        }
+    }
+    (hold, regular)
+}
+
+#[test]
+fn holdback_is_paid_only_when_the_reevaluation_passes() {
+    // Honest validators: the re-evaluation confirms the gain, every earned holdback is claimed.
+    let mut w = World::new(scenario(vec![Behaviour::Honest; 5], 3));
+    w.run();
+    check(&w);
+    let (hold, regular) = holdback_outcome(&w);
+    assert!(
+        regular > 0 && hold.contains(&HtlcState::Claimed),
+        "{hold:?}"
+    );
+    // The gain is gone on the fresh seeds: the regular tranches are still claimed, and every
+    // holdback HTLC goes back to the payer.
+    let mut w = World::new(scenario(vec![Behaviour::Overfit; 5], 3));
+    w.run();
+    check(&w);
+    let (hold, regular) = holdback_outcome(&w);
+    assert!(regular > 0, "the first evaluation still pays");
+    assert!(!hold.is_empty());
+    assert!(
+        hold.iter()
+            .all(|s| matches!(s, HtlcState::FailedBack | HtlcState::Expired)),
+        "no holdback is claimed after a failed re-evaluation: {hold:?}"
+    );
+}
+
 #[test]
 fn honest_round_pays_every_earned_tranche() {
     let mut w = World::new(scenario(vec![Behaviour::Honest; 5], 3));
@@ -778,6 +835,7 @@ fn behaviour() -> impl Strategy<Value = Behaviour> {
         1 => Just(Behaviour::Lazy),
         1 => Just(Behaviour::Harsh),
         1 => Just(Behaviour::Generous),
+        1 => Just(Behaviour::Overfit),
     ]
 }
 

@@ -18,7 +18,7 @@ use l402_protocol::quorum::{Phase, RejectCode, Verdict};
 use nostr_sdk::prelude::{Alphabet, Filter, PublicKey, SingleLetterTag, Timestamp};
 
 use super::exec::{Components, ExecError};
-use super::work::{failed_eval, merge_order, round_placement};
+use super::work::{failed_eval, round_placement};
 use crate::bounty::net;
 
 /// How long a validator asks the relays for its held-out secrets.
@@ -125,20 +125,11 @@ impl Components {
         }
         let secrets = self.heldout_secrets(bounty).await?;
         let tree = self.fetch_tree(open, &checkpoint, &[open.author()]).await?;
-        let diff = match self
-            .fetch(
-                &blob,
-                size,
-                &[peer],
-                round_placement(&open.run_id, open.round),
-            )
+        let Some(diff) = self
+            .fetch_submission(open, submission, blob, size, peer)
             .await
-        {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(submission = %submission, blob = %blob, error = %e, "diff unavailable");
-                return Ok(failed_eval(RejectCode::Unavailable));
-            }
+        else {
+            return Ok(failed_eval(RejectCode::Unavailable));
         };
         let seed = match phase {
             Phase::Initial => secrets.heldout_seed,
@@ -164,24 +155,12 @@ impl Components {
             return Ok(parent);
         }
         let tree = self.fetch_tree(open, &parent, &[open.author()]).await?;
-        let mut diffs = Vec::new();
-        for m in merge_order(merged) {
-            let (author, size) = self
-                .book
-                .get(&m.submission)
-                .ok_or(ExecError::UnknownSubmission(m.submission))?;
-            let mut holders = vec![author];
-            holders.extend(open.validators.iter().copied());
-            diffs.push(
-                self.fetch(
-                    &m.blob,
-                    size,
-                    &holders,
-                    round_placement(&open.run_id, open.round),
-                )
-                .await?,
-            );
-        }
+        let diffs: Vec<Vec<u8>> = self
+            .fetch_merged(open, merged)
+            .await?
+            .into_iter()
+            .map(|(_, b)| b)
+            .collect();
         let b = bounty.value().clone();
         let (next, applied) =
             tokio::task::spawn_blocking(move || net::apply_diffs(&tree, &diffs, &b))

@@ -365,6 +365,54 @@ impl Components {
             .map_err(|e| ExecError::Task(format!("merged list {}: {e}", c.merged_list)))
     }
 
+    /// The blob of `submission` by `peer`, who released it to the committee; `None` (logged) if
+    /// it cannot be fetched: the validator attests it as unavailable.
+    pub async fn fetch_submission(
+        &self,
+        open: &RoundOpen,
+        submission: SubmissionId,
+        blob: BlobHash,
+        size: u64,
+        peer: PublicKey,
+    ) -> Option<Vec<u8>> {
+        let placement = round_placement(&open.run_id, open.round);
+        match self.fetch(&blob, size, &[peer], placement).await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::warn!(submission = %submission, blob = %blob, error = %e, "submission blob unavailable");
+                None
+            }
+        }
+    }
+
+    /// The blobs of the merged submissions in merge order, each fetched from its author or any
+    /// committee member that fetched it.
+    pub async fn fetch_merged(
+        &self,
+        open: &RoundOpen,
+        merged: &[MergedSubmission],
+    ) -> Result<Vec<(MergedSubmission, Vec<u8>)>, ExecError> {
+        let mut out = Vec::new();
+        for m in merge_order(merged) {
+            let (author, size) = self
+                .book
+                .get(&m.submission)
+                .ok_or(ExecError::UnknownSubmission(m.submission))?;
+            let mut holders = vec![author];
+            holders.extend(open.validators.iter().copied());
+            let bytes = self
+                .fetch(
+                    &m.blob,
+                    size,
+                    &holders,
+                    round_placement(&open.run_id, open.round),
+                )
+                .await?;
+            out.push((m, bytes));
+        }
+        Ok(out)
+    }
+
     /// `Evaluate`: fetch the checkpoint (from the coordinator) and the submission (from its
     /// author, who released it to the committee), then score with candle.
     async fn evaluate(
@@ -387,20 +435,11 @@ impl Components {
         let ck = self
             .fetch_checkpoint(&open.run_id, open.round, &checkpoint, &[open.author()])
             .await?;
-        let bytes = match self
-            .fetch(
-                &blob,
-                size,
-                &[peer],
-                round_placement(&open.run_id, open.round),
-            )
+        let Some(bytes) = self
+            .fetch_submission(open, submission, blob, size, peer)
             .await
-        {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(submission = %submission, blob = %blob, error = %e, "submission blob unavailable");
-                return Ok(failed_eval(RejectCode::Unavailable));
-            }
+        else {
+            return Ok(failed_eval(RejectCode::Unavailable));
         };
         let work = self.work.clone();
         let (run, round) = (open.run_id.clone(), open.round);
@@ -428,21 +467,7 @@ impl Components {
             .await?;
         let cap = payload_bytes(&self.work.model, &self.work.training.codec_params())?;
         let mut grads = Vec::new();
-        for m in merge_order(merged) {
-            let (author, size) = self
-                .book
-                .get(&m.submission)
-                .ok_or(ExecError::UnknownSubmission(m.submission))?;
-            let mut holders = vec![author];
-            holders.extend(open.validators.iter().copied());
-            let bytes = self
-                .fetch(
-                    &m.blob,
-                    size,
-                    &holders,
-                    round_placement(&open.run_id, open.round),
-                )
-                .await?;
+        for (m, bytes) in self.fetch_merged(open, merged).await? {
             let g = PseudoGradient::from_blob_with_limit(&bytes, cap)
                 .map_err(|e| ExecError::Task(format!("merged blob {}: {e}", m.blob)))?;
             grads.push(g);
