@@ -117,6 +117,15 @@ fn bounty_pays_the_agent_in_proportion_not_the_copy_nor_the_follow_up_below_the_
         "the agent received its award over Lightning"
     );
 
+    // An outsider buys the leader's tree from the sponsor's gateway over L402 (curl, paid from
+    // another node's wallet): a 64 KiB tree blob whose BLAKE3 is the round's checkpoint.
+    let gw = &report["gateway"];
+    assert_eq!(gw["missing_credential"], 402, "{gw}");
+    assert_eq!(gw["paid_l402"], 200);
+    assert_eq!(gw["bytes"], 65_536);
+    assert_eq!(gw["blake3_matches"], true);
+    assert_eq!(gw["checkpoint"], rounds[1]["checkpoint"]);
+
     // The board, in headless Chromium.
     let board = &report["board"];
     assert!(
