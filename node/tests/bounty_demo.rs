@@ -146,6 +146,13 @@ fn bounty_pays_the_agent_in_proportion_not_the_copy_nor_the_follow_up_below_the_
     ] {
         assert!(dom.contains(want), "the board shows {want:?}");
     }
+    // The same from the command line: `bounty list` (from the relay) and `bounty show`.
+    let list = board["cli_list"].as_str().expect("bounty list");
+    assert!(list.contains("demo") && list.contains("40000"), "{list}");
+    let show = board["cli_show"].as_str().expect("bounty show");
+    for want in ["demo:", "awarded", "below the margin", "copy of"] {
+        assert!(show.contains(want), "`bounty show` prints {want:?}: {show}");
+    }
     let b = &board["json"]["sponsored"]["demo"];
     assert_eq!(b["leaderboard"].as_array().map(Vec::len), Some(3));
     assert_eq!(

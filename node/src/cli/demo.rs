@@ -447,7 +447,14 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
     // credentials never get the resource.
     let gateway = gateway_checks(&http, &nodes).await?;
     let board = if args.bounty {
-        board_checks(&http, &nodes[0], &dir).await?
+        let mut b = board_checks(&http, &nodes[0], &dir).await?;
+        // What an agent's operator sees from the command line: the bounties on the relay, and
+        // the sponsor's board.
+        b["cli_list"] =
+            json!(l402_cli(&["bounty", "list", "--relay", relay.url().as_str()]).await?);
+        b["cli_show"] =
+            json!(l402_cli(&["bounty", "show", "--gateway", nodes[0].gateway.as_str()]).await?);
+        b
     } else {
         Value::Null
     };
@@ -694,7 +701,7 @@ async fn board_checks(
 }
 
 /// Run this binary with `args` (an operator's command), failing with its stderr.
-async fn l402_cli(args: &[&str]) -> anyhow::Result<()> {
+async fn l402_cli(args: &[&str]) -> anyhow::Result<String> {
     let out = tokio::process::Command::new(exe()?)
         .args(args)
         .stdin(Stdio::null())
@@ -707,8 +714,9 @@ async fn l402_cli(args: &[&str]) -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    eprintln!("demo: {}", String::from_utf8_lossy(&out.stdout).trim());
-    Ok(())
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    eprintln!("demo: {stdout}");
+    Ok(stdout)
 }
 
 fn which(bin: &str) -> bool {
