@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use l402_protocol::bounty::tree::BountyTree;
-use l402_protocol::events::bounty::{Bounty, Direction, HeldoutSecrets};
+use l402_protocol::events::bounty::{Bounty, HeldoutSecrets};
 use l402_protocol::events::{BlobHash, RunId, Score, Seed32};
 use l402_protocol::quorum::{RejectCode, Verdict};
 use nostr_sdk::prelude::{Keys, PublicKey};
@@ -213,12 +213,33 @@ impl BountyWork {
         if let Some(m) = lock(&self.metrics).get(&(tree_hash, seed.0)) {
             return Ok(*m);
         }
-        let iso = self.isolation()?;
         let dir = tempfile::tempdir()?;
         write_tree(tree, dir.path())?;
-        let m = self
-            .eval(&iso, bounty, dir.path(), None, &eval_set(seed))?
-            .metric;
+        let set = eval_set(seed);
+        self.metric_at(
+            &self.isolation()?,
+            bounty,
+            tree_hash,
+            dir.path(),
+            seed,
+            &set,
+        )
+    }
+
+    /// [`BountyWork::tree_metric`] of the tree written at `dir`, with `set` drawn from `seed`.
+    fn metric_at(
+        &self,
+        iso: &Isolation,
+        bounty: &Bounty,
+        tree_hash: BlobHash,
+        dir: &Path,
+        seed: &Seed32,
+        set: &[u8],
+    ) -> anyhow::Result<Option<i64>> {
+        if let Some(m) = lock(&self.metrics).get(&(tree_hash, seed.0)) {
+            return Ok(*m);
+        }
+        let m = self.eval(iso, bounty, dir, None, set)?.metric;
         lock(&self.metrics).insert((tree_hash, seed.0), m);
         Ok(m)
     }
@@ -240,13 +261,15 @@ impl BountyWork {
             tracing::warn!(bounty = %bounty.bounty_id, metric = %bounty.metric, "no harness for this metric");
             return Ok(crate::runtime::work::failed_eval(RejectCode::Unavailable));
         }
-        let Some(base) = self.tree_metric(bounty, tree_hash, tree, seed)? else {
-            anyhow::bail!("the round's tree does not evaluate");
-        };
+        // One sandbox probe, one copy of the tree and one held-out set for both evaluations.
         let iso = self.isolation()?;
         let dir = tempfile::tempdir()?;
         write_tree(tree, dir.path())?;
-        let ev = self.eval(&iso, bounty, dir.path(), Some(diff), &eval_set(seed))?;
+        let set = eval_set(seed);
+        let Some(base) = self.metric_at(&iso, bounty, tree_hash, dir.path(), seed, &set)? else {
+            anyhow::bail!("the round's tree does not evaluate");
+        };
+        let ev = self.eval(&iso, bounty, dir.path(), Some(diff), &set)?;
         let now = crate::runtime::unix_now();
         if let Some(e) = ExploitEntry::of(&ev, bounty.bounty_id.as_str(), Some(agent.to_hex()), now)
         {
@@ -266,15 +289,12 @@ impl BountyWork {
             };
             return Ok((Score(0), Verdict::Reject(code)));
         };
-        let improvement = match bounty.direction {
-            Direction::Minimize => base.saturating_sub(m),
-            Direction::Maximize => m.saturating_sub(base),
-        };
+        let improvement = l402_protocol::bounty::improvement(bounty.direction, base, m);
         tracing::info!(bounty = %bounty.bounty_id, tree = %tree_hash, baseline_metric = base, metric = m, improvement, "diff scored");
-        let verdict = if improvement < bounty.margin.0.max(1) {
-            Verdict::Reject(REJECT_BELOW_MARGIN)
-        } else {
+        let verdict = if l402_protocol::bounty::reaches_margin(improvement, bounty.margin.0) {
             Verdict::Accept
+        } else {
+            Verdict::Reject(REJECT_BELOW_MARGIN)
         };
         Ok((Score(improvement), verdict))
     }

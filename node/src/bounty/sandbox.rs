@@ -542,7 +542,8 @@ fn probe_bwrap(path: PathBuf) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-fn find_on_path(name: &str) -> Option<PathBuf> {
+/// The first executable file `name` on `PATH`.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(name))

@@ -379,7 +379,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
                 last_leaked = r;
                 // A bounty's copier submits the leaked diff from the command line.
                 for n in nodes.iter().filter(|n| n.kind == "manual") {
-                    let diff = n.dir.join("leak").join(format!("{}-{r}.blob", hex::encode("demo")));
+                    let diff = n.dir.join("leak").join(leak_name(r));
                     let sent = l402_cli(&[
                         "bounty",
                         "submit",
@@ -653,7 +653,7 @@ async fn board_checks(
     let url = format!("{}/bounties", sponsor.gateway);
     let Some(browser) = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
-        .find(|b| which(b))
+        .find(|b| crate::bounty::sandbox::find_on_path(b).is_some())
     else {
         return Ok(json!({"json": json, "chromium": null}));
     };
@@ -719,9 +719,9 @@ async fn l402_cli(args: &[&str]) -> anyhow::Result<String> {
     Ok(stdout)
 }
 
-fn which(bin: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+/// The file name of a node's submission of the demo run's round `r` (as `up` writes it).
+fn leak_name(r: u64) -> String {
+    format!("{}-{r}.blob", hex::encode("demo"))
 }
 
 /// Copy an honest peer's submission of round `r` to every copier (what a leak would hand it).
@@ -729,7 +729,7 @@ fn which(bin: &str) -> bool {
 /// leaks after its owner released it, and before that the copy would be the first submission
 /// of it (the copy rule keeps the first).
 async fn leak(http: &reqwest::Client, nodes: &[DemoNode], r: u64) -> anyhow::Result<bool> {
-    let name = format!("{}-{r}.blob", hex::encode("demo"));
+    let name = leak_name(r);
     let mut src = None;
     for n in nodes
         .iter()

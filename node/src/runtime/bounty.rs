@@ -26,12 +26,12 @@ const SECRETS_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Components {
     /// The bounty that run `open` belongs to: the bounty with the run's id posted by the
-    /// round's coordinator, if the directory has one.
-    pub fn bounty_of(&self, open: &RoundOpen, coordinator: &PublicKey) -> Option<Verified<Bounty>> {
+    /// round's coordinator (the open's author), if the directory has one.
+    pub fn bounty_of(&self, open: &Verified<RoundOpen>) -> Option<Verified<Bounty>> {
         self.discovery
             .directory()
             .bounties(Timestamp::now())
-            .find(|b| b.verified.bounty_id == open.run_id && b.verified.author() == *coordinator)
+            .find(|b| b.verified.bounty_id == open.run_id && b.verified.author() == open.author())
             .map(|b| b.verified.clone())
     }
 

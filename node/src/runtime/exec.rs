@@ -424,7 +424,7 @@ impl Components {
         blob: BlobHash,
         eval_seed: [u8; 32],
     ) -> Result<(Score, Verdict), ExecError> {
-        if let Some(b) = self.bounty_of(open, &open.author()) {
+        if let Some(b) = self.bounty_of(open) {
             return self
                 .evaluate_bounty(&b, open, submission, phase, checkpoint, blob)
                 .await;
@@ -459,7 +459,7 @@ impl Components {
         parent: BlobHash,
         merged: &[MergedSubmission],
     ) -> Result<BlobHash, ExecError> {
-        if let Some(b) = self.bounty_of(open, &open.author()) {
+        if let Some(b) = self.bounty_of(open) {
             return self.aggregate_bounty(&b, open, parent, merged).await;
         }
         let parent_ck = self

@@ -91,7 +91,8 @@ pub struct Board {
     pub exploits: Vec<ExploitEntry>,
 }
 
-fn esc(s: &str) -> String {
+/// HTML-escape text for the gateway's pages.
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{anyhow, Context};
 use l402_protocol::blobmeta::Placement;
 use l402_protocol::bounty::tree::BountyTree;
+use l402_protocol::escrow::tranche::{earned_holdback_msat, earned_regular_msat};
 use l402_protocol::escrow::TrancheSpec;
 use l402_protocol::events::bounty::{Bounty, BountyHeldout, Direction, HeldoutSecrets};
 use l402_protocol::events::{
@@ -19,7 +20,7 @@ use nostr_sdk::prelude::PublicKey;
 use rand::SeedableRng;
 
 use super::board::{BoardBounty, BoardEntry, BoardRound};
-use super::roles::{leaked, submission_name, submit_blob};
+use super::roles::{leaked, submit_blob};
 use super::Node;
 use crate::bounty::agent::{self, AgentConfig};
 use crate::bounty::example::{self, TinyLmHarness};
@@ -71,32 +72,13 @@ pub async fn post(
     );
     let secrets = net::example_secrets(&node.keys, &run);
     use sha2::Digest;
-    let bounty = Bounty {
-        v: 1,
-        bounty_id: run.clone(),
-        title: "Lower the held-out loss of the tiny byte-GPT".into(),
+    let bounty = example_bounty(
+        role,
+        terms,
         baseline,
-        mutable_files: example::MUTABLE_FILES.iter().map(|s| (*s).into()).collect(),
-        eval_command: example::EVAL_COMMAND.into(),
-        metric: TINY_LM_METRIC.into(),
-        direction: Direction::Minimize,
-        public_eval: BlobHash(*blake3::hash(&net::public_eval()).as_bytes()),
-        heldout_commitment: Seed32(
-            sha2::Sha256::digest(net::eval_set(&secrets.heldout_seed)).into(),
-        ),
-        pool_msat: role.pool_sats * 1000,
-        target_improvement: Score(role.target_score),
-        deadline: unix_now() + role.rounds * role.claim_secs * 2 + 3600,
-        diff_size_cap: 16 * 1024,
-        n: role.n,
-        k: role.k,
-        holdback_ppm: terms.holdback_ppm,
-        margin: Score(terms.margin),
-        tranches: role.tranches,
-        reveal_window_secs: 0,
-        gateway: Some(format!("http://{}", node.config.gateway_listen)),
-    };
-    l402_protocol::bounty::escrow_schedule(&bounty, bounty.pool_msat)?;
+        Seed32(sha2::Sha256::digest(net::eval_set(&secrets.heldout_seed)).into()),
+        Some(format!("http://{}", node.config.gateway_listen)),
+    )?;
     node.components
         .discovery
         .announce(&bounty, None)
@@ -116,6 +98,43 @@ pub async fn post(
         },
         baseline,
     ))
+}
+
+/// The example bounty with the sponsor's terms, checked with the bounty event's schema rules and
+/// the escrow's (what `bounty post` refuses before anything is written).
+pub fn example_bounty(
+    role: &CoordinatorRole,
+    terms: &BountyTerms,
+    baseline: BlobHash,
+    heldout_commitment: Seed32,
+    gateway: Option<String>,
+) -> anyhow::Result<Bounty> {
+    let bounty = Bounty {
+        v: 1,
+        bounty_id: RunId::new(role.run.clone())?,
+        title: "Lower the held-out loss of the tiny byte-GPT".into(),
+        baseline,
+        mutable_files: example::MUTABLE_FILES.iter().map(|s| (*s).into()).collect(),
+        eval_command: example::EVAL_COMMAND.into(),
+        metric: TINY_LM_METRIC.into(),
+        direction: Direction::Minimize,
+        public_eval: BlobHash(*blake3::hash(&net::public_eval()).as_bytes()),
+        heldout_commitment,
+        pool_msat: role.pool_sats.saturating_mul(1000),
+        target_improvement: Score(role.target_score),
+        deadline: unix_now() + role.rounds * role.claim_secs * 2 + 3600,
+        diff_size_cap: 16 * 1024,
+        n: role.n,
+        k: role.k,
+        holdback_ppm: terms.holdback_ppm,
+        margin: Score(terms.margin),
+        tranches: role.tranches,
+        reveal_window_secs: 0,
+        gateway,
+    };
+    bounty.check().map_err(|e| anyhow!("bounty terms: {e}"))?;
+    l402_protocol::bounty::escrow_schedule(&bounty, bounty.pool_msat)?;
+    Ok(bounty)
 }
 
 impl Sponsored {
@@ -166,6 +185,17 @@ impl Sponsored {
         }
     }
 
+    /// Record every event waiting on `rx` and show the board again if one was this bounty's.
+    pub fn absorb(&mut self, rx: &mut tokio::sync::broadcast::Receiver<VerifiedAny>, node: &Node) {
+        let mut seen = false;
+        while let Ok(ev) = rx.try_recv() {
+            seen |= self.observe(&ev);
+        }
+        if seen {
+            self.publish(node);
+        }
+    }
+
     /// The board's view of this bounty.
     pub fn board(&self) -> BoardBounty {
         let b = &self.bounty;
@@ -183,15 +213,11 @@ impl Sponsored {
             let accepted = count(Verdict::Accept);
             let below = count(Verdict::Reject(net::REJECT_BELOW_MARGIN));
             let schedule = self.schedules.get(round).cloned().unwrap_or_default();
-            let earned = |hold: bool| -> u64 {
-                let m = median.unwrap_or(i64::MIN);
-                schedule
-                    .iter()
-                    .filter(|t| t.holdback == hold && accepted && Score(m) >= t.threshold)
-                    .map(|t| t.amount_msat / 1000)
-                    .sum()
-            };
-            let (award_sat, holdback_sat) = (earned(false), earned(true));
+            let m = Score(median.filter(|_| accepted).unwrap_or(i64::MIN));
+            let (award_sat, holdback_sat) = (
+                earned_regular_msat(&schedule, m) / 1000,
+                earned_holdback_msat(&schedule, m) / 1000,
+            );
             let outcome = match (copy_of, median) {
                 (Some(first), None) => format!("copy of {}…: not paid", &first.to_string()[..8]),
                 (None, None) => "not evaluated".into(),
@@ -276,12 +302,8 @@ impl Sponsored {
             .range((round, SubmissionId([0; 32]))..=(round, SubmissionId([0xff; 32])))
             .map(|(_, v)| {
                 let scores: Vec<i64> = v.iter().map(|(s, _)| *s).collect();
-                let s = l402_protocol::bounty::median(&scores).unwrap_or(0);
-                schedule
-                    .iter()
-                    .filter(|t| Score(s) >= t.threshold)
-                    .map(|t| t.amount_msat)
-                    .sum::<u64>()
+                let s = Score(l402_protocol::bounty::median(&scores).unwrap_or(0));
+                earned_regular_msat(schedule, s) + earned_holdback_msat(schedule, s)
             })
             .sum();
         left.saturating_sub(spent)
@@ -386,9 +408,6 @@ pub async fn agent_submit(
             (found.diff.into_bytes(), Score(found.best_metric))
         }
     };
-    let subs = node.data_dir.join("submissions");
-    std::fs::create_dir_all(&subs)?;
-    crate::durable::write_atomic(&subs, &submission_name(open), &blob)?;
     submit_blob(node, open, blob, claimed).await?;
     done.insert(open.run_id.clone());
     Ok(())
@@ -455,6 +474,15 @@ fn default_per_round() -> u32 {
 }
 
 impl PostRequest {
+    /// The bounty's own terms.
+    pub fn terms(&self) -> BountyTerms {
+        BountyTerms {
+            margin: self.margin,
+            holdback_ppm: self.holdback_ppm,
+            reeval_secs: 70,
+        }
+    }
+
     /// The sponsor role these terms make.
     pub fn role(&self) -> CoordinatorRole {
         CoordinatorRole {
@@ -472,11 +500,7 @@ impl PostRequest {
             claim_secs: 100,
             genesis_seed: 1,
             wait_for_start: false,
-            bounty: Some(BountyTerms {
-                margin: self.margin,
-                holdback_ppm: self.holdback_ppm,
-                reeval_secs: 70,
-            }),
+            bounty: Some(self.terms()),
         }
     }
 }
@@ -516,37 +540,14 @@ pub async fn admin_post(
         );
     }
     // The terms must make a valid bounty and an escrow schedule before anything is written.
-    let probe = Bounty {
-        v: 1,
-        bounty_id: id.clone(),
-        title: String::new(),
-        baseline: BlobHash([0; 32]),
-        mutable_files: vec!["train.toml".into()],
-        eval_command: example::EVAL_COMMAND.into(),
-        metric: TINY_LM_METRIC.into(),
-        direction: Direction::Minimize,
-        public_eval: BlobHash([0; 32]),
-        heldout_commitment: Seed32([0; 32]),
-        pool_msat: role.pool_sats.saturating_mul(1000),
-        target_improvement: Score(role.target_score),
-        deadline: 0,
-        diff_size_cap: 16 * 1024,
-        n: role.n,
-        k: role.k,
-        holdback_ppm: req.holdback_ppm,
-        margin: Score(req.margin),
-        tranches: role.tranches,
-        reveal_window_secs: 0,
-        gateway: None,
-    };
-    if req.pool_sats == 0 || req.target <= 0 || req.margin < 0 || req.holdback_ppm > 1_000_000 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "pool and target must be positive, margin not negative, holdback_ppm at most 10^6",
-        );
-    }
-    if let Err(e) = l402_protocol::bounty::escrow_schedule(&probe, probe.pool_msat) {
-        return error(StatusCode::BAD_REQUEST, e);
+    if let Err(e) = example_bounty(
+        &role,
+        &req.terms(),
+        BlobHash([0; 32]),
+        Seed32([0; 32]),
+        None,
+    ) {
+        return error(StatusCode::BAD_REQUEST, format!("{e:#}"));
     }
     cfg.roles.coordinator = Some(role.clone());
     let written = crate::config::render(&cfg)
@@ -602,7 +603,7 @@ pub async fn admin_submit(
             "no open round of this bounty heard yet",
         );
     };
-    let Some(bounty) = node.components.bounty_of(&open, &open.author()) else {
+    let Some(bounty) = node.components.bounty_of(&open) else {
         return error(
             StatusCode::NOT_FOUND,
             "no bounty event by the round's coordinator",
@@ -617,18 +618,17 @@ pub async fn admin_submit(
             ),
         );
     }
-    if req.diff.len() as u64 > bounty.diff_size_cap {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the bounty's diff cap is {} bytes", bounty.diff_size_cap),
-        );
-    }
+    // The bounty's own rules, the size cap first, as every validator will check them.
     if let Err(e) = diff::parse(
         req.diff.as_bytes(),
         &bounty.mutable_files,
         bounty.diff_size_cap,
     ) {
-        return error(StatusCode::BAD_REQUEST, e);
+        let code = match e {
+            diff::DiffError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        return error(code, e);
     }
     let blob = req.diff.into_bytes();
     let hash = blake3::hash(&blob).to_hex().to_string();

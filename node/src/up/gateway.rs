@@ -28,6 +28,7 @@ use nostr_sdk::prelude::PublicKey;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::board::esc;
 use super::Node;
 use crate::lightning::PeerAddr;
 use crate::runtime::roles::offer_token;
@@ -153,12 +154,6 @@ pub fn status_json(node: &Node) -> Value {
 
 async fn status(State(node): State<Node>) -> Json<Value> {
     Json(status_json(&node))
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 async fn page(State(node): State<Node>) -> Html<String> {

@@ -340,14 +340,8 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
                 break BlobHash::from_hex(&ck).map_err(|e| anyhow!("checkpoint hex: {e}"))?;
             }
             status.changed().await?;
-            let mut seen = false;
-            while let Ok(ev) = events.try_recv() {
-                if let Some(s) = sponsored.as_mut() {
-                    seen |= s.observe(&ev);
-                }
-            }
-            if let (true, Some(s)) = (seen, &sponsored) {
-                s.publish(&node);
+            if let Some(s) = sponsored.as_mut() {
+                s.absorb(&mut events, &node);
             }
         };
         let merged = status
@@ -378,9 +372,7 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
         };
         progress.record(summary.clone());
         if let Some(s) = sponsored.as_mut() {
-            while let Ok(ev) = events.try_recv() {
-                s.observe(&ev);
-            }
+            s.absorb(&mut events, &node);
             s.record_round(round, ck, loss);
             s.publish(&node);
         }
@@ -545,7 +537,7 @@ async fn peer(node: Node, role: PeerRole, mut rx: broadcast::Receiver<VerifiedAn
             continue;
         }
         let (run, round) = (open.run_id.clone(), open.round);
-        let done = match node.components.bounty_of(&open, &open.author()) {
+        let done = match node.components.bounty_of(&open) {
             Some(b) => {
                 super::bounty::agent_submit(&node, &role, &open, &b, &mut bounties_done).await
             }
@@ -609,13 +601,8 @@ async fn submit(
         took.compress.as_millis() as u64,
     );
     timeline.round(run.as_str(), round, "blob_ready");
-    let subs = node.data_dir.join("submissions");
-    std::fs::create_dir_all(&subs)?;
-    let name = format!("{}-{round}.blob", hex::encode(run.as_str()));
     if role.behaviour == "copier" {
         blob = leaked(node, open).await?;
-    } else {
-        crate::durable::write_atomic(&subs, &name, &blob)?;
     }
     submit_blob(node, open, blob, Score(0)).await
 }
@@ -639,7 +626,8 @@ pub(super) async fn leaked(node: &Node, open: &RoundOpen) -> anyhow::Result<Vec<
     }
 }
 
-/// Buy a submission token from the run's gateway, store `blob` and start the peer machine that
+/// Keep `blob` as this node's submission of the round (the file the demo leaks), buy a
+/// submission token from the run's gateway, store the blob and start the peer machine that
 /// submits it.
 pub(super) async fn submit_blob(
     node: &Node,
@@ -647,6 +635,9 @@ pub(super) async fn submit_blob(
     blob: Vec<u8>,
     claimed: Score,
 ) -> anyhow::Result<()> {
+    let subs = node.data_dir.join("submissions");
+    std::fs::create_dir_all(&subs)?;
+    crate::durable::write_atomic(&subs, &submission_name(open), &blob)?;
     let gateway = gateway_of(node, open).context("the run has no gateway")?;
     // The coordinator's gateway may be briefly down (a restart): retry until the deadline.
     let token = loop {
@@ -682,7 +673,7 @@ pub(super) async fn submit_blob(
 /// The gateway of `open`'s run: from the run announcement or the bounty, by the round's
 /// coordinator.
 fn gateway_of(node: &Node, open: &Verified<RoundOpen>) -> Option<String> {
-    if let Some(b) = node.components.bounty_of(open, &open.author()) {
+    if let Some(b) = node.components.bounty_of(open) {
         return b.gateway.clone();
     }
     announcement(node, &open.run_id)

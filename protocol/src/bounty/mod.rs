@@ -154,10 +154,7 @@ impl Board {
 
     /// `candidate`'s improvement over `than` (positive = better in the bounty's direction).
     pub fn improvement(&self, than: i64, candidate: i64) -> i64 {
-        match self.direction {
-            Direction::Minimize => than.saturating_sub(candidate),
-            Direction::Maximize => candidate.saturating_sub(than),
-        }
+        improvement(self.direction, than, candidate)
     }
 
     /// Queue a scored candidate (decided by [`Board::decide_due`]). A second candidate for the
@@ -191,7 +188,7 @@ impl Board {
         }
         self.decided.insert(c.diff, c.commitment);
         let improvement = self.improvement(self.leader_metric, c.metric);
-        if improvement <= 0 || improvement < self.margin {
+        if !reaches_margin(improvement, self.margin) {
             return Decision::BelowMargin {
                 improvement,
                 margin: self.margin,
@@ -230,7 +227,7 @@ impl Board {
     /// ([`escrow_schedule`]); the rest returns to the pool (and to the sponsor at the end).
     pub fn settle_holdback(&mut self, award: &Award, previous: i64, metric: i64) -> u64 {
         let improvement = self.improvement(previous, metric);
-        let still = if improvement <= 0 || improvement < self.margin {
+        let still = if !reaches_margin(improvement, self.margin) {
             0
         } else {
             let n = u128::from(self.tranches);
@@ -247,6 +244,20 @@ impl Board {
             .saturating_sub(award.holdback_msat - released);
         released
     }
+}
+
+/// `candidate`'s improvement over `than` in `direction` (positive = better).
+pub fn improvement(direction: Direction, than: i64, candidate: i64) -> i64 {
+    match direction {
+        Direction::Minimize => than.saturating_sub(candidate),
+        Direction::Maximize => candidate.saturating_sub(than),
+    }
+}
+
+/// Whether an improvement earns anything at all: positive and at least the margin. The board
+/// and the validators' verdicts (below the margin: not merged) use this one rule.
+pub fn reaches_margin(improvement: i64, margin: i64) -> bool {
+    improvement > 0 && improvement >= margin
 }
 
 /// Most regular tranches one submission's escrow can carry: each has a holdback twin, and an

@@ -107,8 +107,17 @@ pub fn linear_schedule(
 /// What a quorum score earns from the regular tranches (the holdback depends on the later
 /// re-evaluation).
 pub fn earned_regular_msat(s: &[TrancheSpec], score: Score) -> u64 {
+    earned_msat(s, score, false)
+}
+
+/// The holdback tranches a score reaches (released only if the re-evaluation reaches them too).
+pub fn earned_holdback_msat(s: &[TrancheSpec], score: Score) -> u64 {
+    earned_msat(s, score, true)
+}
+
+fn earned_msat(s: &[TrancheSpec], score: Score, holdback: bool) -> u64 {
     s.iter()
-        .filter(|t| !t.holdback && score >= t.threshold)
+        .filter(|t| t.holdback == holdback && score >= t.threshold)
         .map(|t| t.amount_msat)
         .sum()
 }

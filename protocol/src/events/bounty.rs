@@ -87,7 +87,10 @@ fn default_reveal_window() -> u64 {
 }
 
 impl Bounty {
-    fn check(&self) -> Result<(), RejectReason> {
+    /// The schema rules every bounty event is parsed with (lengths, paths, `k`/`n`, positive
+    /// pool, target and cap, holdback, margin and tranches, gateway): a sponsor checks its terms
+    /// with them before posting.
+    pub fn check(&self) -> Result<(), RejectReason> {
         let schema = |s: &str| Err(RejectReason::Schema(s.into()));
         if [&self.title, &self.metric]
             .iter()
