@@ -31,4 +31,4 @@ pub use engine::Simulation;
 pub use invariants::{check, InvariantError, Violation};
 pub use report::Report;
 pub use scenario::Scenario;
-pub use sweep::{run_checked, run_one, sweep, Checked, SweepSummary};
+pub use sweep::{replay_threads, run_checked, run_one, run_threads, sweep, Checked, SweepSummary};

@@ -1,7 +1,7 @@
 //! `l402-sim`: the Byzantine simulator, fast seeded mode.
 //!
 //! ```text
-//! l402-sim run sim/scenarios/honest.toml --seed 7 [--rounds 10] [--json] [--plot out.svg] [--check-replay]
+//! l402-sim run sim/scenarios/honest.toml --seed 7 [--rounds 10] [--json] [--plot out.svg] [--check-replay] [--threads N]
 //! l402-sim sweep sim/scenarios/poisoners-30pct.toml --seeds 256 [--check-replay] [--baseline]
 //! ```
 //!
@@ -44,9 +44,14 @@ enum Cmd {
         /// Write an SVG plot of payouts per round.
         #[arg(long)]
         plot: Option<PathBuf>,
-        /// Run the seed twice and check both give the same event-log hash.
+        /// Run the seed twice and check both give the same event-log hash (the second run
+        /// on another thread count).
         #[arg(long)]
         check_replay: bool,
+        /// Threads to spread the machines' work over (default: every core). The outcome is
+        /// the same for any count.
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Run many seeds and summarise (with a progress bar).
     Sweep {
@@ -61,9 +66,12 @@ enum Cmd {
         /// Rounds per seed (default: the scenario's `rounds`).
         #[arg(long)]
         rounds: Option<u64>,
-        /// Re-run every seed and compare event-log hashes.
+        /// Re-run every seed (on another thread count) and compare event-log hashes.
         #[arg(long)]
         check_replay: bool,
+        /// Threads per seed (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
         /// First sweep the same seeds with every adversary removed, and report the throughput
         /// ratio against it.
         #[arg(long)]
@@ -87,6 +95,11 @@ fn report_failure(path: &Path, e: &InvariantError) {
         e.seed,
         e.rounds
     );
+}
+
+/// The machine's cores (the default thread count).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn progress(seeds: u64, label: &str) -> ProgressBar {
@@ -130,16 +143,21 @@ fn real_main() -> anyhow::Result<bool> {
             json,
             plot,
             check_replay,
+            threads,
         } => {
             let sc = load(&scenario)?;
             let seed = seed.unwrap_or(sc.seed);
-            let (report, result) = run_checked(&sc, seed, rounds, check_replay)?;
+            let threads = threads.unwrap_or_else(cores);
+            let (report, result) = run_checked(&sc, seed, rounds, check_replay, threads)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", report.to_text());
                 if check_replay && result.is_ok() {
-                    println!("replay determinism: re-run gave the same event-log hash");
+                    println!(
+                        "replay determinism: a re-run on {} thread(s) gave the same event-log hash",
+                        l402_sim::replay_threads(threads)
+                    );
                 }
             }
             if let Some(p) = plot {
@@ -165,14 +183,18 @@ fn real_main() -> anyhow::Result<bool> {
             first_seed,
             rounds,
             check_replay,
+            threads,
             baseline,
             json,
         } => {
             let sc = load(&scenario)?;
+            let threads = threads.unwrap_or_else(cores);
             let base = if baseline {
                 let b = sc.without_adversaries();
                 let pb = progress(seeds, "baseline");
-                let s = sweep(&b, first_seed, seeds, rounds, check_replay, |_| pb.inc(1))?;
+                let s = sweep(&b, first_seed, seeds, rounds, check_replay, threads, |_| {
+                    pb.inc(1)
+                })?;
                 pb.finish_and_clear();
                 Some(s)
             } else {
@@ -180,7 +202,7 @@ fn real_main() -> anyhow::Result<bool> {
             };
             let pb = progress(seeds, &sc.name);
             let mut failures = 0u64;
-            let s = sweep(&sc, first_seed, seeds, rounds, check_replay, |r| {
+            let s = sweep(&sc, first_seed, seeds, rounds, check_replay, threads, |r| {
                 if l402_sim::check(r).is_err() {
                     failures += 1;
                     pb.set_message(format!("{failures} failing (last seed {})", r.seed));

@@ -42,6 +42,14 @@ pub enum ScenarioError {
     /// A value is out of range or inconsistent with another.
     #[error("invalid scenario: {0}")]
     Invalid(String),
+    /// The run's thread pool could not be started.
+    #[error("starting {threads} simulation threads: {source}")]
+    Threads {
+        /// Threads asked for.
+        threads: usize,
+        /// Cause.
+        source: rayon::ThreadPoolBuildError,
+    },
 }
 
 fn invalid<T>(msg: impl Into<String>) -> Result<T, ScenarioError> {

@@ -12,33 +12,59 @@ use crate::invariants::{check, check_replay, InvariantError, Violation};
 use crate::report::{HtlcTally, Report};
 use crate::scenario::{Scenario, ScenarioError};
 
-/// Run `scenario` with `seed` (and `rounds`, if given) once.
+/// Run `scenario` with `seed` (and `rounds`, if given) once, on this thread.
 pub fn run_one(
     scenario: &Scenario,
     seed: u64,
     rounds: Option<u64>,
 ) -> Result<Report, ScenarioError> {
+    run_threads(scenario, seed, rounds, 1)
+}
+
+/// [`run_one`] with the machines' handling spread over `threads` threads; the report (and its
+/// event-log hash) is the same for any thread count.
+pub fn run_threads(
+    scenario: &Scenario,
+    seed: u64,
+    rounds: Option<u64>,
+    threads: usize,
+) -> Result<Report, ScenarioError> {
     let mut sc = scenario.clone();
     if let Some(r) = rounds {
         sc.rounds = r;
     }
-    Ok(Simulation::new(&sc, seed)?.run())
+    let sim = Simulation::new(&sc, seed)?
+        .with_threads(threads)
+        .map_err(|source| ScenarioError::Threads { threads, source })?;
+    Ok(sim.run())
+}
+
+/// The thread count a replay check re-runs with: another one than the first run's, so the
+/// check also shows the outcome does not depend on it.
+pub fn replay_threads(threads: usize) -> usize {
+    if threads > 1 {
+        1
+    } else {
+        2
+    }
 }
 
 /// A run's report and the outcome of its invariant checks.
 pub type Checked = (Report, Result<(), InvariantError>);
 
-/// Run once, check the invariants and, with `replay`, run again and compare event-log hashes.
+/// Run once on `threads` threads, check the invariants and, with `replay`, run again on
+/// [`replay_threads`] threads and compare event-log hashes.
 pub fn run_checked(
     scenario: &Scenario,
     seed: u64,
     rounds: Option<u64>,
     replay: bool,
+    threads: usize,
 ) -> Result<Checked, ScenarioError> {
-    let report = run_one(scenario, seed, rounds)?;
+    let report = run_threads(scenario, seed, rounds, threads)?;
     let mut result = check(&report);
     if replay {
-        let again = run_one(scenario, seed, rounds)?;
+        let again = run_threads(scenario, seed, rounds, replay_threads(threads))?;
         if let Err(e) = check_replay(&report, &again) {
             result = match result {
                 Ok(()) => Err(e),
@@ -238,13 +264,15 @@ impl SweepSummary {
     }
 }
 
-/// Run seeds `first_seed .. first_seed + seeds`; `progress` is called after each seed.
+/// Run seeds `first_seed .. first_seed + seeds`, each on `threads` threads; `progress` is
+/// called after each seed.
 pub fn sweep(
     scenario: &Scenario,
     first_seed: u64,
     seeds: u64,
     rounds: Option<u64>,
     replay: bool,
+    threads: usize,
     mut progress: impl FnMut(&Report),
 ) -> Result<SweepSummary, ScenarioError> {
     let mut s = SweepSummary {
@@ -256,7 +284,7 @@ pub fn sweep(
     };
     let start = Instant::now();
     for seed in first_seed..first_seed.saturating_add(seeds) {
-        let (report, result) = run_checked(scenario, seed, rounds, replay)?;
+        let (report, result) = run_checked(scenario, seed, rounds, replay, threads)?;
         s.add(&report);
         if replay
             && !result.as_ref().err().is_some_and(|e| {

@@ -20,7 +20,8 @@ fn scenario(name: &str) -> Scenario {
 fn a_seed_replays_to_the_same_event_log_hash() {
     // The most random scenario: crashes, drops, duplicates, every adversary.
     let sc = scenario("mixed");
-    let (a, res) = run_checked(&sc, 42, Some(3), true).unwrap();
+    // Three threads, then the replay check's re-run on one; then one thread again.
+    let (a, res) = run_checked(&sc, 42, Some(3), true, 3).unwrap();
     res.unwrap();
     let b = run_one(&sc, 42, Some(3)).unwrap();
     assert_eq!(a.event_log_hash, b.event_log_hash);

@@ -30,6 +30,7 @@ fn holds(name: &str, seeds: u64, rounds: u64) -> SweepSummary {
         seeds,
         Some(rounds),
         false,
+        1,
         |_| {},
     )
     .unwrap();

@@ -20,7 +20,7 @@
 //!
 //! Spec: specs/L2T-03-round.md#driver
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use nostr::Keys;
@@ -269,6 +269,30 @@ impl<K: Ord + Clone> Driver<K> {
             return Delivery::NoMachine;
         };
         let actions = m.handle(now, input);
+        self.finish(key, actions, fx)
+    }
+
+    /// The machines of `keys` (those that exist), each borrowed mutably and apart from the
+    /// others, in key order. This is [`Driver::handle`] split in two for a shell that hands
+    /// inputs to distinct machines at once (the simulator spreads [`Machine::handle`] over
+    /// threads): call `handle` on each, then [`Driver::finish`] each result in the shell's
+    /// order. Handling is pure, so the outcome does not depend on how the calls were spread.
+    pub fn machines_mut<'a>(&'a mut self, keys: &BTreeSet<K>) -> Vec<(&'a K, &'a mut Machine)> {
+        let (Some(first), Some(last)) = (keys.first(), keys.last()) else {
+            return Vec::new();
+        };
+        self.machines
+            .range_mut(first..=last)
+            .filter(|(k, _)| keys.contains(*k))
+            .collect()
+    }
+
+    /// The second half of [`Driver::handle`]: persist machine `key` as it is now, then execute
+    /// the `actions` its last `handle` returned (nothing if persisting fails).
+    pub fn finish<E: Effects<K>>(&mut self, key: &K, actions: Vec<Action>, fx: &mut E) -> Delivery {
+        let Some(m) = self.machines.get(key) else {
+            return Delivery::NoMachine;
+        };
         if let Err(e) = fx.persist(key, m) {
             return Delivery::PersistFailed(e.to_string());
         }

@@ -598,11 +598,12 @@ impl Peer {
 
     fn try_claims(&mut self, now: UnixTime, out: &mut Vec<Action>) {
         let k = self.st.open.k as usize;
-        let Some(offer) = self.st.offer.clone() else {
+        let st = &mut self.st;
+        let Some(offer) = st.offer.as_ref() else {
             return;
         };
         let mut evidence = Vec::new();
-        for t in &mut self.st.tranches {
+        for t in &mut st.tranches {
             let HtlcState::Held { amount_msat } = t.htlc else {
                 continue;
             };

@@ -267,7 +267,8 @@ impl Simulation {
     /// Publish to every relay; schedule live pushes to subscribers.
     pub(super) fn publish(&mut self, from: ActorId, ev: Event) {
         let now = self.clock.now;
-        match self.relays.publish(&ev, now) {
+        let checked = self.prevalidated.remove(&ev.id);
+        match self.relays.publish_checked(&ev, now, checked) {
             Published::New { event, stored_by } => {
                 self.stats.published += 1;
                 let id = ev.id;

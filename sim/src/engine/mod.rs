@@ -25,9 +25,11 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::rc::Rc;
 
-use l402_protocol::events::{BlobHash, PaymentHash, RunId, Score, SubmissionId, VerifiedAny};
-use l402_protocol::round::{Driver, Input};
-use nostr::{EventId, Keys, PublicKey, SecretKey};
+use l402_protocol::events::{
+    validate_event, BlobHash, PaymentHash, RejectReason, RunId, Score, SubmissionId, VerifiedAny,
+};
+use l402_protocol::round::{Action, Driver, Input, Machine};
+use nostr::{EventId, Keys, PublicKey, SecretKey, Timestamp};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
@@ -106,6 +108,9 @@ pub struct FraudProof {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Stats {
     pub(crate) processed: u64,
+    /// Batches of machine deliveries run, and the deliveries in them (see `deliver_batch`).
+    pub(crate) batches: u64,
+    pub(crate) batched: u64,
     pub(crate) handled_inputs: u64,
     pub(crate) crashes: u64,
     pub(crate) restarts: u64,
@@ -254,6 +259,20 @@ pub struct Simulation {
     end_time: Option<u64>,
     hard_end: u64,
     next_resync: u64,
+    /// Threads the machines' handling is spread over (`None`: this thread only).
+    pool: Option<rayon::ThreadPool>,
+    /// Relay checks of the events a batch's machines are about to publish, done on the pool
+    /// beside their `handle` (signature, schema): what `FakeRelays::publish` would compute.
+    prevalidated: BTreeMap<EventId, Result<VerifiedAny, RejectReason>>,
+}
+
+/// A delivery to one machine, logged and de-duplicated, waiting for its `handle`.
+struct Pending {
+    a: ActorId,
+    r: u64,
+    input: Input,
+    crashable: bool,
+    replay: Option<Rc<VerifiedAny>>,
 }
 
 fn derive(seed: u64, label: &str, parts: &[&[u8]]) -> [u8; 32] {
@@ -436,6 +455,8 @@ impl Simulation {
             end_time: None,
             hard_end,
             next_resync: GENESIS_TIME + n.resync_secs,
+            pool: None,
+            prevalidated: BTreeMap::new(),
             sc,
             seed,
             rng,
@@ -491,6 +512,30 @@ impl Simulation {
     }
 
     /// Run to the end: every round opened, every deadline and HTLC expiry passed.
+    /// Spread the machines' handling over `threads` threads (1: all on this one). The outcome,
+    /// and so the event-log hash, is the same for every thread count: batches are formed from
+    /// the queue alone, handling is pure, and effects run on this thread in batch order.
+    pub fn with_threads(mut self, threads: usize) -> Result<Self, rayon::ThreadPoolBuildError> {
+        self.pool = if threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("l402-sim-{i}"))
+                    .build()?,
+            )
+        } else {
+            None
+        };
+        Ok(self)
+    }
+
+    /// Run to the end of the scenario and report.
+    ///
+    /// The plain machine deliveries due at the same second (up to the first other item) run in
+    /// waves: a wave takes each actor's first remaining one, in queue order; its deliveries are
+    /// logged and checked in that order, their machines handle them (spread over the pool),
+    /// then their actions execute in that order. Each actor sees its inputs in queue order;
+    /// what a wave's actions schedule for the same second runs after the waves.
     pub fn run(mut self) -> crate::report::Report {
         while let Some(Reverse(entry)) = self.queue.pop() {
             let stop = self.end_time.unwrap_or(self.hard_end).min(self.hard_end);
@@ -499,9 +544,104 @@ impl Simulation {
             }
             self.clock.now = self.clock.now.max(entry.time);
             self.stats.processed += 1;
-            self.process(entry.item);
+            if self.batch_target(&entry.item).is_none() {
+                self.process(entry.item);
+                continue;
+            }
+            // Every plain delivery due this second, up to the first item that is not one.
+            let mut due = vec![entry.item];
+            while let Some(Reverse(e)) = self.queue.peek() {
+                if e.time != entry.time || self.batch_target(&e.item).is_none() {
+                    break;
+                }
+                let Some(Reverse(e)) = self.queue.pop() else {
+                    break;
+                };
+                self.stats.processed += 1;
+                due.push(e.item);
+            }
+            // In waves: each actor's first remaining delivery, in queue order.
+            while !due.is_empty() {
+                let mut actors = BTreeSet::new();
+                let mut wave = Vec::new();
+                let mut rest = Vec::new();
+                for item in due {
+                    match self.batch_target(&item) {
+                        Some(a) if actors.insert(a) => wave.push(item),
+                        _ => rest.push(item),
+                    }
+                }
+                let batch: Vec<Pending> =
+                    wave.into_iter().filter_map(|i| self.prepare(i)).collect();
+                self.deliver_batch(batch);
+                due = rest;
+            }
         }
+        tracing::debug!(
+            seed = self.seed,
+            items = self.stats.processed,
+            inputs = self.stats.handled_inputs,
+            batches = self.stats.batches,
+            batched = self.stats.batched,
+            "queue drained"
+        );
         self.finish()
+    }
+
+    /// The actor a queued item is a plain machine delivery to (what can join a batch); `None`
+    /// for the rest (ticks, round opens, restarts, replays, and the events that create
+    /// machines or feed a free-rider's copying), which run alone.
+    fn batch_target(&self, item: &Item) -> Option<ActorId> {
+        match item {
+            Item::Event { to, ev, .. } => match &**ev {
+                VerifiedAny::RoundOpen(_) => None,
+                VerifiedAny::Submission(_)
+                    if self.actors[*to as usize].kind == ActorKind::FreeRider =>
+                {
+                    None
+                }
+                _ => Some(*to),
+            },
+            Item::Ln { to, .. } | Item::Compute { to, .. } => Some(*to),
+            _ => None,
+        }
+    }
+
+    /// Log a batchable item and decide whether it reaches a machine (the checks of
+    /// [`Simulation::process`] up to the machine's `handle`).
+    fn prepare(&mut self, item: Item) -> Option<Pending> {
+        match item {
+            Item::Event { to, ev, dup } => {
+                self.log_bytes(2, to, 0, &ev.event().id.to_bytes());
+                self.event_delivery(to, &ev, dup)
+            }
+            Item::Ln { to, round, input } => {
+                self.log_input(4, to, round, &input);
+                if self.is_down(to) {
+                    self.ln_buffer.entry(to).or_default().push((round, input));
+                    None
+                } else {
+                    self.pending(to, round, input, true, None)
+                }
+            }
+            Item::Compute {
+                to,
+                round,
+                input,
+                epoch,
+            } => {
+                self.log_input(5, to, round, &input);
+                if !self.is_down(to) && self.epochs[to as usize] == epoch {
+                    self.pending(to, round, input, true, None)
+                } else {
+                    None
+                }
+            }
+            other => {
+                self.process(other);
+                None
+            }
+        }
     }
 
     fn process(&mut self, item: Item) {
@@ -519,23 +659,9 @@ impl Simulation {
                 self.log_bytes(3, to, round, &ev.event().id.to_bytes());
                 self.deliver_replay(to, round, &ev);
             }
-            Item::Ln { to, round, input } => {
-                self.log_input(4, to, round, &input);
-                if self.is_down(to) {
-                    self.ln_buffer.entry(to).or_default().push((round, input));
-                } else {
-                    self.deliver_input(to, round, input, true);
-                }
-            }
-            Item::Compute {
-                to,
-                round,
-                input,
-                epoch,
-            } => {
-                self.log_input(5, to, round, &input);
-                if !self.is_down(to) && self.epochs[to as usize] == epoch {
-                    self.deliver_input(to, round, input, true);
+            item @ (Item::Ln { .. } | Item::Compute { .. }) => {
+                if let Some(p) = self.prepare(item) {
+                    self.deliver_batch(vec![p]);
                 }
             }
             Item::Restart(a) => {
@@ -565,12 +691,13 @@ impl Simulation {
                 },
             );
         }
+        // Ticks never crash a node, so every live machine's tick is one batch.
         let keys: Vec<(ActorId, u64)> = self.driver.iter().map(|(k, _)| *k).collect();
-        for (a, r) in keys {
-            if !self.is_down(a) {
-                self.deliver_input(a, r, Input::Tick, false);
-            }
-        }
+        let ticks: Vec<Pending> = keys
+            .into_iter()
+            .filter_map(|(a, r)| self.pending(a, r, Input::Tick, false, None))
+            .collect();
+        self.deliver_batch(ticks);
         if now >= self.next_resync {
             self.next_resync = now + self.sc.network.resync_secs;
             for a in 0..self.actors.len() as ActorId {
@@ -646,17 +773,88 @@ impl Simulation {
         crashable: bool,
         replay: Option<Rc<VerifiedAny>>,
     ) {
-        let now = self.clock.now;
+        if let Some(p) = self.pending(a, r, input, crashable, replay) {
+            self.deliver_batch(vec![p]);
+        }
+    }
+
+    /// A delivery to machine `(a, r)`, unless the actor is down or has no such machine.
+    fn pending(
+        &mut self,
+        a: ActorId,
+        r: u64,
+        input: Input,
+        crashable: bool,
+        replay: Option<Rc<VerifiedAny>>,
+    ) -> Option<Pending> {
         if self.is_down(a) || !self.driver.contains(&(a, r)) {
-            return; // crashed while handling an earlier input of the same batch, or no machine
+            return None; // crashed while handling an earlier input of the same batch, or no machine
         }
         self.stats.handled_inputs += 1;
         if !matches!(input, Input::Tick) {
-            tracing::trace!(seed = self.seed, actor = a, round = r, now, input = %input_label(&input), "deliver");
+            tracing::trace!(seed = self.seed, actor = a, round = r, now = self.clock.now, input = %input_label(&input), "deliver");
         }
-        self.with_driver(crashable, replay, |d, fx| d.handle(now, &(a, r), input, fx));
-        if self.is_down(a) {
-            self.snapshot(a);
+        Some(Pending {
+            a,
+            r,
+            input,
+            crashable,
+            replay,
+        })
+    }
+
+    /// Run a batch of deliveries to distinct machines (distinct actors, when crashable): the
+    /// machines handle their inputs, spread over the pool, and the relays' checks of what they
+    /// publish run beside them; then, on this thread and in batch order, the shared driver
+    /// persists each machine and executes its actions.
+    fn deliver_batch(&mut self, batch: Vec<Pending>) {
+        let now = self.clock.now;
+        if batch.is_empty() {
+            return;
+        }
+        self.stats.batches += 1;
+        self.stats.batched += batch.len() as u64;
+        let keys: BTreeSet<(ActorId, u64)> = batch.iter().map(|p| (p.a, p.r)).collect();
+        if keys.len() != batch.len() {
+            // Two inputs for one machine: one after the other (the run loop never forms such a
+            // batch; this keeps the order right if a caller does).
+            for p in batch {
+                self.deliver_batch(vec![p]);
+            }
+            return;
+        }
+        let mut metas = Vec::with_capacity(batch.len());
+        let mut inputs: BTreeMap<(ActorId, u64), (usize, Input)> = BTreeMap::new();
+        for (i, p) in batch.into_iter().enumerate() {
+            inputs.insert((p.a, p.r), (i, p.input));
+            metas.push((p.a, p.r, p.crashable, p.replay));
+        }
+        let mut jobs: Vec<(usize, &mut Machine, Input)> = self
+            .driver
+            .machines_mut(&keys)
+            .into_iter()
+            .filter_map(|(k, m)| inputs.remove(k).map(|(i, input)| (i, m, input)))
+            .collect();
+        let handle = |(i, m, input): &mut (usize, &mut Machine, Input)| {
+            let input = std::mem::replace(input, Input::Tick);
+            handle_and_check(*i, m, now, input)
+        };
+        let mut done: Vec<Handled> = match &self.pool {
+            Some(pool) if jobs.len() > 1 => {
+                use rayon::prelude::*;
+                pool.install(|| jobs.par_iter_mut().map(handle).collect())
+            }
+            _ => jobs.iter_mut().map(handle).collect(),
+        };
+        done.sort_by_key(|h| h.index);
+        for h in done {
+            let (a, r, crashable, replay) = metas[h.index].clone();
+            self.prevalidated = h.checked;
+            self.with_driver(crashable, replay, |d, fx| d.finish(&(a, r), h.actions, fx));
+            self.prevalidated.clear();
+            if self.is_down(a) {
+                self.snapshot(a);
+            }
         }
     }
 
@@ -833,33 +1031,48 @@ impl Simulation {
 
     /// A relay push (or re-sync) of `ev` reaches actor `to`.
     fn deliver_event(&mut self, to: ActorId, ev: &Rc<VerifiedAny>, dup: bool) {
-        if self.is_down(to) {
-            return; // the re-sync after the restart fetches it from the relays
-        }
-        let id = ev.event().id;
-        if self.actors[to as usize].seen.contains(&id) && !dup {
-            return;
-        }
-        let Some(r) = round_of(ev) else {
-            return;
-        };
         match &**ev {
-            VerifiedAny::RoundOpen(open) => {
-                self.actors[to as usize].seen.insert(id);
+            VerifiedAny::RoundOpen(open) if self.first_sight(to, ev, dup) => {
+                self.actors[to as usize].seen.insert(ev.event().id);
                 self.on_round_open(to, open.clone());
             }
-            VerifiedAny::Submission(s) if self.actors[to as usize].kind == ActorKind::FreeRider => {
-                self.actors[to as usize].seen.insert(id);
+            VerifiedAny::Submission(s)
+                if self.actors[to as usize].kind == ActorKind::FreeRider
+                    && self.first_sight(to, ev, dup) =>
+            {
+                self.actors[to as usize].seen.insert(ev.event().id);
                 self.maybe_copy(to, s.clone());
             }
+            VerifiedAny::RoundOpen(_) => {}
+            VerifiedAny::Submission(_) if self.actors[to as usize].kind == ActorKind::FreeRider => {
+            }
             _ => {
-                if !self.driver.contains(&(to, r)) {
-                    return; // not in this round (yet): a later re-sync delivers it
+                if let Some(p) = self.event_delivery(to, ev, dup) {
+                    self.deliver_batch(vec![p]);
                 }
-                self.actors[to as usize].seen.insert(id);
-                self.deliver_input(to, r, Input::Event((**ev).clone()), true);
             }
         }
+    }
+
+    /// Whether `to` is up and has not seen `ev` (or this is a relay's duplicate push), and the
+    /// event names a round.
+    fn first_sight(&self, to: ActorId, ev: &VerifiedAny, dup: bool) -> bool {
+        !self.is_down(to)
+            && (dup || !self.actors[to as usize].seen.contains(&ev.event().id))
+            && round_of(ev).is_some()
+    }
+
+    /// The delivery of `ev` to `to`'s machine of the event's round, marking it seen.
+    fn event_delivery(&mut self, to: ActorId, ev: &Rc<VerifiedAny>, dup: bool) -> Option<Pending> {
+        if !self.first_sight(to, ev, dup) {
+            return None; // down: the re-sync after the restart fetches it from the relays
+        }
+        let r = round_of(ev)?;
+        if !self.driver.contains(&(to, r)) {
+            return None; // not in this round (yet): a later re-sync delivers it
+        }
+        self.actors[to as usize].seen.insert(ev.event().id);
+        self.pending(to, r, Input::Event((**ev).clone()), true, None)
     }
 
     /// Re-sync: actor `a` re-queries the relays for stored events of its live rounds it has not
@@ -932,5 +1145,30 @@ impl Simulation {
         // A complete pass: the next re-sync starts here. (A machine created later gets a full
         // catch-up when it is created.)
         self.synced.insert((a, r), end);
+    }
+}
+
+/// One machine's `handle` in a batch, with the relays' checks of what it publishes.
+struct Handled {
+    index: usize,
+    actions: Vec<Action>,
+    checked: BTreeMap<EventId, Result<VerifiedAny, RejectReason>>,
+}
+
+/// The pure part of a delivery, safe to run on any thread: the machine's `handle`, then the
+/// relays' acceptance checks (`validate_event` at `now`) of each event it asks to publish.
+fn handle_and_check(index: usize, m: &mut Machine, now: u64, input: Input) -> Handled {
+    let actions = m.handle(now, input);
+    let checked = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Publish(ev) => Some((ev.id, validate_event(ev, Timestamp::from_secs(now)))),
+            _ => None,
+        })
+        .collect();
+    Handled {
+        index,
+        actions,
+        checked,
     }
 }

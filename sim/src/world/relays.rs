@@ -119,13 +119,25 @@ impl FakeRelays {
     /// Publish `ev` to every relay at time `now`. The write policy runs once (it is the same
     /// function on every relay).
     pub fn publish(&mut self, ev: &Event, now: UnixTime) -> Published {
+        self.publish_checked(ev, now, None)
+    }
+
+    /// [`FakeRelays::publish`] with the write policy's verdict (`validate_event(ev, now)`)
+    /// already computed, if `checked` is given (the engine runs it on its thread pool).
+    pub fn publish_checked(
+        &mut self,
+        ev: &Event,
+        now: UnixTime,
+        checked: Option<Result<VerifiedAny, RejectReason>>,
+    ) -> Published {
         let wanted: Vec<usize> = (0..self.relays.len())
             .filter(|&i| !self.relays[i].has(&ev.id))
             .collect();
         if wanted.is_empty() {
             return Published::Duplicate;
         }
-        let verified = match validate_event(ev, Timestamp::from_secs(now)) {
+        let checked = checked.unwrap_or_else(|| validate_event(ev, Timestamp::from_secs(now)));
+        let verified = match checked {
             Ok(v) => v,
             Err(e) => return Published::Rejected(e),
         };
