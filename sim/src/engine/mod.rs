@@ -621,7 +621,7 @@ impl Simulation {
                     self.ln_buffer.entry(to).or_default().push((round, input));
                     None
                 } else {
-                    self.pending(to, round, input, true, None)
+                    self.pending(to, round, input, true)
                 }
             }
             Item::Compute {
@@ -632,7 +632,7 @@ impl Simulation {
             } => {
                 self.log_input(5, to, round, &input);
                 if !self.is_down(to) && self.epochs[to as usize] == epoch {
-                    self.pending(to, round, input, true, None)
+                    self.pending(to, round, input, true)
                 } else {
                     None
                 }
@@ -695,7 +695,7 @@ impl Simulation {
         let keys: Vec<(ActorId, u64)> = self.driver.iter().map(|(k, _)| *k).collect();
         let ticks: Vec<Pending> = keys
             .into_iter()
-            .filter_map(|(a, r)| self.pending(a, r, Input::Tick, false, None))
+            .filter_map(|(a, r)| self.pending(a, r, Input::Tick, false))
             .collect();
         self.deliver_batch(ticks);
         if now >= self.next_resync {
@@ -773,34 +773,41 @@ impl Simulation {
         crashable: bool,
         replay: Option<Rc<VerifiedAny>>,
     ) {
-        if let Some(p) = self.pending(a, r, input, crashable, replay) {
+        let p = Pending {
+            a,
+            r,
+            input,
+            crashable,
+            replay,
+        };
+        if let Some(p) = self.admit(p) {
             self.deliver_batch(vec![p]);
         }
     }
 
-    /// A delivery to machine `(a, r)`, unless the actor is down or has no such machine.
-    fn pending(
-        &mut self,
-        a: ActorId,
-        r: u64,
-        input: Input,
-        crashable: bool,
-        replay: Option<Rc<VerifiedAny>>,
-    ) -> Option<Pending> {
-        if self.is_down(a) || !self.driver.contains(&(a, r)) {
-            return None; // crashed while handling an earlier input of the same batch, or no machine
-        }
-        self.stats.handled_inputs += 1;
-        if !matches!(input, Input::Tick) {
-            tracing::trace!(seed = self.seed, actor = a, round = r, now = self.clock.now, input = %input_label(&input), "deliver");
-        }
-        Some(Pending {
+    /// A delivery of `input` to machine `(a, r)` that is not a stale relay's replay, if admitted.
+    fn pending(&mut self, a: ActorId, r: u64, input: Input, crashable: bool) -> Option<Pending> {
+        let replay = None;
+        self.admit(Pending {
             a,
             r,
             input,
             crashable,
             replay,
         })
+    }
+
+    /// `p`, unless its actor is down or has no machine for its round.
+    fn admit(&mut self, p: Pending) -> Option<Pending> {
+        let (a, r, input) = (p.a, p.r, &p.input);
+        if self.is_down(a) || !self.driver.contains(&(a, r)) {
+            return None; // crashed while handling an earlier input of the same batch, or no machine
+        }
+        self.stats.handled_inputs += 1;
+        if !matches!(input, Input::Tick) {
+            tracing::trace!(seed = self.seed, actor = a, round = r, now = self.clock.now, input = %input_label(input), "deliver");
+        }
+        Some(p)
     }
 
     /// Run a batch of deliveries to distinct machines (distinct actors, when crashable): the
@@ -1072,7 +1079,7 @@ impl Simulation {
             return None; // not in this round (yet): a later re-sync delivers it
         }
         self.actors[to as usize].seen.insert(ev.event().id);
-        self.pending(to, r, Input::Event((**ev).clone()), true, None)
+        self.pending(to, r, Input::Event((**ev).clone()), true)
     }
 
     /// Re-sync: actor `a` re-queries the relays for stored events of its live rounds it has not
