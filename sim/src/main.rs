@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! l402-sim run sim/scenarios/honest.toml --seed 7 [--rounds 10] [--json] [--plot out.svg] [--check-replay] [--threads N]
-//! l402-sim sweep sim/scenarios/poisoners-30pct.toml --seeds 256 [--check-replay] [--baseline]
+//! l402-sim sweep sim/scenarios/poisoners-30pct.toml --seeds 256 [--check-replay] [--baseline] [--threads N]
 //! ```
 //!
 //! Exit status: 0 when every invariant holds, 1 when one breaks (the seed and the command that

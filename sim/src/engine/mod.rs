@@ -511,7 +511,6 @@ impl Simulation {
         self.actors[a as usize].down_until.is_some()
     }
 
-    /// Run to the end: every round opened, every deadline and HTLC expiry passed.
     /// Spread the machines' handling over `threads` threads (1: all on this one). The outcome,
     /// and so the event-log hash, is the same for every thread count: batches are formed from
     /// the queue alone, handling is pure, and effects run on this thread in batch order.
@@ -529,7 +528,7 @@ impl Simulation {
         Ok(self)
     }
 
-    /// Run to the end of the scenario and report.
+    /// Run to the end: every round opened, every deadline and HTLC expiry passed.
     ///
     /// The plain machine deliveries due at the same second (up to the first other item) run in
     /// waves: a wave takes each actor's first remaining one, in queue order; its deliveries are
@@ -836,22 +835,20 @@ impl Simulation {
             inputs.insert((p.a, p.r), (i, p.input));
             metas.push((p.a, p.r, p.crashable, p.replay));
         }
-        let mut jobs: Vec<(usize, &mut Machine, Input)> = self
+        let jobs: Vec<(usize, &mut Machine, Input)> = self
             .driver
             .machines_mut(&keys)
             .into_iter()
             .filter_map(|(k, m)| inputs.remove(k).map(|(i, input)| (i, m, input)))
             .collect();
-        let handle = |(i, m, input): &mut (usize, &mut Machine, Input)| {
-            let input = std::mem::replace(input, Input::Tick);
-            handle_and_check(*i, m, now, input)
-        };
+        let handle =
+            |(i, m, input): (usize, &mut Machine, Input)| handle_and_check(i, m, now, input);
         let mut done: Vec<Handled> = match &self.pool {
             Some(pool) if jobs.len() > 1 => {
                 use rayon::prelude::*;
-                pool.install(|| jobs.par_iter_mut().map(handle).collect())
+                pool.install(|| jobs.into_par_iter().map(handle).collect())
             }
-            _ => jobs.iter_mut().map(handle).collect(),
+            _ => jobs.into_iter().map(handle).collect(),
         };
         done.sort_by_key(|h| h.index);
         for h in done {
@@ -1038,20 +1035,17 @@ impl Simulation {
 
     /// A relay push (or re-sync) of `ev` reaches actor `to`.
     fn deliver_event(&mut self, to: ActorId, ev: &Rc<VerifiedAny>, dup: bool) {
+        if !self.first_sight(to, ev, dup) {
+            return; // down (the re-sync after the restart fetches it), seen, or of no round
+        }
         match &**ev {
-            VerifiedAny::RoundOpen(open) if self.first_sight(to, ev, dup) => {
+            VerifiedAny::RoundOpen(open) => {
                 self.actors[to as usize].seen.insert(ev.event().id);
                 self.on_round_open(to, open.clone());
             }
-            VerifiedAny::Submission(s)
-                if self.actors[to as usize].kind == ActorKind::FreeRider
-                    && self.first_sight(to, ev, dup) =>
-            {
+            VerifiedAny::Submission(s) if self.actors[to as usize].kind == ActorKind::FreeRider => {
                 self.actors[to as usize].seen.insert(ev.event().id);
                 self.maybe_copy(to, s.clone());
-            }
-            VerifiedAny::RoundOpen(_) => {}
-            VerifiedAny::Submission(_) if self.actors[to as usize].kind == ActorKind::FreeRider => {
             }
             _ => {
                 if let Some(p) = self.event_delivery(to, ev, dup) {
