@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::ProgressBar;
-use l402_node::runtime::roles::PeerTrainer;
+use l402_node::runtime::roles::{PeerTrainer, RoundOutput};
 use l402_node::train::Checkpoint;
 use l402_node::up::default_work;
 use l402_protocol::events::RunId;
@@ -40,7 +40,8 @@ fn main() -> anyhow::Result<()> {
     let (mut train_ms, mut compress_ms) = (f64::MAX, f64::MAX);
     for _ in 0..3 {
         let mut t = PeerTrainer::new(&work, &run, &me, &genesis)?;
-        let (_, took) = t.round_blob_timed(&genesis, 1, false, &ProgressBar::hidden())?;
+        let (_, took) =
+            t.round_blob_timed(&genesis, 1, RoundOutput::Trained, &ProgressBar::hidden())?;
         train_ms = train_ms.min(took.train.as_secs_f64() * 1e3);
         compress_ms = compress_ms.min(took.compress.as_secs_f64() * 1e3);
     }

@@ -119,6 +119,9 @@ pub struct BountyTerms {
 /// `l402_protocol::round::MAX_STATE_BYTES`.
 pub const DEFAULT_MAX_SUBMISSIONS: u32 = 500;
 
+/// The reward pool of each accepted submission `init` writes for a training coordinator, in sats.
+pub const DEFAULT_POOL_SATS: u64 = 100_000;
+
 fn default_max_submissions() -> u32 {
     DEFAULT_MAX_SUBMISSIONS
 }
@@ -130,12 +133,18 @@ pub struct PeerRole {
     /// Runs to join (empty: every announced run).
     #[serde(default)]
     pub runs: Vec<String>,
-    /// Demo behaviour: `honest` (default), `free-rider` (submits a zero update) or `copier`
-    /// (submits a copy of another peer's blob, handed over as a leak would be). In a bounty:
+    /// Demo behaviour: `honest` (default), `free-rider` (submits a zero update), `copier`
+    /// (submits a copy of another peer's blob, handed over as a leak would be), and the
+    /// simulator's real-mode attacks (`crate::train::attack`): `sign-flip` (the negated
+    /// update), `copycat-noise` (a leaked blob plus noise), `alie` (mean − z·σ of the leaked
+    /// honest blobs), `stale` (trains on round r − 2's checkpoint). In a bounty:
     /// `agent` (the reference hill-climbing agent; submits its best diff once), `copier`, or
     /// `follow-up` (from the second round on, one more training step on top of the leader).
     #[serde(default)]
     pub behaviour: String,
+    /// `alie`: the z of mean − z·σ (default: `attack::alie_z` of the leaked count, one attacker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alie_z: Option<f64>,
 }
 
 /// The validator role (opting in publishes a validator announcement).

@@ -25,6 +25,12 @@ pub enum ActorKind {
     HonestPeer,
     /// Resubmits another peer's blob hash under its own key (A1).
     FreeRider,
+    /// Resubmits another peer's update plus noise under a new blob hash (A1, perturbed copy).
+    Copycat,
+    /// ALIE colluder: submits mean − z·σ of the honest updates it saw (not its own training).
+    Alie,
+    /// Trains honestly on round r − 2's checkpoint (a weaker, still useful update).
+    StaleTrainer,
     /// Submits corrupted updates (A3, A4).
     Poisoner,
     /// Re-injects old rounds' signed events (A2).
@@ -47,6 +53,9 @@ impl ActorKind {
         matches!(
             self,
             ActorKind::FreeRider
+                | ActorKind::Copycat
+                | ActorKind::Alie
+                | ActorKind::StaleTrainer
                 | ActorKind::Poisoner
                 | ActorKind::Replayer
                 | ActorKind::SybilPaid
@@ -62,6 +71,9 @@ impl ActorKind {
             self,
             ActorKind::HonestPeer
                 | ActorKind::FreeRider
+                | ActorKind::Copycat
+                | ActorKind::Alie
+                | ActorKind::StaleTrainer
                 | ActorKind::Poisoner
                 | ActorKind::SybilPaid
                 | ActorKind::SybilForged
@@ -73,6 +85,15 @@ impl ActorKind {
         matches!(
             self,
             ActorKind::HonestValidator | ActorKind::LazyValidator | ActorKind::ColludingValidator
+        )
+    }
+
+    /// Whether it builds its submission from other peers' (seen) submissions instead of
+    /// training: it watches the round's submissions.
+    pub fn copies_others(self) -> bool {
+        matches!(
+            self,
+            ActorKind::FreeRider | ActorKind::Copycat | ActorKind::Alie
         )
     }
 
@@ -90,6 +111,9 @@ impl ActorKind {
             ActorKind::Coordinator => "coordinator",
             ActorKind::HonestPeer => "honest-peer",
             ActorKind::FreeRider => "free-rider",
+            ActorKind::Copycat => "copycat",
+            ActorKind::Alie => "alie",
+            ActorKind::StaleTrainer => "stale",
             ActorKind::Poisoner => "poisoner",
             ActorKind::Replayer => "replayer",
             ActorKind::SybilPaid => "sybil-paid",

@@ -1,4 +1,5 @@
-//! l402-sim: the Byzantine simulator, fast seeded mode.
+//! l402-sim: the Byzantine simulator: a fast seeded mode, and a real mode of `l402-node`
+//! processes ([`real`]).
 //!
 //! It drives the protocol's own role state machines (`l402_protocol::round::{Coordinator, Peer,
 //! Validator}`) — the same code `l402-node` runs — with honest and adversarial actors, in an
@@ -14,6 +15,7 @@
 //! - [`engine`]: the discrete-event engine that drives the machines.
 //! - [`report`]: the run report; [`invariants`]: the checks; [`sweep`]: many seeds;
 //!   [`plot`]: SVG payouts per round.
+//! - [`real`]: real mode, the scenario's swarm as `l402-node up` processes on a regtest chain.
 //!
 //! Spec: specs/L2T-12-sim.md
 #![warn(missing_docs)]
@@ -22,6 +24,7 @@ pub mod actors;
 pub mod engine;
 pub mod invariants;
 pub mod plot;
+pub mod real;
 pub mod report;
 pub mod scenario;
 pub mod sweep;

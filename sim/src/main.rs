@@ -1,7 +1,8 @@
-//! `l402-sim`: the Byzantine simulator, fast seeded mode.
+//! `l402-sim`: the Byzantine simulator, fast seeded mode and real mode.
 //!
 //! ```text
 //! l402-sim run sim/scenarios/honest.toml --seed 7 [--rounds 10] [--json] [--plot out.svg] [--check-replay] [--threads N]
+//! l402-sim run --real sim/scenarios/real-mixed.toml [--rounds 5] [--dir d] [--compare-clean] [--json]
 //! l402-sim sweep sim/scenarios/poisoners-30pct.toml --seeds 256 [--check-replay] [--baseline] [--threads N]
 //! ```
 //!
@@ -13,13 +14,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use l402_sim::{plot, run_checked, sweep, InvariantError, Scenario};
+use l402_sim::{plot, real, run_checked, sweep, InvariantError, Scenario};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "l402-sim",
     version,
-    about = "Byzantine simulator of the l402 protocol (fast seeded mode)"
+    about = "Byzantine simulator of the l402 protocol (fast seeded mode, or --real nodes)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -52,6 +53,23 @@ enum Cmd {
         /// the same for any count.
         #[arg(long)]
         threads: Option<usize>,
+        /// Real mode: a regtest chain, an embedded relay and one `l402-node up` process per
+        /// node (the scenario must list `"real"` in `modes`).
+        #[arg(long)]
+        real: bool,
+        /// Real mode: where the nodes' data dirs and the reports go (default: a new temp dir).
+        #[arg(long, requires = "real")]
+        dir: Option<PathBuf>,
+        /// Real mode: also run the swarm without attackers and compare the held-out loss.
+        #[arg(long, requires = "real")]
+        compare_clean: bool,
+    },
+    /// Run an `l402-node` command (`init`, `up`, …): how real mode starts its nodes.
+    #[command(hide = true)]
+    Node {
+        /// The `l402-node` arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Run many seeds and summarise (with a progress bar).
     Sweep {
@@ -133,9 +151,71 @@ fn main() -> ExitCode {
     }
 }
 
+/// `l402-sim run --real`.
+fn run_real(
+    scenario: &Path,
+    rounds: Option<u64>,
+    dir: Option<PathBuf>,
+    compare_clean: bool,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let sc = load(scenario)?;
+    let exe = l402_node::cli::demo::NodeExe {
+        path: std::env::current_exe()?,
+        prefix: vec!["node".into()],
+    };
+    let opts = real::RealOptions {
+        rounds,
+        dir,
+        compare_clean,
+    };
+    let report = real::run_real(&sc, &opts, exe)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_markdown());
+    }
+    eprintln!(
+        "reports: {}/sim-report.{{json,md}}",
+        Path::new(&report.dir)
+            .parent()
+            .unwrap_or(Path::new("."))
+            .display()
+    );
+    if report.ok() {
+        return Ok(true);
+    }
+    for i in report.invariants.iter().filter(|i| !i.holds) {
+        eprintln!("INVARIANT VIOLATION: {}: {}", i.name, i.detail);
+    }
+    eprintln!(
+        "seed {}; re-run: {}",
+        report.seed,
+        real::replay_command(scenario, report.rounds, compare_clean)
+    );
+    Ok(false)
+}
+
 /// `Ok(false)` when an invariant broke.
 fn real_main() -> anyhow::Result<bool> {
     match Cli::parse().cmd {
+        Cmd::Node { args } => {
+            use clap::Parser as _;
+            let cli = l402_node::cli::Cli::try_parse_from(
+                std::iter::once("l402-node".to_owned()).chain(args),
+            )?;
+            l402_node::cli::run(cli)?;
+            Ok(true)
+        }
+        Cmd::Run {
+            scenario,
+            rounds,
+            json,
+            real: true,
+            dir,
+            compare_clean,
+            ..
+        } => run_real(&scenario, rounds, dir, compare_clean, json),
         Cmd::Run {
             scenario,
             seed,
@@ -144,6 +224,7 @@ fn real_main() -> anyhow::Result<bool> {
             plot,
             check_replay,
             threads,
+            ..
         } => {
             let sc = load(&scenario)?;
             let seed = seed.unwrap_or(sc.seed);

@@ -89,6 +89,24 @@ pub struct Scenario {
     /// Crashes and a dishonest dealer.
     #[serde(default)]
     pub faults: FaultConfig,
+    /// The modes this scenario supports (default: `["fast"]`); `l402-sim run --real` needs
+    /// `"real"`.
+    #[serde(default = "d_modes")]
+    pub modes: Vec<Mode>,
+}
+
+fn d_modes() -> Vec<Mode> {
+    vec![Mode::Fast]
+}
+
+/// How a scenario runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// The seeded in-memory world (`engine`).
+    Fast,
+    /// Real `l402-node up` processes on a regtest chain and an embedded relay (`real`).
+    Real,
 }
 
 fn d_rounds() -> u64 {
@@ -295,6 +313,15 @@ pub struct PeerConfig {
     pub replays_per_round: usize,
     /// Sybil identities submitting junk (A6).
     pub sybils: usize,
+    /// Copycats: submit a seen honest update plus noise under a new blob hash.
+    pub copycats: usize,
+    /// ALIE colluders: submit mean − z·σ of the honest updates they saw.
+    pub alie: usize,
+    /// Stale trainers: train on round r − 2's checkpoint.
+    pub stale: usize,
+    /// Mixed attackers: rotate through free-rider, copycat + noise, sign-flip and ALIE, one
+    /// attack per round (real mode only for now).
+    pub mixed: usize,
     /// Fraction of Sybils that pay for their L402 token (the rest forge one).
     pub sybil_paid_fraction: f64,
 }
@@ -310,6 +337,10 @@ impl Default for PeerConfig {
             replayers: 0,
             replays_per_round: 5,
             sybils: 0,
+            copycats: 0,
+            alie: 0,
+            stale: 0,
+            mixed: 0,
             sybil_paid_fraction: 0.5,
         }
     }
@@ -415,11 +446,67 @@ impl Scenario {
         s.peers.poisoners = 0;
         s.peers.replayers = 0;
         s.peers.sybils = 0;
+        s.peers.copycats = 0;
+        s.peers.alie = 0;
+        s.peers.stale = 0;
+        s.peers.mixed = 0;
         s.validators.lazy = 0;
         s.validators.colluding = 0;
         s.faults.dealer = DealerFault::None;
         s.network.censoring = 0;
         s
+    }
+
+    /// Whether this scenario runs in `mode`: listed in `modes`, and using only what that mode
+    /// simulates. Fast mode does not yet rotate `mixed` attackers; real mode runs
+    /// peer attacks (free-riders, sign-flip poisoners, copycats, ALIE, stale trainers) on one
+    /// embedded relay, and not yet replayers, Sybils, lazy or colluding validators, a
+    /// dishonest dealer, crashes or the relay-network knobs.
+    pub fn check_mode(&self, mode: Mode) -> Result<(), ScenarioError> {
+        if !self.modes.contains(&mode) {
+            return invalid(format!(
+                "scenario {:?} does not support {mode:?} mode (modes = {:?})",
+                self.name, self.modes
+            ));
+        }
+        let p = &self.peers;
+        let unsupported: Vec<&str> = match mode {
+            Mode::Fast => [("peers.mixed", p.mixed)]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, _)| k)
+                .collect(),
+            Mode::Real => {
+                let v = &self.validators;
+                let mut u: Vec<&str> = [
+                    ("peers.replayers", p.replayers),
+                    ("peers.sybils", p.sybils),
+                    ("validators.lazy", v.lazy),
+                    ("validators.colluding", v.colluding),
+                ]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, _)| k)
+                .collect();
+                if p.poisoners > 0 && p.poison != PoisonKind::SignFlip {
+                    u.push("peers.poison other than sign-flip");
+                }
+                if self.faults.dealer != DealerFault::None {
+                    u.push("faults.dealer");
+                }
+                if self.faults.crash > 0.0 {
+                    u.push("faults.crash");
+                }
+                u
+            }
+        };
+        if !unsupported.is_empty() {
+            return invalid(format!(
+                "{mode:?} mode does not simulate {}",
+                unsupported.join(", ")
+            ));
+        }
+        Ok(())
     }
 
     /// Check ranges and consistency.
@@ -497,7 +584,15 @@ impl Scenario {
             return invalid("validators.noise must be >= 0");
         }
         let p = &self.peers;
-        let workers = p.honest + p.free_riders + p.poisoners + p.sybils + p.replayers;
+        let workers = p.honest
+            + p.free_riders
+            + p.poisoners
+            + p.sybils
+            + p.replayers
+            + p.copycats
+            + p.alie
+            + p.stale
+            + p.mixed;
         if workers == 0 || workers > MAX_PEERS {
             return invalid(format!("peers: 1..={MAX_PEERS} workers in total"));
         }
@@ -513,6 +608,9 @@ impl Scenario {
                 return invalid("peers.poison.sigma must be positive")
             }
             _ => {}
+        }
+        if self.modes.is_empty() {
+            return invalid("modes: name at least one of fast, real");
         }
         let f = &self.faults;
         prob("faults.crash", f.crash)?;

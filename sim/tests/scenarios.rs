@@ -59,6 +59,10 @@ const SHIPPED: &[&str] = &[
     "censoring-relays",
     "crashes",
     "mixed",
+    "peer-attacks-30pct",
+    "real-attacks",
+    "real-mixed",
+    "real-small",
 ];
 
 #[test]
@@ -226,4 +230,31 @@ fn crashes() {
 #[test]
 fn mixed() {
     holds("mixed", 3, 4);
+}
+
+#[test]
+fn peer_attacks_30pct() {
+    // 30 % Byzantine over every peer attack (copies, copycat + noise, ALIE, sign-flip,
+    // replays, Sybils): no bad update merged or paid.
+    let s = holds("peer-attacks-30pct", 3, 3);
+    assert!(s.bad_submissions > 0);
+    assert_eq!(s.bad_rejected, s.bad_submissions);
+    assert_eq!(s.attacker_payout_msat, 0);
+}
+
+#[test]
+fn real_attacks_in_fast_mode() {
+    // The real-mode detection scenario also runs fast: copies and poison rejected, the stale
+    // trainer's weaker update (0.7 of an honest one, calibrated on real mode) still paid.
+    let s = holds("real-attacks", 2, 3);
+    assert_eq!(s.bad_rejected, s.bad_submissions);
+    assert!(s.attacker_payout_msat > 0, "the stale trainer is paid");
+}
+
+#[test]
+fn real_only_scenarios_are_refused_in_fast_mode() {
+    for name in ["real-mixed", "real-small"] {
+        let e = l402_sim::Simulation::new(&scenario(name), 1).unwrap_err();
+        assert!(e.to_string().contains("does not support Fast mode"), "{e}");
+    }
 }

@@ -31,6 +31,36 @@ pub struct DemoArgs {
     /// Of those, how many submit a copy of an honest peer's blob (handed over as a leak).
     #[arg(long, default_value_t = 0)]
     pub copiers: usize,
+    /// Of those, how many submit their negated update (sign-flip poisoners).
+    #[arg(long, default_value_t = 0)]
+    pub sign_flips: usize,
+    /// Of those, how many submit a leaked honest blob plus noise (copycat + noise).
+    #[arg(long, default_value_t = 0)]
+    pub copycats: usize,
+    /// Of those, how many collude in ALIE (mean − z·σ of the leaked honest blobs, z from the
+    /// paper for this many peers and attackers).
+    #[arg(long, default_value_t = 0)]
+    pub alie: usize,
+    /// Of those, how many train on round r − 2's checkpoint.
+    #[arg(long, default_value_t = 0)]
+    pub stale: usize,
+    /// Of those, how many rotate through free-rider, copycat + noise, sign-flip and ALIE, one
+    /// attack per round.
+    #[arg(long, default_value_t = 0)]
+    pub mixed: usize,
+    /// Opted-in validators.
+    #[arg(long, default_value_t = 3)]
+    pub validators: usize,
+    /// Committee size n per submission (default: every validator).
+    #[arg(long)]
+    pub committee: Option<u32>,
+    /// Quorum k.
+    #[arg(long, default_value_t = 2)]
+    pub k: u32,
+    /// Seconds from a round's open to its submit deadline (default: 25, more for over 5
+    /// peers: they share this machine's cores). Attest: twice this; claim: attest + 60.
+    #[arg(long)]
+    pub submit_secs: Option<u64>,
     /// Where the nodes' data dirs, logs and the report go (default: a new temp dir, kept).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -48,18 +78,84 @@ pub struct DemoArgs {
     /// training step on top of the leader, from round 2).
     #[arg(long)]
     pub bounty: bool,
+    /// How to start a node: the program and the arguments before `init`/`up` (default: this
+    /// executable, no prefix). `l402-sim --real` runs its own `node` subcommand.
+    #[arg(skip)]
+    pub node_exe: Option<NodeExe>,
 }
 
-const VALIDATORS: usize = 3;
+/// The program that runs a node (`l402-node`, or another binary embedding its CLI).
+#[derive(Debug, Clone)]
+pub struct NodeExe {
+    /// Executable.
+    pub path: PathBuf,
+    /// Arguments before the `l402-node` subcommand.
+    pub prefix: Vec<String>,
+}
+
+impl NodeExe {
+    /// This executable, no prefix.
+    pub fn current() -> anyhow::Result<Self> {
+        Ok(Self {
+            path: std::env::current_exe().context("the l402-node binary")?,
+            prefix: Vec::new(),
+        })
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.path);
+        c.args(&self.prefix);
+        c
+    }
+}
+
+impl DemoArgs {
+    /// Every peer's behaviour, in node order: the honest ones first, then the Byzantine ones.
+    pub fn behaviours(&self) -> anyhow::Result<Vec<&'static str>> {
+        let bad = [
+            ("copier", self.copiers),
+            ("sign-flip", self.sign_flips),
+            ("copycat-noise", self.copycats),
+            ("alie", self.alie),
+            ("stale", self.stale),
+            ("mixed", self.mixed),
+            ("free-rider", self.free_riders),
+        ];
+        let n_bad: usize = bad.iter().map(|(_, n)| n).sum();
+        let honest = self.peers.checked_sub(n_bad).ok_or_else(|| {
+            anyhow!(
+                "{n_bad} Byzantine peers do not fit in --peers {}",
+                self.peers
+            )
+        })?;
+        Ok(std::iter::repeat_n("honest", honest)
+            .chain(bad.iter().flat_map(|(b, n)| std::iter::repeat_n(*b, *n)))
+            .collect())
+    }
+
+    /// The submit window: 25 s, plus 3 s per peer beyond 5.
+    pub fn submit_secs(&self) -> u64 {
+        self.submit_secs
+            .unwrap_or(25 + 3 * self.peers.saturating_sub(5) as u64)
+    }
+}
+
 const FUND_SAT: u64 = 3_000_000;
 const CHANNEL_SAT: u64 = 1_000_000;
 const WAIT: Duration = Duration::from_secs(300);
+
+/// The coordinator's channel to a peer: half a million sats pushed to the peer (it pays
+/// tokens), and enough on the coordinator's side to pay it a whole reward every round.
+fn peer_channel_sat(rounds: u64) -> u64 {
+    CHANNEL_SAT / 2 + (CHANNEL_SAT / 2).max((rounds + 1) * crate::config::DEFAULT_POOL_SATS)
+}
 
 /// One child node.
 #[derive(Debug)]
 struct DemoNode {
     name: String,
     kind: String,
+    exe: NodeExe,
     dir: PathBuf,
     gateway: String,
     ln_listen: String,
@@ -89,16 +185,13 @@ fn terminate(child: &mut Child) {
     let _ = child.wait();
 }
 
-fn exe() -> anyhow::Result<PathBuf> {
-    std::env::current_exe().context("the l402-node binary")
-}
-
-fn spawn_up(dir: &Path) -> anyhow::Result<Child> {
+fn spawn_up(exe: &NodeExe, dir: &Path) -> anyhow::Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("node.log"))?;
-    Ok(Command::new(exe()?)
+    Ok(exe
+        .command()
         .args(["up", "--data-dir"])
         .arg(dir)
         .env(
@@ -137,10 +230,18 @@ async fn post(http: &reqwest::Client, url: &str, body: Value) -> anyhow::Result<
     Ok(v)
 }
 
-async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) -> anyhow::Result<()> {
+async fn wait_for(what: &str, f: impl AsyncFnMut() -> bool) -> anyhow::Result<()> {
+    wait_within(what, WAIT, f).await
+}
+
+async fn wait_within(
+    what: &str,
+    limit: Duration,
+    mut f: impl AsyncFnMut() -> bool,
+) -> anyhow::Result<()> {
     let t = Instant::now();
     while !f().await {
-        if t.elapsed() > WAIT {
+        if t.elapsed() > limit {
             return Err(anyhow!("timed out waiting for {what}"));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -182,22 +283,32 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
         relay.url(),
         dir.display()
     );
+    let exe = match &args.node_exe {
+        Some(e) => e.clone(),
+        None => NodeExe::current()?,
+    };
+    let validators = args.validators;
+    let committee = args.committee.unwrap_or(validators as u32);
+    if validators == 0 || committee as usize > validators || args.k == 0 || args.k > committee {
+        return Err(anyhow!(
+            "need 1 ≤ k ≤ committee ≤ validators (k {}, committee {committee}, validators {validators})",
+            args.k
+        ));
+    }
     let mut kinds = vec![("coordinator".to_owned(), "coordinator".to_owned())];
-    for v in 0..VALIDATORS {
+    for v in 0..validators {
         kinds.push((format!("validator-{v}"), "validator".into()));
     }
-    let peers = if args.bounty { 3 } else { args.peers };
-    for p in 0..peers {
-        let behaviour = if args.bounty {
-            ["agent", "manual", "follow-up"][p]
-        } else if p >= args.peers.saturating_sub(args.free_riders) {
-            "free-rider"
-        } else if p >= args.peers.saturating_sub(args.free_riders + args.copiers) {
-            "copier"
-        } else {
-            "honest"
-        };
-        kinds.push((format!("peer-{p}"), behaviour.into()));
+    let behaviours = if args.bounty {
+        vec!["agent", "manual", "follow-up"]
+    } else {
+        args.behaviours()?
+    };
+    let peers = behaviours.len();
+    // ALIE's z for this swarm (Baruch et al.): n workers, m colluders.
+    let alie_z = crate::train::attack::alie_z(peers, args.alie + args.mixed);
+    for (p, behaviour) in behaviours.iter().enumerate() {
+        kinds.push((format!("peer-{p}"), (*behaviour).into()));
     }
     let mut nodes = Vec::new();
     let pb = bar(kinds.len() as u64, "starting nodes");
@@ -205,7 +316,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
         let ndir = dir.join(name);
         let ln_port = free_port()?;
         let gw_port = free_port()?;
-        let mut init = Command::new(exe()?);
+        let mut init = exe.command();
         init.args(["init", "--data-dir"])
             .arg(&ndir)
             .args(["--relay", relay.url().as_str()])
@@ -217,7 +328,10 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
                 // A sponsor posts its bounty on the running node (`bounty post`, below).
                 if !args.bounty {
                     init.args(["--coordinator", "demo", "--wait-for-start", "--rounds"])
-                        .arg(args.rounds.to_string());
+                        .arg(args.rounds.to_string())
+                        .args(["--committee", &committee.to_string()])
+                        .args(["--k", &args.k.to_string()])
+                        .args(["--submit-secs", &args.submit_secs().to_string()]);
                 }
             }
             "validator" => {
@@ -225,16 +339,20 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
             }
             b => {
                 init.args(["--peer", "--behaviour", b]);
+                if b == "alie" || b == "mixed" {
+                    init.args(["--alie-z", &alie_z.to_string()]);
+                }
             }
         }
         let out = init.stdout(Stdio::null()).status()?;
         if !out.success() {
             return Err(anyhow!("init {name} failed"));
         }
-        let child = spawn_up(&ndir)?;
+        let child = spawn_up(&exe, &ndir)?;
         nodes.push(DemoNode {
             name: name.clone(),
             kind: kind.clone(),
+            exe: exe.clone(),
             dir: ndir,
             gateway: format!("http://127.0.0.1:{gw_port}"),
             ln_listen: format!("127.0.0.1:{ln_port}"),
@@ -268,8 +386,9 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
         chain.fund(&addr, Amount::from_sat(FUND_SAT))?;
         if n.kind == "coordinator" {
             // One UTXO per channel the coordinator opens.
-            for _ in 0..peers + VALIDATORS {
-                chain.fund(&addr, Amount::from_sat(FUND_SAT))?;
+            for _ in 0..peers + validators {
+                let sat = FUND_SAT.max(peer_channel_sat(args.rounds) + 100_000);
+                chain.fund(&addr, Amount::from_sat(sat))?;
             }
         }
     }
@@ -277,8 +396,10 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
     for n in &nodes {
         post(&http, &format!("{}/admin/sync", n.gateway), json!({})).await?;
     }
-    // The coordinator opens a channel to every peer (half pushed to the peer: it pays tokens,
-    // and receives rewards) and every validator.
+    // The coordinator opens a channel to every peer (half a million sats pushed to the peer: it
+    // pays tokens; and enough on the coordinator's side to pay it a whole reward every round)
+    // and every validator.
+    let channel_sat = peer_channel_sat(args.rounds);
     let coord = nodes[0].gateway.clone();
     let pb = bar((nodes.len() - 1) as u64, "opening channels");
     for n in nodes.iter().skip(1) {
@@ -288,13 +409,18 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
         } else {
             CHANNEL_SAT * 1000 / 2
         };
+        let sat = if n.kind == "validator" {
+            CHANNEL_SAT
+        } else {
+            channel_sat
+        };
         post(
             &http,
             &format!("{coord}/admin/channel"),
             json!({
                 "node_id": st["lightning"]["node_id"],
                 "addr": n.ln_listen,
-                "sat": CHANNEL_SAT,
+                "sat": sat,
                 "push_msat": push,
             }),
         )
@@ -321,16 +447,19 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
     let before = snapshot(&http, &nodes).await?;
     if args.bounty {
         // The sponsor posts the bounty from the command line, as an operator would.
-        l402_cli(&[
-            "bounty",
-            "post",
-            "--data-dir",
-            &nodes[0].dir.display().to_string(),
-            "--id",
-            "demo",
-            "--rounds",
-            &args.rounds.to_string(),
-        ])
+        l402_cli(
+            &exe,
+            &[
+                "bounty",
+                "post",
+                "--data-dir",
+                &nodes[0].dir.display().to_string(),
+                "--id",
+                "demo",
+                "--rounds",
+                &args.rounds.to_string(),
+            ],
+        )
         .await?;
     } else {
         post(&http, &format!("{coord}/admin/start"), json!({})).await?;
@@ -341,18 +470,21 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
     let mut last_leaked = 0;
     let mut restarts: Vec<Value> = Vec::new();
     let (mut peer_killed, mut coord_killed) = (!args.kill_peer, !args.kill_coordinator);
-    wait_for("every round to close", async || {
+    // Each round lasts up to its claim window (2 × submit + 60 s) plus the close.
+    let round_secs = 3 * args.submit_secs() + 90;
+    let limit = WAIT + Duration::from_secs(rounds * round_secs);
+    wait_within("every round to close", limit, async || {
         if !peer_killed {
-            if let Some(state) = escrow_state(&http, &nodes[1 + VALIDATORS], 1).await {
-                if kill_and_restart(&mut nodes[1 + VALIDATORS]).is_ok() {
-                    restarts.push(json!({"node": nodes[1 + VALIDATORS].name, "round": 1, "escrow_at_kill": state}));
+            if let Some(state) = escrow_state(&http, &nodes[1 + validators], 1).await {
+                if kill_and_restart(&mut nodes[1 + validators]).is_ok() {
+                    restarts.push(json!({"node": nodes[1 + validators].name, "round": 1, "escrow_at_kill": state}));
                     peer_killed = true;
                 }
             }
         }
         if !coord_killed {
             let mut locked = None;
-            for n in nodes.iter().skip(1 + VALIDATORS) {
+            for n in nodes.iter().skip(1 + validators) {
                 if let Some(s) = escrow_state(&http, n, 2).await {
                     locked = Some(s);
                     break;
@@ -375,12 +507,16 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
         pb.set_position(closed);
         // Hand the copiers an honest peer's blob of the current round, as a leak would.
         if let Some(r) = st["run"]["current_round"].as_u64() {
-            if r > last_leaked && leak(&http, &nodes, r).await.unwrap_or(false) {
+            // ALIE peers collect every honest blob of the round as it locks.
+            let alie = nodes.iter().any(|n| n.kind == "alie" || n.kind == "mixed");
+            let first = r > last_leaked;
+            let leaked = (first || alie) && leak(&http, &nodes, r).await.unwrap_or(false);
+            if leaked && first {
                 last_leaked = r;
                 // A bounty's copier submits the leaked diff from the command line.
                 for n in nodes.iter().filter(|n| n.kind == "manual") {
                     let diff = n.dir.join("leak").join(leak_name(r));
-                    let sent = l402_cli(&[
+                    let sent = l402_cli(&exe, &[
                         "bounty",
                         "submit",
                         "--data-dir",
@@ -451,9 +587,14 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
         // What an agent's operator sees from the command line: the bounties on the relay, and
         // the sponsor's board.
         b["cli_list"] =
-            json!(l402_cli(&["bounty", "list", "--relay", relay.url().as_str()]).await?);
-        b["cli_show"] =
-            json!(l402_cli(&["bounty", "show", "--gateway", nodes[0].gateway.as_str()]).await?);
+            json!(l402_cli(&exe, &["bounty", "list", "--relay", relay.url().as_str()]).await?);
+        b["cli_show"] = json!(
+            l402_cli(
+                &exe,
+                &["bounty", "show", "--gateway", nodes[0].gateway.as_str()]
+            )
+            .await?
+        );
         b
     } else {
         Value::Null
@@ -577,7 +718,11 @@ async fn gateway_checks(http: &reqwest::Client, nodes: &[DemoNode]) -> anyhow::R
     let mac = parsed.macaroon.to_base64();
     let (garbage, _, _) = status_of(Some("L402 not-a-credential".into())).await?;
     let (wrong_preimage, _, _) = status_of(Some(format!("L402 {mac}:{}", "00".repeat(32)))).await?;
-    let payer = &nodes[1 + VALIDATORS].gateway;
+    let payer = &nodes
+        .iter()
+        .find(|n| n.kind != "coordinator" && n.kind != "validator")
+        .context("no peer to pay from")?
+        .gateway;
     let paid = post(
         http,
         &format!("{payer}/admin/pay"),
@@ -629,7 +774,7 @@ fn kill_and_restart(n: &mut DemoNode) -> anyhow::Result<()> {
     n.child.kill()?;
     n.child.wait()?;
     eprintln!("demo: killed {} (SIGKILL), restarting it", n.name);
-    n.child = spawn_up(&n.dir)?;
+    n.child = spawn_up(&n.exe, &n.dir)?;
     Ok(())
 }
 
@@ -701,8 +846,8 @@ async fn board_checks(
 }
 
 /// Run this binary with `args` (an operator's command), failing with its stderr.
-async fn l402_cli(args: &[&str]) -> anyhow::Result<String> {
-    let out = tokio::process::Command::new(exe()?)
+async fn l402_cli(exe: &NodeExe, args: &[&str]) -> anyhow::Result<String> {
+    let out = tokio::process::Command::from(exe.command())
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -724,34 +869,50 @@ fn leak_name(r: u64) -> String {
     format!("{}-{r}.blob", hex::encode("demo"))
 }
 
-/// Copy an honest peer's submission of round `r` to every copier (what a leak would hand it).
-/// Only once the coordinator has accepted that submission (the peer's HTLCs are held): a blob
-/// leaks after its owner released it, and before that the copy would be the first submission
-/// of it (the copy rule keeps the first).
+/// Copy an honest peer's submission of round `r` to every copier and copycat, and every honest
+/// submission of the round to every ALIE peer (`leak/<name>.d/<peer>.blob`): what a leak would
+/// hand them. Only once the coordinator has accepted that submission (the peer's HTLCs are
+/// held): a blob leaks after its owner released it, and before that the copy would be the first
+/// submission of it (the copy rule keeps the first). Returns whether the copiers got theirs;
+/// ALIE peers get more on each call as more honest escrows lock.
 async fn leak(http: &reqwest::Client, nodes: &[DemoNode], r: u64) -> anyhow::Result<bool> {
     let name = leak_name(r);
-    let mut src = None;
+    let mut held = Vec::new();
     for n in nodes
         .iter()
         .filter(|n| n.kind == "honest" || n.kind == "agent")
     {
         let p = n.dir.join("submissions").join(&name);
         if p.exists() && escrow_state(http, n, r).await.is_some() {
-            src = Some(p);
-            break;
+            held.push((n, p));
         }
     }
-    let Some(src) = src else {
+    let Some((_, first)) = held.first() else {
         return Ok(false);
     };
-    let bytes = std::fs::read(src)?;
-    for n in nodes
-        .iter()
-        .filter(|n| n.kind == "copier" || n.kind == "manual")
-    {
+    let bytes = std::fs::read(first)?;
+    for n in nodes.iter().filter(|n| {
+        matches!(
+            n.kind.as_str(),
+            "copier" | "manual" | "copycat-noise" | "mixed"
+        )
+    }) {
         let d = n.dir.join("leak");
         std::fs::create_dir_all(&d)?;
         crate::durable::write_atomic(&d, &name, &bytes)?;
+    }
+    for n in nodes
+        .iter()
+        .filter(|n| n.kind == "alie" || n.kind == "mixed")
+    {
+        let d = n.dir.join("leak").join(format!("{name}.d"));
+        std::fs::create_dir_all(&d)?;
+        for (src, p) in &held {
+            let file = format!("{}.blob", src.name);
+            if !d.join(&file).exists() {
+                crate::durable::write_atomic(&d, &file, &std::fs::read(p)?)?;
+            }
+        }
     }
     Ok(true)
 }

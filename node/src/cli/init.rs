@@ -46,9 +46,22 @@ pub struct InitArgs {
     /// Train and submit.
     #[arg(long)]
     pub peer: bool,
-    /// Peer behaviour: honest, free-rider, copier.
+    /// Peer behaviour: honest, free-rider, copier, sign-flip, copycat-noise, alie, stale.
     #[arg(long, default_value = "honest")]
     pub behaviour: String,
+    /// An `alie` peer's z (mean − z·σ).
+    #[arg(long)]
+    pub alie_z: Option<f64>,
+    /// The coordinator's committee size n (validators per submission).
+    #[arg(long, default_value_t = 3)]
+    pub committee: u32,
+    /// The coordinator's quorum k.
+    #[arg(long, default_value_t = 2)]
+    pub k: u32,
+    /// Seconds from a round's open to its submit deadline (attest: twice this, claim: attest
+    /// + 60).
+    #[arg(long, default_value_t = 25)]
+    pub submit_secs: u64,
     /// Opt in as a validator, charging this fee per attestation (sats).
     #[arg(long)]
     pub validator_fee: Option<u64>,
@@ -79,16 +92,16 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
                 let training = CoordinatorRole {
                     run,
                     rounds: args.rounds,
-                    n: 3,
-                    k: 2,
-                    pool_sats: 100_000,
+                    n: args.committee,
+                    k: args.k,
+                    pool_sats: crate::config::DEFAULT_POOL_SATS,
                     tranches: 2,
                     target_score: 5_000,
                     submission_price_sats: 10,
                     max_submissions: crate::config::DEFAULT_MAX_SUBMISSIONS,
-                    submit_secs: 25,
-                    attest_secs: 50,
-                    claim_secs: 110,
+                    submit_secs: args.submit_secs,
+                    attest_secs: 2 * args.submit_secs,
+                    claim_secs: 2 * args.submit_secs + 60,
                     genesis_seed: 1,
                     wait_for_start: args.wait_for_start,
                     bounty: None,
@@ -104,6 +117,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
             peer: args.peer.then(|| PeerRole {
                 runs: Vec::new(),
                 behaviour: args.behaviour,
+                alie_z: args.alie_z,
             }),
             validator: args
                 .validator_fee

@@ -441,13 +441,50 @@ impl Components {
         else {
             return Ok(failed_eval(RejectCode::Unavailable));
         };
+        let earlier = self.held_earlier(open, &submission).await;
         let work = self.work.clone();
         let (run, round) = (open.run_id.clone(), open.round);
-        Ok(tokio::task::spawn_blocking(move || {
-            work.evaluate(&run, round, ck, &peer, eval_seed, &bytes)
+        let (score, verdict) = tokio::task::spawn_blocking(move || {
+            let scored = work.evaluate(&run, round, ck, &peer, eval_seed, &bytes)?;
+            if scored.1 != Verdict::Accept {
+                return Ok(scored);
+            }
+            // A near-copy of an earlier submission of the round is `Copied`, however well it
+            // scores (the later announcer is the copier).
+            Ok::<_, TrainError>(match work.near_copy(&bytes, &earlier) {
+                Some((of, cos)) => {
+                    tracing::info!(run = %run, round, submission = %submission, copy_of = %of, cosine = cos, "near-copy of an earlier submission");
+                    (scored.0, Verdict::Reject(RejectCode::Copied))
+                }
+                None => scored,
+            })
         })
         .await
-        .map_err(|e| ExecError::Task(e.to_string()))??)
+        .map_err(|e| ExecError::Task(e.to_string()))??;
+        Ok((score, verdict))
+    }
+
+    /// The blobs of `submission`'s round announced before it that this node holds (it
+    /// evaluated them): what the near-copy check compares with. Blobs it does not hold are not
+    /// fetched (they may not be released to it).
+    async fn held_earlier(
+        &self,
+        open: &RoundOpen,
+        submission: &SubmissionId,
+    ) -> Vec<(SubmissionId, Vec<u8>)> {
+        let mut out = Vec::new();
+        for (id, e) in self.book.earlier(submission) {
+            if e.round != (open.run_id.clone(), open.round) {
+                continue;
+            }
+            let blob = blob_id(&e.blob);
+            if matches!(self.blobs.store().is_complete(&blob).await, Ok(true)) {
+                if let Ok(b) = self.blobs.read(&blob).await {
+                    out.push((id, b));
+                }
+            }
+        }
+        out
     }
 
     /// `Aggregate`: fetch every merged pseudo-gradient (from its author or any committee member

@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 pub use exec::{check_hold_invoices, lightning_input, Components, ExecError, Report};
 pub use status::MachineStatus;
 pub use store::{MachineStore, StoreError, Stored};
-pub use work::{run_key, SubmissionBook, TrainingWork};
+pub use work::{run_key, BookEntry, SubmissionBook, TrainingWork};
 
 /// How long after a round's last deadline its machines are kept: covers the CLTV margin of
 /// the hold invoices and late Lightning reports.
@@ -385,8 +385,13 @@ impl Runtime {
         if let VerifiedAny::Submission(s) = &ev {
             self.components.book.insert(
                 l402_protocol::events::SubmissionId::of_event(s.event()),
-                s.author(),
-                s.size,
+                work::BookEntry {
+                    author: s.author(),
+                    size: s.size,
+                    round: (s.run_id.clone(), s.round),
+                    blob: s.blob,
+                    created_at: s.event().created_at.as_secs(),
+                },
             );
         }
         self.route(Input::Event(ev)).await;

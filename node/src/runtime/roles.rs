@@ -217,39 +217,54 @@ impl PeerTrainer {
         zero: bool,
         progress: &ProgressBar,
     ) -> Result<Vec<u8>, crate::train::TrainError> {
-        self.round_blob_timed(checkpoint, round, zero, progress)
+        let output = if zero {
+            RoundOutput::Zero
+        } else {
+            RoundOutput::Trained
+        };
+        self.round_blob_timed(checkpoint, round, output, progress)
             .map(|(b, _)| b)
     }
 
-    /// [`Self::round_blob`], also returning how long the inner loop (training) and the
-    /// compression took.
+    /// [`Self::round_blob`] for any [`RoundOutput`], also returning how long the inner loop
+    /// (training) and the compression took.
     pub fn round_blob_timed(
         &mut self,
         checkpoint: &Checkpoint,
         round: u64,
-        zero: bool,
+        output: RoundOutput<'_>,
         progress: &ProgressBar,
     ) -> Result<(Vec<u8>, BlobTimings), crate::train::TrainError> {
         let t = std::time::Instant::now();
-        let base: CheckpointId = checkpoint.id()?;
-        let delta = if zero {
-            DenseUpdate {
+        let delta = match output {
+            RoundOutput::Zero => DenseUpdate {
                 tensors: checkpoint
                     .tensors()
                     .iter()
                     .map(|(n, v)| (n.clone(), vec![0f32; v.len()]))
                     .collect(),
+            },
+            RoundOutput::Trained => {
+                self.trainer
+                    .inner_loop(checkpoint, round, &self.corpus, progress)?
+                    .0
             }
-        } else {
-            self.trainer
-                .inner_loop(checkpoint, round, &self.corpus, progress)?
-                .0
+            RoundOutput::SignFlip => {
+                let mut d = self
+                    .trainer
+                    .inner_loop(checkpoint, round, &self.corpus, progress)?
+                    .0;
+                crate::train::attack::sign_flip(&mut d);
+                d
+            }
+            RoundOutput::Stale(old) => {
+                self.trainer
+                    .inner_loop(old, round, &self.corpus, progress)?
+                    .0
+            }
         };
         let train = t.elapsed();
-        let g = self.codec.compress(&delta, &self.run, round, base)?;
-        let blob = g
-            .to_blob()
-            .map_err(|e| crate::train::TrainError::Codec(e.to_string()))?;
+        let blob = self.encode(checkpoint, round, &delta)?;
         Ok((
             blob,
             BlobTimings {
@@ -258,6 +273,35 @@ impl PeerTrainer {
             },
         ))
     }
+
+    /// Encode `delta` as this peer's submission of `round` on `checkpoint` (error feedback
+    /// included): the blob bytes.
+    pub fn encode(
+        &mut self,
+        checkpoint: &Checkpoint,
+        round: u64,
+        delta: &DenseUpdate,
+    ) -> Result<Vec<u8>, crate::train::TrainError> {
+        let base: CheckpointId = checkpoint.id()?;
+        let g = self.codec.compress(delta, &self.run, round, base)?;
+        g.to_blob()
+            .map_err(|e| crate::train::TrainError::Codec(e.to_string()))
+    }
+}
+
+/// What a peer's round produces. Everything but [`RoundOutput::Trained`] is Byzantine
+/// behaviour for the demo and the simulator's real mode (`crate::train::attack`).
+#[derive(Debug, Clone, Copy)]
+pub enum RoundOutput<'a> {
+    /// H honest inner steps on the round's checkpoint.
+    Trained,
+    /// An all-zero update (a free-rider).
+    Zero,
+    /// The negated honest update (a sign-flip poisoner).
+    SignFlip,
+    /// Honest steps from an older checkpoint, submitted against the current one (a
+    /// stale-checkpoint trainer).
+    Stale(&'a Checkpoint),
 }
 
 /// Where a peer's round went before upload.

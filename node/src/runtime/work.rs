@@ -13,7 +13,7 @@ use candle_core::Device;
 use l402_protocol::blobmeta::{Placement, RoundKey};
 use l402_protocol::events::{BlobHash, MergedSubmission, RunId, SubmissionId};
 use l402_protocol::quorum::{Phase, RejectCode, Verdict};
-use l402_protocol::training::{EvalSeed, ModelSpec, ScoringPolicy, TrainingSpec};
+use l402_protocol::training::{similarity, EvalSeed, ModelSpec, ScoringPolicy, TrainingSpec};
 use l402_protocol::wire::{BlobId, PseudoGradient};
 use nostr_sdk::prelude::PublicKey;
 
@@ -51,22 +51,55 @@ pub struct TrainingWork {
 }
 
 /// What a node knows of the submissions it has seen: their author and announced size, which
-/// the executors need to fetch a blob from its holder.
+/// the executors need to fetch a blob from its holder, and their round, blob and time, which
+/// the near-copy check needs.
 #[derive(Debug, Clone, Default)]
-pub struct SubmissionBook(Arc<Mutex<BTreeMap<SubmissionId, (PublicKey, u64)>>>);
+pub struct SubmissionBook(Arc<Mutex<BTreeMap<SubmissionId, BookEntry>>>);
+
+/// One submission in the [`SubmissionBook`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookEntry {
+    /// Author.
+    pub author: PublicKey,
+    /// Announced blob size.
+    pub size: u64,
+    /// Run and round.
+    pub round: (RunId, u64),
+    /// Blob.
+    pub blob: BlobHash,
+    /// The submission event's `created_at`.
+    pub created_at: u64,
+}
 
 impl SubmissionBook {
     /// Record a verified submission.
-    pub fn insert(&self, id: SubmissionId, author: PublicKey, size: u64) {
-        self.lock().insert(id, (author, size));
+    pub fn insert(&self, id: SubmissionId, entry: BookEntry) {
+        self.lock().insert(id, entry);
     }
 
     /// Author and size of a submission.
     pub fn get(&self, id: &SubmissionId) -> Option<(PublicKey, u64)> {
-        self.lock().get(id).copied()
+        self.lock().get(id).map(|e| (e.author, e.size))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<SubmissionId, (PublicKey, u64)>> {
+    /// The submissions of `id`'s round announced before it (by `created_at`, then id) by other
+    /// authors: what a near-copy is compared with (the later announcer is the copier).
+    pub fn earlier(&self, id: &SubmissionId) -> Vec<(SubmissionId, BookEntry)> {
+        let book = self.lock();
+        let Some(me) = book.get(id) else {
+            return Vec::new();
+        };
+        book.iter()
+            .filter(|(i, e)| {
+                e.round == me.round
+                    && e.author != me.author
+                    && (e.created_at, *i) < (me.created_at, id)
+            })
+            .map(|(i, e)| (*i, e.clone()))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<SubmissionId, BookEntry>> {
         // Every method is one map operation: a poisoned lock still holds a consistent map.
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -113,6 +146,24 @@ impl TrainingWork {
                 Ok(failed_eval(RejectCode::Malformed))
             }
         }
+    }
+
+    /// The first of `earlier` (submission, blob bytes) that `blob` is a near-copy of
+    /// (`training::similarity`), with the cosine. Blobs that do not parse are skipped (`blob`
+    /// itself parsed when it was scored).
+    pub fn near_copy(
+        &self,
+        blob: &[u8],
+        earlier: &[(SubmissionId, Vec<u8>)],
+    ) -> Option<(SubmissionId, f64)> {
+        let cap =
+            crate::train::codec::payload_bytes(&self.model, &self.training.codec_params()).ok()?;
+        let me = PseudoGradient::from_blob_with_limit(blob, cap).ok()?;
+        earlier.iter().find_map(|(id, b)| {
+            let other = PseudoGradient::from_blob_with_limit(b, cap).ok()?;
+            let cos = similarity::cosine(&me, &other);
+            (cos >= similarity::NEAR_COPY_COSINE).then_some((*id, cos))
+        })
     }
 
     /// Held-out loss of `checkpoint` on a fixed batch of `run` (the same batch every round, so

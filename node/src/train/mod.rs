@@ -8,6 +8,8 @@
 //! - [`inner`]: H AdamW steps and the pseudo-gradient θ_before − θ_after.
 //! - [`validate`]: loss before/after on seeded batches, assigned-vs-random check, norm checks.
 //! - [`codec`]: SparseLoCo error feedback, wire blobs, checked decoding, sparse aggregation.
+//! - [`attack`]: Byzantine training outputs (sign-flip, copycat + noise, ALIE) for the demo
+//!   and the simulator's real mode.
 //! - [`aggregate`]: robust merging of dense updates (median clip + mean or trimmed mean).
 //! - [`checkpoint`]: canonical safetensors, BLAKE3 ids, loading a model directory.
 //! - [`device`]: CPU by default; `cuda` and `metal` behind cargo features.
@@ -20,6 +22,7 @@
 //! are bit-identical on one machine; pin the variable when comparing runs across machines.
 
 pub mod aggregate;
+pub mod attack;
 pub mod checkpoint;
 pub mod codec;
 pub mod data;

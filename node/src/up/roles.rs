@@ -23,7 +23,7 @@ use l402_protocol::l402;
 use l402_protocol::quorum::Tolerance;
 use l402_protocol::round::progress::{RoundSummary, RunProgress};
 use l402_protocol::round::{Machine, MachineKey, Peer, Role, Validator};
-use nostr_sdk::prelude::Timestamp;
+use nostr_sdk::prelude::{PublicKey, Timestamp};
 use serde::Serialize;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::task::JoinHandle;
@@ -32,10 +32,10 @@ use super::Node;
 use crate::config::{CoordinatorRole, PeerRole};
 use crate::lightning::{Invoice, PaymentOutcome};
 use crate::runtime::roles::{
-    machine_seed, open_round, store_submission, token_string, PeerTrainer, RoundPlan,
+    machine_seed, open_round, store_submission, token_string, PeerTrainer, RoundOutput, RoundPlan,
 };
 use crate::runtime::unix_now;
-use crate::train::Checkpoint;
+use crate::train::{attack, Checkpoint};
 
 /// How long a peer waits for its token payment to settle.
 const PAY_WAIT: Duration = Duration::from_secs(60);
@@ -522,6 +522,7 @@ async fn buy_token(node: &Node, gateway: &str, open: &RoundOpen) -> anyhow::Resu
 
 async fn peer(node: Node, role: PeerRole, mut rx: broadcast::Receiver<VerifiedAny>) {
     let mut trainers: BTreeMap<RunId, PeerTrainer> = BTreeMap::new();
+    let mut stale_checkpoints = BTreeMap::new();
     let mut bounties_done = BTreeSet::new();
     let mut joined: BTreeSet<(RunId, u64)> = BTreeSet::new();
     loop {
@@ -541,7 +542,7 @@ async fn peer(node: Node, role: PeerRole, mut rx: broadcast::Receiver<VerifiedAn
             Some(b) => {
                 super::bounty::agent_submit(&node, &role, &open, &b, &mut bounties_done).await
             }
-            None => submit(&node, &role, &open, &mut trainers).await,
+            None => submit(&node, &role, &open, &mut trainers, &mut stale_checkpoints).await,
         };
         match done {
             Ok(()) => tracing::info!(run = %run, round, "submitted"),
@@ -557,6 +558,7 @@ async fn submit(
     role: &PeerRole,
     open: &Verified<RoundOpen>,
     trainers: &mut BTreeMap<RunId, PeerTrainer>,
+    stale_checkpoints: &mut BTreeMap<RunId, BTreeMap<u64, Checkpoint>>,
 ) -> anyhow::Result<()> {
     let run = open.run_id.clone();
     let ann = announcement(node, &run).context("no announcement of this run")?;
@@ -581,17 +583,38 @@ async fn submit(
         Some(t) => t,
         None => PeerTrainer::new(&node.components.work, &run, &me, &ck)?,
     };
-    let behaviour = role.behaviour.clone();
     let round = open.round;
+    let behaviour = round_behaviour(&role.behaviour, &node.keys.public_key(), round).to_owned();
+    // A stale trainer keeps the checkpoints it saw and trains on round r − 2's (or the
+    // oldest it has).
+    let stale = if behaviour == "stale" {
+        let seen = stale_checkpoints.entry(run.clone()).or_default();
+        seen.insert(round, ck.clone());
+        while seen.len() > 3 {
+            seen.pop_first();
+        }
+        seen.range(..=round.saturating_sub(2))
+            .next_back()
+            .or_else(|| seen.first_key_value())
+            .map(|(_, c)| c.clone())
+    } else {
+        None
+    };
     let timeline = node.components.timeline.clone();
     timeline.round(run.as_str(), round, "train_start");
-    let (trainer, blob) = tokio::task::spawn_blocking(move || {
-        let zero = behaviour == "free-rider";
-        let r = trainer.round_blob_timed(&ck, round, zero, &ProgressBar::hidden());
-        (trainer, r)
+    let b = behaviour.clone();
+    let (trainer, ck, blob) = tokio::task::spawn_blocking(move || {
+        let output = match (b.as_str(), &stale) {
+            // Cheaters that submit others' work do not train.
+            ("free-rider" | "copycat-noise" | "alie", _) => RoundOutput::Zero,
+            ("sign-flip", _) => RoundOutput::SignFlip,
+            ("stale", Some(old)) => RoundOutput::Stale(old),
+            _ => RoundOutput::Trained,
+        };
+        let r = trainer.round_blob_timed(&ck, round, output, &ProgressBar::hidden());
+        (trainer, ck, r)
     })
     .await?;
-    trainers.insert(run.clone(), trainer);
     let (mut blob, took) = blob?;
     timeline.duration(run.as_str(), round, "train", took.train.as_millis() as u64);
     timeline.duration(
@@ -601,10 +624,83 @@ async fn submit(
         took.compress.as_millis() as u64,
     );
     timeline.round(run.as_str(), round, "blob_ready");
-    if role.behaviour == "copier" {
-        blob = leaked(node, open).await?;
+    match behaviour.as_str() {
+        "copier" => blob = leaked(node, open).await?,
+        "copycat-noise" | "alie" => {
+            let work = &node.components.work;
+            let params = work.training.codec_params();
+            let decode = |b: &[u8]| attack::decode_blob(b, &work.model, &params);
+            let delta = if behaviour == "alie" {
+                let seen = leaked_all(node, open).await?;
+                let honest = seen
+                    .iter()
+                    .map(|b| decode(b))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let z = role
+                    .alie_z
+                    .unwrap_or_else(|| attack::alie_z(honest.len() + 1, 1));
+                tracing::info!(run = %run, round, leaked = honest.len(), z, "ALIE update");
+                attack::alie(&honest, z)?
+            } else {
+                let mut d = decode(&leaked(node, open).await?)?;
+                let mut seed = blake3::Hasher::new();
+                seed.update(&node.keys.public_key().to_bytes());
+                seed.update(&round.to_be_bytes());
+                attack::add_noise(&mut d, COPYCAT_SIGMA, *seed.finalize().as_bytes());
+                d
+            };
+            let mut trainer = trainer;
+            blob = trainer.encode(&ck, round, &delta)?;
+            trainers.insert(run.clone(), trainer);
+            return submit_blob(node, open, blob, Score(0)).await;
+        }
+        _ => {}
     }
+    trainers.insert(run.clone(), trainer);
     submit_blob(node, open, blob, Score(0)).await
+}
+
+/// The attacks a `mixed` Byzantine peer rotates through, one per round.
+pub const MIXED: [&str; 4] = ["free-rider", "copycat-noise", "sign-flip", "alie"];
+
+/// The behaviour a peer with `configured` behaviour shows in `round`: `mixed` takes one of
+/// [`MIXED`] per round, starting at an offset from its key (so several mixed peers differ).
+pub fn round_behaviour<'a>(configured: &'a str, key: &PublicKey, round: u64) -> &'a str {
+    if configured != "mixed" {
+        return configured;
+    }
+    let offset = u64::from(key.to_bytes()[0]);
+    MIXED[((offset + round) % MIXED.len() as u64) as usize]
+}
+
+/// A copycat's noise, relative to each tensor's RMS.
+const COPYCAT_SIGMA: f64 = 0.1;
+
+/// Every honest blob leaked to an ALIE peer for `open`'s round (`leak/<submission name>.d/`):
+/// what it collected 6 s before the submit deadline, at least one.
+async fn leaked_all(node: &Node, open: &RoundOpen) -> anyhow::Result<Vec<Vec<u8>>> {
+    let dir = node
+        .data_dir
+        .join("leak")
+        .join(format!("{}.d", submission_name(open)));
+    loop {
+        let near = unix_now() + 6 >= open.submit_deadline;
+        let mut blobs = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            let mut paths: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            for p in paths {
+                blobs.push(std::fs::read(&p)?);
+            }
+        }
+        if near && !blobs.is_empty() {
+            return Ok(blobs);
+        }
+        if unix_now() + 2 >= open.submit_deadline {
+            return Err(anyhow!("nothing leaked to an ALIE peer"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// The name of this node's submission file of `open`'s round (what the demo leaks to copiers).
@@ -694,6 +790,8 @@ pub struct CheckpointCheck {
     pub recomputed: String,
     /// Whether they are equal.
     pub ok: bool,
+    /// The merged list's submission ids (what the sim compares with the attested quorums).
+    pub merged: Vec<String>,
 }
 
 async fn validator(node: Node, mut rx: broadcast::Receiver<VerifiedAny>) {
@@ -732,13 +830,18 @@ async fn validator(node: Node, mut rx: broadcast::Receiver<VerifiedAny>) {
                 if c.author() != open.author() || c.parent != open.checkpoint {
                     continue;
                 }
+                let mut merged = Vec::new();
                 let recomputed = match node.components.fetch_merged_list(&c).await {
                     Ok(l) if l.merged.is_empty() => Ok(c.parent),
-                    Ok(l) => node.components.aggregate(&open, c.parent, &l.merged).await,
+                    Ok(l) => {
+                        merged = l.merged.iter().map(|m| m.submission.to_string()).collect();
+                        node.components.aggregate(&open, c.parent, &l.merged).await
+                    }
                     Err(e) => Err(e),
                 };
                 let check = match recomputed {
                     Ok(h) => CheckpointCheck {
+                        merged,
                         run: c.run_id.to_string(),
                         round: c.round,
                         published: c.checkpoint.to_hex(),

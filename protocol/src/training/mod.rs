@@ -12,6 +12,7 @@ pub mod aggregate;
 pub mod model;
 pub mod scoring;
 pub mod seeds;
+pub mod similarity;
 
 pub use aggregate::{aggregate_dense, AggregateDenseError, AggregationRule};
 pub use model::{ModelSpec, ModelSpecError, TrainingSpec, MODEL_SPEC_VERSION};

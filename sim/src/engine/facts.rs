@@ -17,7 +17,12 @@ use crate::world::HtlcState;
 fn bad_work(kind: ActorKind) -> bool {
     matches!(
         kind,
-        ActorKind::FreeRider | ActorKind::Poisoner | ActorKind::SybilPaid | ActorKind::SybilForged
+        ActorKind::FreeRider
+            | ActorKind::Copycat
+            | ActorKind::Alie
+            | ActorKind::Poisoner
+            | ActorKind::SybilPaid
+            | ActorKind::SybilForged
     )
 }
 
@@ -173,7 +178,9 @@ impl Simulation {
                 rr.merged += 1;
             }
             match kind_of(s.author) {
-                ActorKind::FreeRider => det.copies_rejected += u64::from(!m),
+                ActorKind::FreeRider | ActorKind::Copycat | ActorKind::Alie => {
+                    det.copies_rejected += u64::from(!m)
+                }
                 ActorKind::Poisoner => {
                     det.poison_submitted += 1;
                     det.poison_rejected += u64::from(!m);
@@ -232,7 +239,7 @@ impl Simulation {
         det.copies_submitted = self.stats.copies_submitted;
         det.refused_round_full = self.stats.refusals_seen;
         det.tolls_refunded_msat = self.stats.tolls_refunded_msat.values().sum();
-        det.copies_paid_msat = paid_to(&|k| k == ActorKind::FreeRider);
+        det.copies_paid_msat = paid_to(&|k| k.copies_others());
         det.poison_paid_msat = paid_to(&|k| k == ActorKind::Poisoner);
         det.sybil_paid_msat =
             paid_to(&|k| matches!(k, ActorKind::SybilPaid | ActorKind::SybilForged));

@@ -337,12 +337,16 @@ impl Simulation {
     /// Build the world for `scenario` with `seed` (checked with [`Scenario::validate`] first).
     pub fn new(scenario: &Scenario, seed: u64) -> Result<Self, ScenarioError> {
         scenario.validate()?;
+        scenario.check_mode(crate::scenario::Mode::Fast)?;
         let sc = scenario.clone();
         let mut rng = ChaCha20Rng::from_seed(derive(seed, "world-rng", &[]));
         let mut kinds = vec![ActorKind::Coordinator];
         let p = &sc.peers;
         kinds.extend(std::iter::repeat_n(ActorKind::HonestPeer, p.honest));
         kinds.extend(std::iter::repeat_n(ActorKind::FreeRider, p.free_riders));
+        kinds.extend(std::iter::repeat_n(ActorKind::Copycat, p.copycats));
+        kinds.extend(std::iter::repeat_n(ActorKind::Alie, p.alie));
+        kinds.extend(std::iter::repeat_n(ActorKind::StaleTrainer, p.stale));
         kinds.extend(std::iter::repeat_n(ActorKind::Poisoner, p.poisoners));
         kinds.extend(std::iter::repeat_n(ActorKind::Replayer, p.replayers));
         let paid = (p.sybils as f64 * p.sybil_paid_fraction).round() as usize;
@@ -382,7 +386,7 @@ impl Simulation {
                 _ => 0,
             };
             ledger.open_account(id, balance);
-            if kind == ActorKind::FreeRider {
+            if kind.copies_others() {
                 free_riders.push(id);
             }
             actors.push(Actor {
@@ -594,9 +598,7 @@ impl Simulation {
         match item {
             Item::Event { to, ev, .. } => match &**ev {
                 VerifiedAny::RoundOpen(_) => None,
-                VerifiedAny::Submission(_)
-                    if self.actors[*to as usize].kind == ActorKind::FreeRider =>
-                {
+                VerifiedAny::Submission(_) if self.actors[*to as usize].kind.copies_others() => {
                     None
                 }
                 _ => Some(*to),
@@ -956,7 +958,7 @@ impl Simulation {
         let committee = rec.committee_set.contains(&a);
         match ev {
             VerifiedAny::RoundOpen(_) => !coord,
-            VerifiedAny::Submission(_) => coord || committee || actor.kind == ActorKind::FreeRider,
+            VerifiedAny::Submission(_) => coord || committee || actor.kind.copies_others(),
             // Offers name their committee in `p` tags; a validator's filter selects its own, and
             // then the locks of those submissions.
             VerifiedAny::EscrowOffer(o) => {
@@ -1043,7 +1045,7 @@ impl Simulation {
                 self.actors[to as usize].seen.insert(ev.event().id);
                 self.on_round_open(to, open.clone());
             }
-            VerifiedAny::Submission(s) if self.actors[to as usize].kind == ActorKind::FreeRider => {
+            VerifiedAny::Submission(s) if self.actors[to as usize].kind.copies_others() => {
                 self.actors[to as usize].seen.insert(ev.event().id);
                 self.maybe_copy(to, s.clone());
             }
@@ -1109,7 +1111,7 @@ impl Simulation {
 
     fn catch_up_from(&mut self, a: ActorId, r: u64, from: usize) {
         let worker = self.actors[a as usize].kind.is_worker()
-            && self.actors[a as usize].kind != ActorKind::FreeRider;
+            && !self.actors[a as usize].kind.copies_others();
         // The ids `a` subscribes to, in publication order, and how far this pass reaches.
         let (ids, end): (Vec<EventId>, usize) = if worker {
             let mut v: Vec<EventId> = self

@@ -17,6 +17,10 @@ use nostr::PublicKey;
 use rand::Rng;
 
 use super::{derive, Item, RoundRecord, Simulation};
+
+/// A stale trainer's true quality relative to an honest update's draw, in thousandths
+/// (calibrated on real mode, `sim/scenarios/real-attacks.toml`).
+const STALE_QUALITY_PERMILLE: i64 = 700;
 use crate::actors::{ActorId, ActorKind};
 use crate::scenario::{DealerFault, PoisonKind};
 use crate::world::BlobTruth;
@@ -195,6 +199,7 @@ impl Simulation {
                 }
             }
             ActorKind::HonestPeer
+            | ActorKind::StaleTrainer
             | ActorKind::Poisoner
             | ActorKind::SybilPaid
             | ActorKind::SybilForged => {
@@ -205,7 +210,7 @@ impl Simulation {
                 let peer = Peer::new(keys, seed, open, work);
                 self.driver.insert((a, r), Machine::Peer(peer));
             }
-            ActorKind::FreeRider => {
+            k if k.copies_others() => {
                 if let Some(rec) = self.rounds.get_mut(&r) {
                     rec.riders_ready.insert(a);
                 }
@@ -296,6 +301,9 @@ impl Simulation {
                 ),
             },
             ActorKind::SybilPaid | ActorKind::SybilForged => (-q, 1000),
+            // Calibrated on real mode (`real-attacks`): a stale trainer's update scored about
+            // 0.7 of the honest mean on the current checkpoint.
+            ActorKind::StaleTrainer => (q * STALE_QUALITY_PERMILLE / 1000, 1000),
             _ => (q, 1000),
         };
         let blob = BlobHash(derive(
@@ -346,8 +354,27 @@ impl Simulation {
         if let Some(rec) = self.rounds.get_mut(&r) {
             rec.riders_done.insert(a);
         }
+        // A copycat's and an ALIE colluder's update is a new blob built from the victim's
+        // (perturbed, or averaged with the others it saw): its true quality is the victim's,
+        // and it was not trained on the presenter's assigned data, which the evaluator's
+        // assigned-data check sees (`origin`).
+        let blob = match self.actors[a as usize].kind {
+            ActorKind::Copycat | ActorKind::Alie => {
+                let Some(truth) = self.blobs.truth(&s.blob).cloned() else {
+                    return;
+                };
+                let b = BlobHash(derive(
+                    self.seed,
+                    "derived-blob",
+                    &[&a.to_be_bytes(), &r.to_be_bytes()],
+                ));
+                self.blobs.add_derived(b, truth, a);
+                b
+            }
+            _ => s.blob,
+        };
         let work = PeerWork {
-            blob: s.blob,
+            blob,
             size: s.size,
             claimed_loss: s.claimed_loss,
             token: self.buy_token(a, &open, true),

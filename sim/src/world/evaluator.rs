@@ -61,6 +61,19 @@ impl FakeBlobs {
         );
     }
 
+    /// Record a blob `holder` built from others' work (a copycat's, an ALIE colluder's): its
+    /// truth names the peer whose training it came from, but `holder` has the bytes.
+    pub fn add_derived(&mut self, hash: BlobHash, truth: BlobTruth, holder: AccountId) {
+        self.blobs.insert(
+            hash,
+            BlobRecord {
+                truth,
+                holders: [holder].into(),
+                released_to: BTreeSet::new(),
+            },
+        );
+    }
+
     /// The truth about a blob.
     pub fn truth(&self, hash: &BlobHash) -> Option<&BlobTruth> {
         self.blobs.get(hash).map(|b| &b.truth)

@@ -1,0 +1,643 @@
+//! Real mode (`l402-sim run --real`): the scenario's swarm as real nodes. A regtest chain
+//! (`l402-testnet`) and an embedded Nostr relay run in this process; every coordinator,
+//! validator and peer is its own `l402-node up` process (this binary's `node` subcommand, the
+//! same library code) with its own ldk-node, iroh endpoint, relay connection and data dir. The
+//! orchestration is `l402-node demo`'s (`l402_node::cli::demo::run_demo`): fund, open channels,
+//! run the rounds, wait until every hold invoice is claimed or refunded, snapshot each node.
+//!
+//! Byzantine peers get a behaviour (`l402_node::train::attack`): it changes only their training
+//! output, never the protocol machines. This module turns the nodes' own reports into the
+//! figures the fast mode prints, and checks the invariants:
+//!
+//! - honest peers receive ≥ 95 % of the sats paid to peers, attackers ≤ 1 %;
+//! - every hold invoice on every node ended claimed or refunded (asked of each ldk-node);
+//! - each round's merged list is exactly the submissions a quorum (≥ k) attested "accept",
+//!   and every validator recomputed the published checkpoint from it;
+//! - with `--compare-clean`, the final held-out loss is within 5 % of the same swarm without
+//!   attackers.
+//!
+//! Real runs are not bit-reproducible: keys come from the OS RNG and rounds follow wall-clock
+//! deadlines. The seed names the scenario's run; the replay command re-runs the same swarm.
+//!
+//! Spec: specs/L2T-12-sim.md#real-mode
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use l402_node::cli::demo::{run_demo, DemoArgs, NodeExe};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::scenario::{Mode, Scenario};
+
+/// Most nodes a real-mode swarm starts on one machine (coordinator, validators and peers).
+pub const MAX_REAL_NODES: usize = 24;
+/// Honest peers' least share of the sats paid to peers.
+pub const HONEST_SHARE_MIN: f64 = 0.95;
+/// Attackers' largest share of the sats paid to peers.
+pub const ATTACKER_SHARE_MAX: f64 = 0.01;
+/// Largest relative gap of the final held-out loss to the attack-free run.
+pub const LOSS_GAP_MAX: f64 = 0.05;
+
+/// Options of one real-mode run.
+#[derive(Clone, Debug, Default)]
+pub struct RealOptions {
+    /// Rounds (default: the scenario's).
+    pub rounds: Option<u64>,
+    /// Where the nodes' data dirs and the reports go (default: a new temp dir, kept).
+    pub dir: Option<PathBuf>,
+    /// Also run the swarm without its attackers and compare the final held-out loss.
+    pub compare_clean: bool,
+}
+
+/// The `l402-node demo` arguments of a scenario's swarm.
+pub fn swarm_args(
+    sc: &Scenario,
+    rounds: u64,
+    dir: PathBuf,
+    exe: NodeExe,
+) -> anyhow::Result<DemoArgs> {
+    sc.check_mode(Mode::Real)?;
+    let p = &sc.peers;
+    let v = &sc.validators;
+    let peers = p.honest + p.free_riders + p.poisoners + p.copycats + p.alie + p.stale + p.mixed;
+    let nodes = 1 + v.pool + peers;
+    if nodes > MAX_REAL_NODES {
+        anyhow::bail!("real mode starts at most {MAX_REAL_NODES} nodes on one machine; this swarm has {nodes}");
+    }
+    if p.honest == 0 {
+        anyhow::bail!("real mode needs at least one honest peer (the others copy its blobs)");
+    }
+    Ok(DemoArgs {
+        rounds,
+        peers,
+        // The scenario's free-riders resubmit another peer's blob (test-matrix A1), as in fast
+        // mode: the node's `copier`. (The node's `free-rider` submits a zero update; a `mixed`
+        // peer does that in its free-rider rounds.)
+        free_riders: 0,
+        copiers: p.free_riders,
+        sign_flips: p.poisoners,
+        copycats: p.copycats,
+        alie: p.alie,
+        stale: p.stale,
+        mixed: p.mixed,
+        validators: v.pool,
+        committee: Some(v.committee.min(v.pool) as u32),
+        k: v.k as u32,
+        submit_secs: None,
+        dir: Some(dir),
+        json: true,
+        kill_peer: false,
+        kill_coordinator: false,
+        bounty: false,
+        node_exe: Some(exe),
+    })
+}
+
+/// What one behaviour's peers submitted and earned.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct BehaviourTally {
+    /// Nodes with this behaviour.
+    pub nodes: usize,
+    /// Submissions (rounds × nodes that submitted).
+    pub submitted: u64,
+    /// Submissions a quorum attested "accept" (merged).
+    pub accepted: u64,
+    /// Submissions a quorum rejected.
+    pub rejected: u64,
+    /// Submissions refused before any evaluation (no escrow: the copy rule, a cap …).
+    pub refused: u64,
+    /// Sats claimed by these peers.
+    pub paid_sat: u64,
+    /// Sats of their tranches refunded to the coordinator.
+    pub refunded_sat: u64,
+    /// Which check rejected them: the validators' majority reject code, counted.
+    pub detected_by: BTreeMap<String, u64>,
+}
+
+/// One round's merge check.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct MergeCheck {
+    /// Round.
+    pub round: u64,
+    /// Submissions in the coordinator's merged list (as the validators fetched it).
+    pub merged: Vec<String>,
+    /// Submissions with ≥ k "accept" attestations.
+    pub attested: Vec<String>,
+    /// Validators that recomputed the checkpoint, and how many of them matched it.
+    pub recomputed: usize,
+    /// Of those, matching.
+    pub recomputed_ok: usize,
+}
+
+/// One checked invariant.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RealInvariant {
+    /// What it asks.
+    pub name: String,
+    /// Whether it holds.
+    pub holds: bool,
+    /// The figures behind it.
+    pub detail: String,
+}
+
+/// A real-mode run's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct RealReport {
+    /// Scenario name.
+    pub scenario: String,
+    /// Scenario seed (real runs are not bit-reproducible; see the module doc).
+    pub seed: u64,
+    /// Rounds run.
+    pub rounds: u64,
+    /// Nodes started.
+    pub nodes: usize,
+    /// The swarm's data dir (node logs, `report.json`, charts).
+    pub dir: String,
+    /// Wall time of the swarm, seconds.
+    pub wall_secs: f64,
+    /// Peak RSS of all processes together, KiB (Linux).
+    pub peak_rss_kb: u64,
+    /// Per behaviour.
+    pub by_behaviour: BTreeMap<String, BehaviourTally>,
+    /// Honest peers' share of the sats paid to peers.
+    pub honest_share: f64,
+    /// Attackers' share.
+    pub attacker_share: f64,
+    /// Hold invoices seen on every node, and how many ended (claimed or refunded).
+    pub holds: (usize, usize),
+    /// Held-out loss per round (round 0: genesis).
+    pub heldout_loss: Vec<(u64, f64)>,
+    /// The same swarm without attackers, when compared.
+    pub clean_heldout_loss: Option<Vec<(u64, f64)>>,
+    /// Per round.
+    pub merges: Vec<MergeCheck>,
+    /// The checks.
+    pub invariants: Vec<RealInvariant>,
+}
+
+impl RealReport {
+    /// Whether every invariant holds.
+    pub fn ok(&self) -> bool {
+        self.invariants.iter().all(|i| i.holds)
+    }
+
+    /// Markdown: the summary, the detection table and the invariants.
+    pub fn to_markdown(&self) -> String {
+        let mut s = format!(
+            "# l402-sim real mode: {}\n\nseed {} · {} rounds · {} nodes · {:.0} s wall · peak RSS {:.0} MiB (all processes) · data `{}`\n\n",
+            self.scenario,
+            self.seed,
+            self.rounds,
+            self.nodes,
+            self.wall_secs,
+            self.peak_rss_kb as f64 / 1024.0,
+            self.dir
+        );
+        s.push_str("| behaviour | nodes | submitted | accepted | rejected | refused | paid sats | refunded sats | detected by |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        for (b, t) in &self.by_behaviour {
+            let det = t
+                .detected_by
+                .iter()
+                .map(|(k, n)| format!("{k} ×{n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            s.push_str(&format!(
+                "| {b} | {} | {} | {} | {} | {} | {} | {} | {det} |\n",
+                t.nodes, t.submitted, t.accepted, t.rejected, t.refused, t.paid_sat, t.refunded_sat
+            ));
+        }
+        s.push_str(&format!(
+            "\nhonest share {:.2} % · attacker share {:.2} % · hold invoices {}/{} ended\n\n",
+            self.honest_share * 100.0,
+            self.attacker_share * 100.0,
+            self.holds.1,
+            self.holds.0
+        ));
+        s.push_str("| round | held-out loss | without attackers | merged | attested by a quorum | checkpoint recomputed |\n|---:|---:|---:|---:|---:|---:|\n");
+        for (r, l) in &self.heldout_loss {
+            let clean = self
+                .clean_heldout_loss
+                .as_ref()
+                .and_then(|c| c.iter().find(|(cr, _)| cr == r))
+                .map_or("–".to_owned(), |(_, c)| format!("{c:.4}"));
+            let m = self.merges.iter().find(|m| m.round == *r);
+            s.push_str(&format!(
+                "| {r} | {l:.4} | {clean} | {} | {} | {} |\n",
+                m.map_or("–".into(), |m| m.merged.len().to_string()),
+                m.map_or("–".into(), |m| m.attested.len().to_string()),
+                m.map_or("–".into(), |m| format!(
+                    "{}/{}",
+                    m.recomputed_ok, m.recomputed
+                )),
+            ));
+        }
+        s.push_str("\n| invariant | holds | detail |\n|---|---|---|\n");
+        for i in &self.invariants {
+            s.push_str(&format!(
+                "| {} | {} | {} |\n",
+                i.name,
+                if i.holds { "yes" } else { "**no**" },
+                i.detail
+            ));
+        }
+        s
+    }
+}
+
+/// Run `sc` in real mode: start the swarm, run it, and check the invariants. The reports are
+/// written to `<dir>/sim-report.json` and `<dir>/sim-report.md`.
+pub fn run_real(sc: &Scenario, opts: &RealOptions, exe: NodeExe) -> anyhow::Result<RealReport> {
+    let rounds = opts.rounds.unwrap_or(sc.rounds);
+    let dir = match &opts.dir {
+        Some(d) => d.clone(),
+        None => tempfile_dir()?,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let args = swarm_args(sc, rounds, dir.join("swarm"), exe.clone())?;
+    let demo = rt
+        .block_on(run_demo(&args))
+        .context("the real-mode swarm")?;
+    let clean = if opts.compare_clean {
+        let c = sc.without_adversaries();
+        let cargs = swarm_args(&c, rounds, dir.join("clean"), exe)?;
+        Some(
+            rt.block_on(run_demo(&cargs))
+                .context("the attack-free swarm")?,
+        )
+    } else {
+        None
+    };
+    let report = figures(sc, rounds, &demo, clean.as_ref());
+    std::fs::write(
+        dir.join("sim-report.json"),
+        serde_json::to_vec_pretty(&report)?,
+    )?;
+    std::fs::write(dir.join("sim-report.md"), report.to_markdown())?;
+    Ok(report)
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let base = std::env::temp_dir();
+    for i in 0u32.. {
+        let d = base.join(format!("l402-sim-real-{}-{i}", std::process::id()));
+        if std::fs::create_dir(&d).is_ok() {
+            return Ok(d);
+        }
+    }
+    unreachable!("u32 exhausted")
+}
+
+/// The behaviour a submission showed: its node's, or for a `mixed` node the attack of that
+/// round (`l402_node::up::roles::round_behaviour`), as `mixed:<attack>`.
+fn behaviour_of(demo: &Value, sub: &Value, round: u64) -> String {
+    let kind = sub["behaviour"].as_str().unwrap_or("?");
+    if kind != "mixed" {
+        return kind.to_owned();
+    }
+    let key = demo["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["name"] == sub["peer"])
+        .and_then(|n| n["nostr"].as_str())
+        .and_then(|k| nostr::PublicKey::from_hex(k).ok());
+    match key {
+        Some(k) => format!(
+            "mixed:{}",
+            l402_node::up::roles::round_behaviour(kind, &k, round)
+        ),
+        None => kind.to_owned(),
+    }
+}
+
+fn losses(demo: &Value) -> Vec<(u64, f64)> {
+    let mut out = Vec::new();
+    if let Some(g) = demo["genesis_heldout_loss"].as_f64() {
+        out.push((0, g));
+    }
+    for r in demo["rounds"].as_array().into_iter().flatten() {
+        if let (Some(n), Some(l)) = (r["round"].as_u64(), r["heldout_loss"].as_f64()) {
+            out.push((n, l));
+        }
+    }
+    out
+}
+
+/// The figures and invariants of a finished swarm, from the demo's report (each node's own
+/// `/status`: its machines, its ldk-node's hold invoices, its checkpoint checks).
+pub fn figures(sc: &Scenario, rounds: u64, demo: &Value, clean: Option<&Value>) -> RealReport {
+    let k = sc.validators.k;
+    let mut by: BTreeMap<String, BehaviourTally> = BTreeMap::new();
+    for n in demo["nodes"].as_array().into_iter().flatten() {
+        let kind = n["kind"].as_str().unwrap_or("?");
+        // A mixed node's rows are per attack (`mixed:<attack>`), counted by submission.
+        if kind != "coordinator" && kind != "validator" && kind != "mixed" {
+            by.entry(kind.to_owned()).or_default().nodes += 1;
+        }
+    }
+    // A mixed node's rows count the nodes that showed that attack.
+    let mut mixed_nodes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut merges = Vec::new();
+    for r in demo["rounds"].as_array().into_iter().flatten() {
+        let round = r["round"].as_u64().unwrap_or(0);
+        let mut attested = BTreeSet::new();
+        for s in r["submissions"].as_array().into_iter().flatten() {
+            let b = behaviour_of(demo, s, round);
+            if b.starts_with("mixed:") {
+                let peer = s["peer"].as_str().unwrap_or("?").to_owned();
+                mixed_nodes.entry(b.clone()).or_default().insert(peer);
+            }
+            let t = by.entry(b).or_default();
+            t.submitted += 1;
+            t.paid_sat += s["paid_sat"].as_u64().unwrap_or(0);
+            t.refunded_sat += s["refunded_sat"].as_u64().unwrap_or(0);
+            let verdicts: Vec<&str> = s["evaluations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["verdict"].as_str())
+                .collect();
+            let accepts = verdicts.iter().filter(|v| **v == "accept").count();
+            if verdicts.is_empty() {
+                t.refused += 1;
+            } else if accepts >= k {
+                t.accepted += 1;
+                if let Some(id) = s["submission"].as_str() {
+                    attested.insert(id.to_owned());
+                }
+            } else {
+                t.rejected += 1;
+                // The reject code most validators gave.
+                let mut codes: BTreeMap<&str, usize> = BTreeMap::new();
+                for v in verdicts.iter().filter(|v| **v != "accept") {
+                    *codes.entry(v.trim_start_matches("reject: ")).or_default() += 1;
+                }
+                if let Some((code, _)) = codes.iter().max_by_key(|(_, n)| **n) {
+                    *t.detected_by.entry((*code).to_owned()).or_default() += 1;
+                }
+            }
+        }
+        let checks: Vec<&Value> = demo["checkpoint_checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["round"].as_u64() == Some(round))
+            .collect();
+        let merged = checks
+            .first()
+            .and_then(|c| c["merged"].as_array())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        merges.push(MergeCheck {
+            round,
+            merged,
+            attested: attested.into_iter().collect(),
+            recomputed: checks.len(),
+            recomputed_ok: checks
+                .iter()
+                .filter(|c| c["ok"] == Value::Bool(true))
+                .count(),
+        });
+    }
+    for (b, peers) in mixed_nodes {
+        if let Some(t) = by.get_mut(&b) {
+            t.nodes = peers.len();
+        }
+    }
+    let honest: u64 = by.get("honest").map_or(0, |t| t.paid_sat);
+    let total: u64 = by.values().map(|t| t.paid_sat).sum();
+    let share = |x: u64| {
+        if total == 0 {
+            0.0
+        } else {
+            x as f64 / total as f64
+        }
+    };
+    let (honest_share, attacker_share) = (share(honest), share(total - honest));
+    let mut holds = (0usize, 0usize);
+    let mut stuck = Vec::new();
+    for n in demo["nodes"].as_array().into_iter().flatten() {
+        for h in n["holds"].as_array().into_iter().flatten() {
+            holds.0 += 1;
+            if h["terminal"] == Value::Bool(true) {
+                holds.1 += 1;
+            } else {
+                stuck.push(format!("{}:{}", n["name"], h["payment_hash"]));
+            }
+        }
+    }
+    let heldout_loss = losses(demo);
+    let clean_heldout_loss = clean.map(losses);
+    let mut invariants = vec![
+        RealInvariant {
+            name: "honest peers get ≥ 95 % of the sats paid".into(),
+            holds: total > 0 && honest_share >= HONEST_SHARE_MIN,
+            detail: format!("{honest} of {total} sats ({:.2} %)", honest_share * 100.0),
+        },
+        RealInvariant {
+            name: "attackers get ≤ 1 %".into(),
+            holds: attacker_share <= ATTACKER_SHARE_MAX,
+            detail: format!("{} sats ({:.2} %)", total - honest, attacker_share * 100.0),
+        },
+        RealInvariant {
+            name: "every hold invoice ended claimed or refunded (each ldk-node)".into(),
+            holds: holds.0 > 0 && stuck.is_empty(),
+            detail: if stuck.is_empty() {
+                format!("{} of {} ended", holds.1, holds.0)
+            } else {
+                format!("still open: {}", stuck.join(", "))
+            },
+        },
+        RealInvariant {
+            name: "every round closed".into(),
+            holds: merges.len() as u64 == rounds,
+            detail: format!("{} of {rounds}", merges.len()),
+        },
+    ];
+    let bad_merge: Vec<String> = merges
+        .iter()
+        .filter(|m| m.merged != m.attested || m.recomputed == 0 || m.recomputed_ok != m.recomputed)
+        .map(|m| {
+            format!(
+                "round {}: merged {} / attested {} / recomputed {}/{}",
+                m.round,
+                m.merged.len(),
+                m.attested.len(),
+                m.recomputed_ok,
+                m.recomputed
+            )
+        })
+        .collect();
+    invariants.push(RealInvariant {
+        name: "the merged update is what the quorum attested, recomputed by the validators".into(),
+        holds: bad_merge.is_empty(),
+        detail: if bad_merge.is_empty() {
+            format!("{} rounds", merges.len())
+        } else {
+            bad_merge.join("; ")
+        },
+    });
+    if let Some(c) = &clean_heldout_loss {
+        let last = |v: &[(u64, f64)]| v.iter().find(|(r, _)| *r == rounds).map(|(_, l)| *l);
+        let (a, b) = (last(&heldout_loss), last(c));
+        let gap = match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => Some((a - b) / b),
+            _ => None,
+        };
+        invariants.push(RealInvariant {
+            name: "final held-out loss within 5 % of the run without attackers".into(),
+            holds: gap.is_some_and(|g| g <= LOSS_GAP_MAX),
+            detail: format!(
+                "{} vs {} ({})",
+                a.map_or("–".into(), |a| format!("{a:.4}")),
+                b.map_or("–".into(), |b| format!("{b:.4}")),
+                gap.map_or("–".into(), |g| format!("{:+.2} %", g * 100.0))
+            ),
+        });
+    }
+    let peak_rss_kb = demo["peak_rss_kb"]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0);
+    RealReport {
+        scenario: sc.name.clone(),
+        seed: sc.seed,
+        rounds,
+        nodes: demo["nodes"].as_array().map_or(0, Vec::len),
+        dir: demo["dir"].as_str().unwrap_or("").to_owned(),
+        wall_secs: demo["wall_secs"].as_f64().unwrap_or(0.0),
+        peak_rss_kb,
+        by_behaviour: by,
+        honest_share,
+        attacker_share,
+        holds,
+        heldout_loss,
+        clean_heldout_loss,
+        merges,
+        invariants,
+    }
+}
+
+/// The command that re-runs a real-mode scenario.
+pub fn replay_command(path: &Path, rounds: u64, compare_clean: bool) -> String {
+    format!(
+        "l402-sim run --real {} --rounds {rounds}{}",
+        path.display(),
+        if compare_clean {
+            " --compare-clean"
+        } else {
+            ""
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn scenario() -> Scenario {
+        Scenario::from_toml(
+            "name = \"t\"\nmodes = [\"real\"]\nrounds = 1\n[peers]\nhonest = 1\npoisoners = 1\n[validators]\npool = 3\ncommittee = 3\nk = 2",
+        )
+        .unwrap()
+    }
+
+    fn eval(v: &str) -> Value {
+        json!({"verdict": v})
+    }
+
+    /// A one-round swarm report as `run_demo` writes it.
+    fn demo(merged: &[&str], attacker_paid: u64, terminal: bool) -> Value {
+        json!({
+            "dir": "/d/swarm",
+            "wall_secs": 10.0,
+            "genesis_heldout_loss": 5.5,
+            "peak_rss_kb": {"demo": 100, "peer-0": 200},
+            "rounds": [{"round": 1, "heldout_loss": 5.2, "submissions": [
+                {"peer": "peer-0", "behaviour": "honest", "submission": "a", "paid_sat": 100, "refunded_sat": 0,
+                 "evaluations": [eval("accept"), eval("accept"), eval("reject: LossIncreased")]},
+                {"peer": "peer-1", "behaviour": "sign-flip", "submission": "b", "paid_sat": attacker_paid, "refunded_sat": 100,
+                 "evaluations": [eval("reject: LossIncreased"), eval("reject: LossIncreased"), eval("accept")]},
+            ]}],
+            "checkpoint_checks": [{"round": 1, "ok": true, "merged": merged}],
+            "nodes": [
+                {"name": "coordinator", "kind": "coordinator", "holds": []},
+                {"name": "peer-0", "kind": "honest", "holds": [{"payment_hash": "h", "terminal": terminal}]},
+                {"name": "peer-1", "kind": "sign-flip", "holds": []},
+            ],
+        })
+    }
+
+    #[test]
+    fn figures_count_quorums_detections_and_shares() {
+        let r = figures(&scenario(), 1, &demo(&["a"], 0, true), None);
+        assert!(r.ok(), "{:?}", r.invariants);
+        let h = &r.by_behaviour["honest"];
+        assert_eq!(
+            (h.nodes, h.submitted, h.accepted, h.paid_sat),
+            (1, 1, 1, 100)
+        );
+        let p = &r.by_behaviour["sign-flip"];
+        assert_eq!((p.rejected, p.refunded_sat), (1, 100));
+        assert_eq!(p.detected_by["LossIncreased"], 1);
+        assert_eq!(r.merges[0].attested, vec!["a".to_owned()]);
+        assert_eq!((r.honest_share, r.attacker_share), (1.0, 0.0));
+        assert_eq!(r.holds, (1, 1));
+        assert_eq!(r.peak_rss_kb, 300);
+        assert!(r
+            .to_markdown()
+            .contains("| sign-flip | 1 | 1 | 0 | 1 | 0 | 0 | 100 | LossIncreased ×1 |"));
+    }
+
+    #[test]
+    fn figures_flag_a_paid_attacker_a_wrong_merge_and_an_open_hold() {
+        let r = figures(&scenario(), 1, &demo(&["a", "b"], 50, false), None);
+        let broken: Vec<&str> = r
+            .invariants
+            .iter()
+            .filter(|i| !i.holds)
+            .map(|i| i.name.as_str())
+            .collect();
+        assert_eq!(broken.len(), 4, "{broken:?}");
+        assert!(r.attacker_share > 0.3);
+    }
+
+    #[test]
+    fn a_loss_gap_over_five_percent_fails() {
+        let mut clean = demo(&["a"], 0, true);
+        clean["rounds"][0]["heldout_loss"] = json!(4.8);
+        let r = figures(&scenario(), 1, &demo(&["a"], 0, true), Some(&clean));
+        let gap = r.invariants.last().unwrap();
+        assert!(!gap.holds && gap.detail.contains("+8.33 %"), "{gap:?}");
+    }
+
+    #[test]
+    fn swarm_args_map_the_scenario_and_refuse_what_real_mode_lacks() {
+        let exe = NodeExe {
+            path: "x".into(),
+            prefix: vec![],
+        };
+        let a = swarm_args(&scenario(), 2, "/d".into(), exe.clone()).unwrap();
+        assert_eq!(
+            (a.peers, a.sign_flips, a.validators, a.k, a.committee),
+            (2, 1, 3, 2, Some(3))
+        );
+        assert_eq!(a.behaviours().unwrap(), vec!["honest", "sign-flip"]);
+        let mut sc = scenario();
+        sc.peers.sybils = 2;
+        assert!(swarm_args(&sc, 2, "/d".into(), exe.clone()).is_err());
+        let mut fast = scenario();
+        fast.modes = vec![Mode::Fast];
+        assert!(swarm_args(&fast, 2, "/d".into(), exe).is_err());
+    }
+}
