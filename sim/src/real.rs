@@ -183,6 +183,25 @@ impl RealReport {
         self.invariants.iter().all(|i| i.holds)
     }
 
+    /// Write `loss.svg` (held-out loss per round, with the attack-free swarm's when compared)
+    /// and `sats.svg` (sats paid per actor type) into `dir`.
+    pub fn plots(&self, dir: &Path) -> anyhow::Result<()> {
+        let mut series: Vec<(&str, &[(u64, f64)])> = vec![("with attackers", &self.heldout_loss)];
+        if let Some(c) = &self.clean_heldout_loss {
+            series.push(("without attackers", c));
+        }
+        let title = format!("{}: held-out loss per round (real mode)", self.scenario);
+        crate::plot::loss_svg(&title, &series, &dir.join("loss.svg"))?;
+        let bars: Vec<(String, u64)> = self
+            .by_behaviour
+            .iter()
+            .map(|(b, t)| (b.clone(), t.paid_sat))
+            .collect();
+        let title = format!("{}: sats paid per actor type (real mode)", self.scenario);
+        crate::plot::sats_by_kind_svg(&title, &bars, &dir.join("sats.svg"))?;
+        Ok(())
+    }
+
     /// Markdown: the summary, the detection table and the invariants.
     pub fn to_markdown(&self) -> String {
         let mut s = format!(
@@ -277,6 +296,7 @@ pub fn run_real(sc: &Scenario, opts: &RealOptions, exe: NodeExe) -> anyhow::Resu
         serde_json::to_vec_pretty(&report)?,
     )?;
     std::fs::write(dir.join("sim-report.md"), report.to_markdown())?;
+    report.plots(&dir)?;
     Ok(report)
 }
 
@@ -597,6 +617,22 @@ mod tests {
         assert!(r
             .to_markdown()
             .contains("| sign-flip | 1 | 1 | 0 | 1 | 0 | 0 | 100 | LossIncreased ×1 |"));
+    }
+
+    #[test]
+    fn plots_are_written() {
+        let mut clean = demo(&["a"], 0, true);
+        clean["rounds"][0]["heldout_loss"] = json!(5.1);
+        let r = figures(&scenario(), 1, &demo(&["a"], 0, true), Some(&clean));
+        let dir = tempfile::tempdir().unwrap();
+        r.plots(dir.path()).unwrap();
+        for f in ["loss.svg", "sats.svg"] {
+            let svg = std::fs::read_to_string(dir.path().join(f)).unwrap();
+            assert!(
+                svg.starts_with("<svg") && svg.contains("sign-flip") == (f == "sats.svg"),
+                "{f}"
+            );
+        }
     }
 
     #[test]

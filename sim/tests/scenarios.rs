@@ -60,6 +60,7 @@ const SHIPPED: &[&str] = &[
     "crashes",
     "mixed",
     "peer-attacks-30pct",
+    "real-20",
     "real-attacks",
     "real-mixed",
     "real-small",
@@ -253,7 +254,7 @@ fn real_attacks_in_fast_mode() {
 
 #[test]
 fn real_only_scenarios_are_refused_in_fast_mode() {
-    for name in ["real-mixed", "real-small"] {
+    for name in ["real-20", "real-mixed", "real-small"] {
         let e = l402_sim::Simulation::new(&scenario(name), 1).unwrap_err();
         assert!(e.to_string().contains("does not support Fast mode"), "{e}");
     }
