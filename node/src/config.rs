@@ -153,6 +153,14 @@ pub struct PeerRole {
 pub struct ValidatorRole {
     /// Fee per attestation, in sats.
     pub fee_sats: u64,
+    /// Byzantine behaviour for the simulator's real mode: `colluding` attests "accept" with
+    /// the top score for the `favoured` peers' submissions without evaluating them, and
+    /// "reject" for every other one (default: honest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behaviour: Option<String>,
+    /// The coalition's peers (Nostr public keys, hex) a `colluding` validator favours.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub favoured: Vec<String>,
 }
 
 /// The roles this node runs.
@@ -271,7 +279,11 @@ mod tests {
             iroh_bind: "127.0.0.1:0".parse().unwrap(),
             gateway_listen: "127.0.0.1:8402".parse().unwrap(),
             roles: Roles {
-                validator: Some(ValidatorRole { fee_sats: 1 }),
+                validator: Some(ValidatorRole {
+                    fee_sats: 1,
+                    behaviour: None,
+                    favoured: Vec::new(),
+                }),
                 ..Roles::default()
             },
         };

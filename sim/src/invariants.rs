@@ -9,6 +9,10 @@ use crate::actors::ActorKind;
 use crate::report::Report;
 use crate::world::HtlcState;
 
+/// Largest relative excess of the final held-out loss over the same seed's attack-free run
+/// (`--compare-clean`, both modes).
+pub const LOSS_GAP_MAX: f64 = 0.05;
+
 /// One broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[non_exhaustive]
@@ -103,6 +107,22 @@ pub enum Violation {
     /// that does nothing cannot pass vacuously).
     #[error("no honest submission in round(s) {0:?}")]
     Idle(Vec<u64>),
+    /// With `--compare-clean`: the final held-out loss is more than [`LOSS_GAP_MAX`] above
+    /// the same seed's run without adversaries.
+    #[error(
+        "final held-out loss {:.4} vs {:.4} without adversaries: {:+.2} % (limit +5 %)",
+        *attacked_micro as f64 / 1e6,
+        *clean_micro as f64 / 1e6,
+        *gap_ppm as f64 / 1e4
+    )]
+    LossGap {
+        /// Final loss with the adversaries, in millionths.
+        attacked_micro: i64,
+        /// Final loss without them, in millionths.
+        clean_micro: i64,
+        /// `(attacked − clean) / clean`, in millionths.
+        gap_ppm: i64,
+    },
     /// Re-running the seed gave another event-log hash (7.2.5).
     #[error("not replayable: event-log hash {first} then {second}")]
     NotReplayable {
@@ -130,6 +150,35 @@ pub struct InvariantError {
     pub rounds: u64,
     /// What broke.
     pub violations: Vec<Violation>,
+}
+
+/// `(attacked − clean) / clean` of the final held-out losses.
+pub fn loss_gap(attacked: &Report, clean: &Report) -> f64 {
+    let c = clean.final_loss();
+    if c <= 0.0 {
+        return 0.0;
+    }
+    (attacked.final_loss() - c) / c
+}
+
+/// The loss invariant of `--compare-clean`: the attacked run's final held-out loss is at most
+/// [`LOSS_GAP_MAX`] above the attack-free run's of the same seed.
+pub fn check_loss_gap(attacked: &Report, clean: &Report) -> Result<(), InvariantError> {
+    let gap = loss_gap(attacked, clean);
+    if gap <= LOSS_GAP_MAX {
+        return Ok(());
+    }
+    let micro = |x: f64| (x * 1e6).round() as i64;
+    Err(InvariantError {
+        scenario: attacked.scenario.clone(),
+        seed: attacked.seed,
+        rounds: attacked.rounds_wanted,
+        violations: vec![Violation::LossGap {
+            attacked_micro: micro(attacked.final_loss()),
+            clean_micro: micro(clean.final_loss()),
+            gap_ppm: micro(gap),
+        }],
+    })
 }
 
 /// Every violation of one run's report (empty = all invariants hold).

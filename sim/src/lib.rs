@@ -14,7 +14,8 @@
 //! - [`actors`]: actor kinds and behaviours.
 //! - [`engine`]: the discrete-event engine that drives the machines.
 //! - [`report`]: the run report; [`invariants`]: the checks; [`sweep`]: many seeds;
-//!   [`plot`]: SVG payouts per round.
+//!   [`plot`]: SVG charts; [`outputs`]: the report files of `--dir`.
+//! - [`heatmap`]: the final loss gap over Byzantine share × attack type.
 //! - [`real`]: real mode, the scenario's swarm as `l402-node up` processes on a regtest chain.
 //!
 //! Spec: specs/L2T-12-sim.md
@@ -22,7 +23,9 @@
 
 pub mod actors;
 pub mod engine;
+pub mod heatmap;
 pub mod invariants;
+pub mod outputs;
 pub mod plot;
 pub mod real;
 pub mod report;

@@ -4,6 +4,7 @@
 //! l402-sim run sim/scenarios/honest.toml --seed 7 [--rounds 10] [--json] [--plot out.svg] [--check-replay] [--threads N]
 //! l402-sim run --real sim/scenarios/real-mixed.toml [--rounds 5] [--dir d] [--compare-clean] [--json]
 //! l402-sim sweep sim/scenarios/poisoners-30pct.toml --seeds 256 [--check-replay] [--baseline] [--threads N]
+//! l402-sim heatmap [sim/scenarios/heatmap.toml] [--seeds 3] [--real-report d/sim-report.json] [--dir out]
 //! ```
 //!
 //! Exit status: 0 when every invariant holds, 1 when one breaks (the seed and the command that
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use l402_sim::{plot, real, run_checked, sweep, InvariantError, Scenario};
+use l402_sim::{heatmap, plot, real, run_checked, run_threads, sweep, InvariantError, Scenario};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -57,11 +58,13 @@ enum Cmd {
         /// node (the scenario must list `"real"` in `modes`).
         #[arg(long)]
         real: bool,
-        /// Real mode: where the nodes' data dirs and the reports go (default: a new temp dir).
-        #[arg(long, requires = "real")]
+        /// Write sim-report.{json,md}, loss.svg and sats.svg here (real mode: also the nodes'
+        /// data dirs; default there: a new temp dir).
+        #[arg(long)]
         dir: Option<PathBuf>,
-        /// Real mode: also run the swarm without attackers and compare the held-out loss.
-        #[arg(long, requires = "real")]
+        /// Also run the scenario without its adversaries (same seed) and check the final
+        /// held-out loss is within 5 % of it.
+        #[arg(long)]
         compare_clean: bool,
     },
     /// Run an `l402-node` command (`init`, `up`, …): how real mode starts its nodes.
@@ -70,6 +73,32 @@ enum Cmd {
         /// The `l402-node` arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// The final held-out loss gap over Byzantine share (0–40 %) × attack type, in fast mode
+    /// (writes heatmap.{json,md,svg}).
+    Heatmap {
+        /// Base scenario: its honest peers are the workers a share of which attacks.
+        #[arg(default_value = "sim/scenarios/heatmap.toml")]
+        scenario: PathBuf,
+        /// Seeds per cell.
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// First seed.
+        #[arg(long, env = "L2T_SEED", default_value_t = 1)]
+        first_seed: u64,
+        /// Rounds per run (default: the scenario's).
+        #[arg(long)]
+        rounds: Option<u64>,
+        /// Threads per run (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Add a real-mode run's measured cell (its sim-report.json from `run --real
+        /// --compare-clean`); repeatable.
+        #[arg(long)]
+        real_report: Vec<PathBuf>,
+        /// Where to write heatmap.{json,md,svg}.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
     },
     /// Run many seeds and summarise (with a progress bar).
     Sweep {
@@ -224,16 +253,45 @@ fn real_main() -> anyhow::Result<bool> {
             plot,
             check_replay,
             threads,
+            dir,
+            compare_clean,
             ..
         } => {
             let sc = load(&scenario)?;
             let seed = seed.unwrap_or(sc.seed);
             let threads = threads.unwrap_or_else(cores);
-            let (report, result) = run_checked(&sc, seed, rounds, check_replay, threads)?;
+            let (report, mut result) = run_checked(&sc, seed, rounds, check_replay, threads)?;
+            let clean = if compare_clean {
+                let clean = run_threads(&sc.without_adversaries(), seed, rounds, threads)?;
+                if let Err(e) = l402_sim::invariants::check_loss_gap(&report, &clean) {
+                    match &mut result {
+                        Ok(()) => result = Err(e),
+                        Err(first) => first.violations.extend(e.violations),
+                    }
+                }
+                Some(clean)
+            } else {
+                None
+            };
+            if let Some(d) = &dir {
+                l402_sim::outputs::write_fast(d, &report, clean.as_ref(), &result)?;
+                eprintln!(
+                    "reports: {}/sim-report.{{json,md}}, loss.svg, sats.svg",
+                    d.display()
+                );
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", report.to_text());
+                if let Some(c) = &clean {
+                    println!(
+                        "final held-out loss {:.4} vs {:.4} without adversaries ({:+.2} %)",
+                        report.final_loss(),
+                        c.final_loss(),
+                        l402_sim::invariants::loss_gap(&report, c) * 100.0
+                    );
+                }
                 if check_replay && result.is_ok() {
                     println!(
                         "replay determinism: a re-run on {} thread(s) gave the same event-log hash",
@@ -257,6 +315,57 @@ fn real_main() -> anyhow::Result<bool> {
                     Ok(false)
                 }
             }
+        }
+        Cmd::Heatmap {
+            scenario,
+            seeds,
+            first_seed,
+            rounds,
+            threads,
+            real_report,
+            dir,
+        } => {
+            let sc = load(&scenario)?;
+            let threads = threads.unwrap_or_else(cores);
+            let shares = heatmap::SHARES.len() as u64;
+            let runs = seeds * (shares + heatmap::Attack::ALL.len() as u64 * (shares - 1));
+            let pb = progress(runs, "heatmap");
+            let mut h = heatmap::run(&sc, first_seed, seeds, rounds, threads, || pb.inc(1))?;
+            pb.finish_and_clear();
+            for p in &real_report {
+                let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p)?)?;
+                let cell = heatmap::real_cell(&v).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}: not a real-mode report with an attack-free comparison",
+                        p.display()
+                    )
+                })?;
+                h.real.push(cell);
+            }
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("heatmap.json"), serde_json::to_vec_pretty(&h)?)?;
+            std::fs::write(dir.join("heatmap.md"), h.to_markdown())?;
+            h.to_svg(&dir.join("heatmap.svg"))?;
+            print!("{}", h.to_markdown());
+            eprintln!("wrote {}/heatmap.{{json,md,svg}}", dir.display());
+            // A failing cell's scenario is written out so its seeds replay with `run`.
+            let mut failing = 0usize;
+            for c in h.cells.iter().filter(|c| !c.failing_seeds.is_empty()) {
+                failing += 1;
+                let cell = heatmap::scenario_for(&sc, c.attack, c.share_pct);
+                let file = dir.join(format!("cell-{:?}-{}.toml", c.attack, c.share_pct));
+                std::fs::write(&file, toml::to_string(&cell)?)?;
+                for seed in &c.failing_seeds {
+                    eprintln!(
+                        "INVARIANT VIOLATION: {} at {} %, seed {seed}; replay: l402-sim run {} --seed {seed} --rounds {}",
+                        c.attack.label(),
+                        c.share_pct,
+                        file.display(),
+                        h.rounds
+                    );
+                }
+            }
+            Ok(failing == 0)
         }
         Cmd::Sweep {
             scenario,

@@ -37,8 +37,7 @@ pub const MAX_REAL_NODES: usize = 24;
 pub const HONEST_SHARE_MIN: f64 = 0.95;
 /// Attackers' largest share of the sats paid to peers.
 pub const ATTACKER_SHARE_MAX: f64 = 0.01;
-/// Largest relative gap of the final held-out loss to the attack-free run.
-pub const LOSS_GAP_MAX: f64 = 0.05;
+pub use crate::invariants::LOSS_GAP_MAX;
 
 /// Options of one real-mode run.
 #[derive(Clone, Debug, Default)]
@@ -83,6 +82,7 @@ pub fn swarm_args(
         stale: p.stale,
         mixed: p.mixed,
         validators: v.pool,
+        colluding: v.colluding,
         committee: Some(v.committee.min(v.pool) as u32),
         k: v.k as u32,
         submit_secs: None,

@@ -198,6 +198,11 @@ pub struct KindSummary {
     pub accepted: u64,
     /// Not merged.
     pub rejected: u64,
+    /// Why the unmerged ones were not merged: the reject code most of the submission's
+    /// attestations gave (the check that caught it), `refused: …` when the coordinator refused
+    /// it before any evaluation (a bad L402 token, the round's cap), else `no quorum` (no
+    /// verdict reached `k` in time).
+    pub detected_by: BTreeMap<String, u64>,
 }
 
 /// One round's figures.
@@ -276,6 +281,8 @@ pub struct Report {
     pub rounds_completed: u64,
     /// Simulated seconds.
     pub simulated_secs: u64,
+    /// Held-out loss of the genesis checkpoint (the loss model's, `world::LossModel`).
+    pub genesis_loss: f64,
     /// Hash of every processed input and executed action, in order (replay determinism).
     pub event_log_hash: String,
     /// Hold-invoice outcomes.
@@ -314,7 +321,44 @@ pub struct Report {
     pub htlcs: Vec<HtlcFact>,
 }
 
+impl KindSummary {
+    /// `code ×n, …` of [`KindSummary::detected_by`].
+    pub fn detected_text(&self) -> String {
+        self.detected_by
+            .iter()
+            .map(|(k, n)| format!("{k} ×{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 impl Report {
+    /// Held-out loss per round of the loss model, round 0 being the genesis checkpoint.
+    pub fn loss_curve(&self) -> Vec<(u64, f64)> {
+        std::iter::once((0, self.genesis_loss))
+            .chain(self.rounds.iter().map(|r| (r.round, r.model_loss)))
+            .collect()
+    }
+
+    /// Held-out loss after the last round.
+    pub fn final_loss(&self) -> f64 {
+        self.rounds
+            .last()
+            .map_or(self.genesis_loss, |r| r.model_loss)
+    }
+
+    /// Honest peers' and adversaries' shares of the sats paid to workers (0 when none).
+    pub fn shares(&self) -> (f64, f64) {
+        let total = (self.honest_paid_msat + self.attacker_payout_msat) as f64;
+        if total == 0.0 {
+            return (0.0, 0.0);
+        }
+        (
+            self.honest_paid_msat as f64 / total,
+            self.attacker_payout_msat as f64 / total,
+        )
+    }
+
     /// Human-readable text.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
@@ -376,6 +420,9 @@ impl Report {
                 v.accepted,
                 v.rejected
             );
+            if !v.detected_by.is_empty() {
+                let _ = writeln!(s, "{:<20} not merged: {}", "", v.detected_text());
+            }
         }
         let d = &self.detection;
         let _ = writeln!(s, "\ndetection");

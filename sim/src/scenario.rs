@@ -89,6 +89,9 @@ pub struct Scenario {
     /// Crashes and a dishonest dealer.
     #[serde(default)]
     pub faults: FaultConfig,
+    /// The fast mode's held-out loss model (defaults calibrated on real mode).
+    #[serde(default)]
+    pub loss: crate::world::LossModel,
     /// The modes this scenario supports (default: `["fast"]`); `l402-sim run --real` needs
     /// `"real"`.
     #[serde(default = "d_modes")]
@@ -459,9 +462,10 @@ impl Scenario {
 
     /// Whether this scenario runs in `mode`: listed in `modes`, and using only what that mode
     /// simulates. Fast mode does not yet rotate `mixed` attackers; real mode runs
-    /// peer attacks (free-riders, sign-flip poisoners, copycats, ALIE, stale trainers) on one
-    /// embedded relay, and not yet replayers, Sybils, lazy or colluding validators, a
-    /// dishonest dealer, crashes or the relay-network knobs.
+    /// peer attacks (free-riders, sign-flip poisoners, copycats, ALIE, stale trainers) and
+    /// colluding validators below `k` on one embedded relay, and not yet replayers, Sybils,
+    /// lazy validators, colluders at `k` or above, a dishonest dealer, crashes or the
+    /// relay-network knobs.
     pub fn check_mode(&self, mode: Mode) -> Result<(), ScenarioError> {
         if !self.modes.contains(&mode) {
             return invalid(format!(
@@ -482,12 +486,16 @@ impl Scenario {
                     ("peers.replayers", p.replayers),
                     ("peers.sybils", p.sybils),
                     ("validators.lazy", v.lazy),
-                    ("validators.colluding", v.colluding),
                 ]
                 .into_iter()
                 .filter(|(_, n)| *n > 0)
                 .map(|(k, _)| k)
                 .collect();
+                // Colluders below k run (the quorum must hold); at k or above the bounded
+                // break needs the node-side audit and evidence, which real mode lacks yet.
+                if v.colluding >= v.k {
+                    u.push("validators.colluding at or above k");
+                }
                 if p.poisoners > 0 && p.poison != PoisonKind::SignFlip {
                     u.push("peers.poison other than sign-flip");
                 }
@@ -517,6 +525,7 @@ impl Scenario {
         if self.rounds == 0 || self.rounds > MAX_ROUNDS {
             return invalid(format!("rounds must be 1..={MAX_ROUNDS}"));
         }
+        self.loss.check().map_err(ScenarioError::Invalid)?;
         let n = &self.network;
         if n.relays == 0 || n.relays > 64 {
             return invalid("network.relays must be 1..=64");

@@ -62,6 +62,8 @@ const SHIPPED: &[&str] = &[
     "peer-attacks-30pct",
     "real-20",
     "real-attacks",
+    "real-calibration",
+    "heatmap",
     "real-mixed",
     "real-small",
 ];
@@ -241,6 +243,30 @@ fn peer_attacks_30pct() {
     assert!(s.bad_submissions > 0);
     assert_eq!(s.bad_rejected, s.bad_submissions);
     assert_eq!(s.attacker_payout_msat, 0);
+    // `--compare-clean`: the final held-out loss (the calibrated loss model) within 5 % of the
+    // same honest peers alone on the same seed.
+    let sc = scenario("peer-attacks-30pct");
+    for seed in FIRST_SEED..FIRST_SEED + 3 {
+        let attacked = l402_sim::run_threads(&sc, seed, Some(3), 1).unwrap();
+        let clean = l402_sim::run_threads(&sc.without_adversaries(), seed, Some(3), 1).unwrap();
+        l402_sim::invariants::check_loss_gap(&attacked, &clean).unwrap();
+        assert!(attacked.final_loss() < attacked.genesis_loss);
+    }
+}
+
+/// The heatmap's base: an honest swarm whose held-out loss follows the calibrated curve.
+#[test]
+fn heatmap() {
+    let s = holds("heatmap", 2, 3);
+    assert_eq!(s.attacker_payout_msat, 0);
+    let r = l402_sim::run_threads(&scenario("heatmap"), FIRST_SEED, Some(3), 1).unwrap();
+    let model = l402_sim::world::LossModel::default();
+    // Every round merged only honest updates (quality ±50 % around the mean, averaged).
+    assert!(
+        (r.final_loss() - model.at(3.0)).abs() < 0.3,
+        "{}",
+        r.final_loss()
+    );
 }
 
 #[test]
@@ -254,7 +280,7 @@ fn real_attacks_in_fast_mode() {
 
 #[test]
 fn real_only_scenarios_are_refused_in_fast_mode() {
-    for name in ["real-20", "real-mixed", "real-small"] {
+    for name in ["real-20", "real-mixed", "real-small", "real-calibration"] {
         let e = l402_sim::Simulation::new(&scenario(name), 1).unwrap_err();
         assert!(e.to_string().contains("does not support Fast mode"), "{e}");
     }

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
@@ -51,6 +52,11 @@ pub struct DemoArgs {
     /// Opted-in validators.
     #[arg(long, default_value_t = 3)]
     pub validators: usize,
+    /// Of those, validators colluding with the Byzantine peers: they accept their submissions
+    /// unevaluated and reject every honest one (below k they can neither pay bad work nor
+    /// block good work).
+    #[arg(long, default_value_t = 0)]
+    pub colluding: usize,
     /// Committee size n per submission (default: every validator).
     #[arg(long)]
     pub committee: Option<u32>,
@@ -295,10 +301,15 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
             args.k
         ));
     }
-    let mut kinds = vec![("coordinator".to_owned(), "coordinator".to_owned())];
-    for v in 0..validators {
-        kinds.push((format!("validator-{v}"), "validator".into()));
+    if args.colluding > validators {
+        return Err(anyhow!(
+            "--colluding {} exceeds --validators {validators}",
+            args.colluding
+        ));
     }
+    // Peers are initialised before the validators, so that colluding validators know their
+    // coalition's keys.
+    let mut kinds = vec![("coordinator".to_owned(), "coordinator".to_owned())];
     let behaviours = if args.bounty {
         vec!["agent", "manual", "follow-up"]
     } else {
@@ -310,6 +321,11 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
     for (p, behaviour) in behaviours.iter().enumerate() {
         kinds.push((format!("peer-{p}"), (*behaviour).into()));
     }
+    for v in 0..validators {
+        kinds.push((format!("validator-{v}"), "validator".into()));
+    }
+    // The Byzantine peers' Nostr keys (hex), for colluding validators.
+    let mut coalition: Vec<String> = Vec::new();
     let mut nodes = Vec::new();
     let pb = bar(kinds.len() as u64, "starting nodes");
     for (name, kind) in &kinds {
@@ -336,6 +352,14 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
             }
             "validator" => {
                 init.args(["--validator-fee", &VALIDATOR_FEE_SAT.to_string()]);
+                // validator-0 … validator-{colluding − 1} collude with the Byzantine peers.
+                let v: usize = name["validator-".len()..].parse()?;
+                if v < args.colluding {
+                    init.args(["--validator-behaviour", "colluding"]);
+                    for k in &coalition {
+                        init.args(["--favour", k]);
+                    }
+                }
             }
             b => {
                 init.args(["--peer", "--behaviour", b]);
@@ -347,6 +371,12 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
         let out = init.stdout(Stdio::null()).status()?;
         if !out.success() {
             return Err(anyhow!("init {name} failed"));
+        }
+        if !matches!(kind.as_str(), "coordinator" | "honest" | "validator") {
+            let (_, keys) = crate::config::load(&ndir)?;
+            let sk = nostr_sdk::prelude::SecretKey::from_str(&keys.nostr)
+                .map_err(|e| anyhow!("{name}'s nostr key: {e}"))?;
+            coalition.push(nostr_sdk::prelude::Keys::new(sk).public_key().to_hex());
         }
         let child = spawn_up(&exe, &ndir)?;
         nodes.push(DemoNode {

@@ -65,10 +65,21 @@ pub struct InitArgs {
     /// Opt in as a validator, charging this fee per attestation (sats).
     #[arg(long)]
     pub validator_fee: Option<u64>,
+    /// Validator behaviour (the simulator's real mode): `colluding` accepts the `--favour`
+    /// peers' submissions unevaluated and rejects every other one.
+    #[arg(long, requires = "validator_fee", value_parser = ["honest", "colluding"])]
+    pub validator_behaviour: Option<String>,
+    /// A peer (Nostr public key, hex) a colluding validator favours; repeatable.
+    #[arg(long, requires = "validator_behaviour")]
+    pub favour: Vec<String>,
 }
 
 /// Run `init`.
 pub fn run(args: InitArgs) -> anyhow::Result<()> {
+    for k in &args.favour {
+        nostr_sdk::prelude::PublicKey::from_hex(k)
+            .map_err(|e| anyhow::anyhow!("--favour {k}: not a Nostr public key: {e}"))?;
+    }
     let mut rng = rand::rngs::OsRng;
     let nostr = nostr_sdk::prelude::Keys::generate();
     let mut iroh = [0u8; 32];
@@ -119,9 +130,11 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
                 behaviour: args.behaviour,
                 alie_z: args.alie_z,
             }),
-            validator: args
-                .validator_fee
-                .map(|fee_sats| ValidatorRole { fee_sats }),
+            validator: args.validator_fee.map(|fee_sats| ValidatorRole {
+                fee_sats,
+                behaviour: args.validator_behaviour.clone(),
+                favoured: args.favour.clone(),
+            }),
         },
     };
     config::write_new(&args.data_dir, &config, &keys)?;

@@ -190,7 +190,15 @@ pub struct Components {
     pub validator_fee_msat: u64,
     /// The bounty side: sandbox policy, held-out secrets, exploit log.
     pub bounty: Arc<crate::bounty::net::BountyWork>,
+    /// A colluding validator's coalition (the simulator's real mode, `ValidatorRole::behaviour`):
+    /// it accepts these peers' submissions unevaluated and rejects every other one. `None`:
+    /// honest.
+    pub collusion: Option<std::collections::BTreeSet<PublicKey>>,
 }
+
+/// The score a colluding validator attests for its coalition (a 10 % held-out gain, above
+/// every tranche threshold of the default schedule), and minus it for everyone else.
+pub const COLLUDING_SCORE: i64 = 100_000;
 
 impl Components {
     /// Check a validator's fee invoice against its signed opt-in before paying it: the amount
@@ -432,6 +440,20 @@ impl Components {
         let Some((peer, size)) = self.book.get(&submission) else {
             return Ok(failed_eval(RejectCode::Unavailable));
         };
+        if let Some(coalition) = &self.collusion {
+            // Byzantine (real mode): what this validator feeds its own machine; the machine,
+            // the quorum and the escrow are unchanged.
+            let favoured = coalition.contains(&peer);
+            tracing::info!(run = %open.run_id, round = open.round, submission = %submission, peer = %peer, favoured, "colluding attestation (not evaluated)");
+            return Ok(if favoured {
+                (Score(COLLUDING_SCORE), Verdict::Accept)
+            } else {
+                (
+                    Score(-COLLUDING_SCORE),
+                    Verdict::Reject(RejectCode::LossIncreased),
+                )
+            });
+        }
         let ck = self
             .fetch_checkpoint(&open.run_id, open.round, &checkpoint, &[open.author()])
             .await?;
@@ -449,11 +471,11 @@ impl Components {
             if scored.1 != Verdict::Accept {
                 return Ok(scored);
             }
-            // A near-copy of an earlier submission of the round is `Copied`, however well it
-            // scores (the later announcer is the copier).
+            // A near-copy of an earlier submission of the round, or of their mean (ALIE), is
+            // `Copied`, however well it scores (the later announcer is the copier).
             Ok::<_, TrainError>(match work.near_copy(&bytes, &earlier) {
-                Some((of, cos)) => {
-                    tracing::info!(run = %run, round, submission = %submission, copy_of = %of, cosine = cos, "near-copy of an earlier submission");
+                Some(found) => {
+                    tracing::info!(run = %run, round, submission = %submission, %found, "near-copy of earlier submissions");
                     (scored.0, Verdict::Reject(RejectCode::Copied))
                 }
                 None => scored,

@@ -50,6 +50,32 @@ pub struct TrainingWork {
     pub device: Device,
 }
 
+/// What the near-copy check found ([`TrainingWork::near_copy`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NearCopy {
+    /// A near-copy of this earlier submission, at this cosine.
+    Of(SubmissionId, f64),
+    /// Close to the mean of the `earlier` submissions held, at this cosine.
+    OfMean {
+        /// How many earlier submissions the mean is over.
+        earlier: usize,
+        /// Cosine to their mean.
+        cosine: f64,
+    },
+}
+
+impl std::fmt::Display for NearCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NearCopy::Of(id, cos) => write!(f, "near-copy of {id} (cosine {cos:.3})"),
+            NearCopy::OfMean { earlier, cosine } => write!(
+                f,
+                "close to the mean of {earlier} earlier submissions (cosine {cosine:.3})"
+            ),
+        }
+    }
+}
+
 /// What a node knows of the submissions it has seen: their author and announced size, which
 /// the executors need to fetch a blob from its holder, and their round, blob and time, which
 /// the near-copy check needs.
@@ -148,21 +174,28 @@ impl TrainingWork {
         }
     }
 
-    /// The first of `earlier` (submission, blob bytes) that `blob` is a near-copy of
-    /// (`training::similarity`), with the cosine. Blobs that do not parse are skipped (`blob`
-    /// itself parsed when it was scored).
-    pub fn near_copy(
-        &self,
-        blob: &[u8],
-        earlier: &[(SubmissionId, Vec<u8>)],
-    ) -> Option<(SubmissionId, f64)> {
+    /// Whether `blob` is a near-copy of one of `earlier` (submission, blob bytes), the first
+    /// such with its cosine, else of their mean (an ALIE-style update;
+    /// `training::similarity`). Blobs that do not parse are skipped (`blob` itself parsed
+    /// when it was scored).
+    pub fn near_copy(&self, blob: &[u8], earlier: &[(SubmissionId, Vec<u8>)]) -> Option<NearCopy> {
         let cap =
             crate::train::codec::payload_bytes(&self.model, &self.training.codec_params()).ok()?;
         let me = PseudoGradient::from_blob_with_limit(blob, cap).ok()?;
-        earlier.iter().find_map(|(id, b)| {
-            let other = PseudoGradient::from_blob_with_limit(b, cap).ok()?;
-            let cos = similarity::cosine(&me, &other);
-            (cos >= similarity::NEAR_COPY_COSINE).then_some((*id, cos))
+        let others: Vec<(SubmissionId, PseudoGradient)> = earlier
+            .iter()
+            .filter_map(|(id, b)| Some((*id, PseudoGradient::from_blob_with_limit(b, cap).ok()?)))
+            .collect();
+        for (id, other) in &others {
+            let cos = similarity::cosine(&me, other);
+            if cos >= similarity::NEAR_COPY_COSINE {
+                return Some(NearCopy::Of(*id, cos));
+            }
+        }
+        let grads: Vec<PseudoGradient> = others.into_iter().map(|(_, g)| g).collect();
+        similarity::is_near_mean(&me, &grads).then(|| NearCopy::OfMean {
+            earlier: grads.len(),
+            cosine: similarity::cosine_to_mean(&me, &grads),
         })
     }
 

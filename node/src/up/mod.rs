@@ -28,7 +28,7 @@ use l402_protocol::events::{
 };
 use l402_protocol::round::{Machine, MachineKey};
 use l402_protocol::training::{ModelSpec, ScoringPolicy, TrainingSpec};
-use nostr_sdk::prelude::{Keys, RelayUrl, SecretKey};
+use nostr_sdk::prelude::{Keys, PublicKey, RelayUrl, SecretKey};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::blobs::{AddressBook, BlobConfig, BlobNode};
@@ -164,7 +164,20 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<(Node, Runtime, Arc<Lightn
         .await
         .context("publishing the node announcement")?;
     tracing::info!(nostr = %nostr.public_key(), ln = %lightning.node_id(), iroh = %blobs.provider_id(), validator = cfg.roles.validator.is_some(), "announced");
+    let collusion = match &cfg.roles.validator {
+        Some(v) if v.behaviour.as_deref() == Some("colluding") => Some(
+            v.favoured
+                .iter()
+                .map(|k| PublicKey::from_hex(k).with_context(|| format!("favoured peer {k}")))
+                .collect::<anyhow::Result<std::collections::BTreeSet<_>>>()?,
+        ),
+        _ => None,
+    };
+    if collusion.is_some() {
+        tracing::warn!("this validator colludes (real-mode simulation): it does not evaluate");
+    }
     let components = Components {
+        collusion,
         lightning: lightning.clone(),
         discovery,
         blobs,

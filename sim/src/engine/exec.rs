@@ -466,25 +466,25 @@ impl Simulation {
     }
 
     /// The coordinator aggregates the merged submissions: the checkpoint hash commits to the
-    /// parent and the merged blobs; the model loss moves by the merged updates' mean quality.
+    /// parent and the merged blobs; the held-out loss moves by the loss model
+    /// (`world::LossModel`) with the merged updates' true qualities.
     fn aggregate(&mut self, round: u64, parent: BlobHash, merged: &[MergedSubmission]) -> BlobHash {
         let mut h = blake3::Hasher::new();
         h.update(b"l402-sim/checkpoint/v1");
         h.update(&parent.0);
-        let mut quality = 0f64;
+        let mut qualities = Vec::with_capacity(merged.len());
         for m in merged {
             h.update(&m.submission.0);
             h.update(&m.blob.0);
-            quality += self.blobs.truth(&m.blob).map_or(0.0, |t| t.quality as f64);
+            qualities.push(self.blobs.truth(&m.blob).map_or(0, |t| t.quality));
         }
         let first = self
             .rounds
             .get(&round)
             .is_some_and(|r| r.merged.is_empty() && !r.audited);
         if first {
-            if !merged.is_empty() {
-                self.model_loss -= quality / merged.len() as f64 / 1e6;
-            }
+            self.model_progress += self.sc.loss.step(&qualities, self.sc.peers.quality);
+            self.model_loss = self.sc.loss.at(self.model_progress);
             let loss = self.model_loss;
             if let Some(rec) = self.rounds.get_mut(&round) {
                 rec.merged = merged.iter().map(|m| m.submission).collect();

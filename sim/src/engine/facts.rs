@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use l402_protocol::escrow::Corruption;
 use l402_protocol::events::VerifiedAny;
-use l402_protocol::quorum::Phase;
+use l402_protocol::quorum::{Phase, Verdict};
 
 use super::Simulation;
 use crate::actors::{ActorId, ActorKind};
@@ -27,6 +27,51 @@ fn bad_work(kind: ActorKind) -> bool {
 }
 
 impl Simulation {
+    /// Why submission `id` of `worker` in `round` was not merged: the reject code most of its
+    /// initial attestations gave, the coordinator's refusal, else `no quorum`.
+    fn detected_by(
+        &self,
+        round: u64,
+        id: &l402_protocol::events::SubmissionId,
+        worker: ActorId,
+        token_refused: &BTreeSet<l402_protocol::events::SubmissionId>,
+    ) -> String {
+        if token_refused.contains(id) {
+            return "refused: bad L402 token".into();
+        }
+        let mut codes: BTreeMap<String, usize> = BTreeMap::new();
+        for ev in self
+            .peer_events
+            .get(&(round, worker))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| self.published.get(e))
+        {
+            match &**ev {
+                VerifiedAny::SubmissionRefusal(r) if &r.submission == id => {
+                    return format!("refused: {}", r.refusal);
+                }
+                VerifiedAny::Attestation(a) => {
+                    let b = a.attestation.body();
+                    if &b.submission == id && b.phase == Phase::Initial {
+                        if let Verdict::Reject(code) = b.verdict {
+                            *codes.entry(format!("{code:?}")).or_insert(0) += 1;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // The most frequent code; ties go to the first in name order (deterministic).
+        let mut best: Option<(&String, usize)> = None;
+        for (c, n) in &codes {
+            if best.is_none_or(|(_, b)| *n > b) {
+                best = Some((c, *n));
+            }
+        }
+        best.map_or_else(|| "no quorum".into(), |(c, _)| c.clone())
+    }
+
     /// Distinct committee members with a passing attestation carrying a share of `tranche`,
     /// published before the phase's attest deadline.
     fn passing_attesters(
@@ -162,12 +207,27 @@ impl Simulation {
             .flat_map(|r| r.merged.iter().copied())
             .collect();
         let mut det = Detection::default();
+        let token_refused: BTreeSet<_> = self
+            .stats
+            .sybil_token_rejected
+            .iter()
+            .filter_map(|e| self.published.get(e))
+            .map(|ev| l402_protocol::events::SubmissionId::of_event(ev.event()))
+            .collect();
+        let mut caught_by: BTreeMap<&'static str, BTreeMap<String, u64>> = BTreeMap::new();
         for (id, s) in &self.subs {
             let e = subs_by_actor.entry(s.author).or_default();
             e.0 += 1;
             let m = merged.contains(id);
             if m {
                 e.1 += 1;
+            } else {
+                let why = self.detected_by(s.round, id, s.author, &token_refused);
+                *caught_by
+                    .entry(kind_of(s.author).label())
+                    .or_default()
+                    .entry(why)
+                    .or_insert(0) += 1;
             }
             let rr = per_round.entry(s.round).or_default();
             rr.submissions += 1;
@@ -226,6 +286,11 @@ impl Simulation {
             k.accepted += r.accepted;
             k.rejected += r.rejected;
             actors.push(r);
+        }
+        for (kind, why) in caught_by {
+            if let Some(k) = kinds.get_mut(kind) {
+                k.detected_by = why;
+            }
         }
         let paid_to = |pred: &dyn Fn(ActorKind) -> bool| -> u64 {
             actors
@@ -437,6 +502,7 @@ impl Simulation {
                 .filter(|r| r.checkpoint.is_some())
                 .count() as u64,
             simulated_secs: self.clock.now - super::GENESIS_TIME,
+            genesis_loss: self.sc.loss.genesis,
             event_log_hash: self.event_log_hash(),
             htlc,
             attacker_payout_msat,

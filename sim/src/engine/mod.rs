@@ -255,7 +255,10 @@ pub struct Simulation {
     token_uses: BTreeMap<String, u64>,
     last_checkpoint: BlobHash,
     prev_checkpoint: BlobHash,
+    /// Held-out loss of the latest checkpoint (`world::LossModel`).
     pub(crate) model_loss: f64,
+    /// The loss model's progress: the merged rounds' steps added up.
+    model_progress: f64,
     end_time: Option<u64>,
     hard_end: u64,
     next_resync: u64,
@@ -455,7 +458,8 @@ impl Simulation {
             token_uses: BTreeMap::new(),
             last_checkpoint: BlobHash(derive(seed, "genesis-checkpoint", &[])),
             prev_checkpoint: BlobHash([0; 32]),
-            model_loss: 3.0,
+            model_loss: sc.loss.genesis,
+            model_progress: 0.0,
             end_time: None,
             hard_end,
             next_resync: GENESIS_TIME + n.resync_secs,

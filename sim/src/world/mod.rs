@@ -6,15 +6,18 @@
 //!   duplicate and censor.
 //! - [`ledger`]: `FakeLedger`, Lightning balances and hold-invoice HTLCs with expiry.
 //! - [`evaluator`]: `FakeBlobs` (who holds which blob) and `FakeEvaluator` (deterministic scores).
+//! - [`loss`]: `LossModel`, the held-out loss of the merged checkpoints.
 //!
 //! Spec: specs/L2T-12-sim.md#world
 
 pub mod clock;
 pub mod evaluator;
 pub mod ledger;
+pub mod loss;
 pub mod relays;
 
 pub use clock::SimClock;
 pub use evaluator::{BlobTruth, FakeBlobs, FakeEvaluator};
 pub use ledger::{FakeLedger, HtlcState, LedgerAudit, LedgerError};
+pub use loss::LossModel;
 pub use relays::{FakeRelays, Published};
