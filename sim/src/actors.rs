@@ -45,6 +45,10 @@ pub enum ActorKind {
     LazyValidator,
     /// Accepts adversaries' work with a top score, rejects honest work (A8, A9).
     ColludingValidator,
+    /// Rotates one attack per round through free-rider (a zero update), copycat + noise,
+    /// sign-flip and ALIE, as the node's `mixed` peer does
+    /// (`l402_node::up::roles::round_behaviour`, the same rotation).
+    Mixed,
 }
 
 impl ActorKind {
@@ -62,6 +66,7 @@ impl ActorKind {
                 | ActorKind::SybilForged
                 | ActorKind::LazyValidator
                 | ActorKind::ColludingValidator
+                | ActorKind::Mixed
         )
     }
 
@@ -73,6 +78,19 @@ impl ActorKind {
                 | ActorKind::FreeRider
                 | ActorKind::Copycat
                 | ActorKind::Alie
+                | ActorKind::StaleTrainer
+                | ActorKind::Poisoner
+                | ActorKind::SybilPaid
+                | ActorKind::SybilForged
+                | ActorKind::Mixed
+        )
+    }
+
+    /// Whether it trains its own update every round (honest or not).
+    pub fn trains(self) -> bool {
+        matches!(
+            self,
+            ActorKind::HonestPeer
                 | ActorKind::StaleTrainer
                 | ActorKind::Poisoner
                 | ActorKind::SybilPaid
@@ -89,11 +107,12 @@ impl ActorKind {
     }
 
     /// Whether it builds its submission from other peers' (seen) submissions instead of
-    /// training: it watches the round's submissions.
+    /// training (a `Mixed` one in its copycat and ALIE rounds): it watches the round's
+    /// submissions.
     pub fn copies_others(self) -> bool {
         matches!(
             self,
-            ActorKind::FreeRider | ActorKind::Copycat | ActorKind::Alie
+            ActorKind::FreeRider | ActorKind::Copycat | ActorKind::Alie | ActorKind::Mixed
         )
     }
 
@@ -121,6 +140,7 @@ impl ActorKind {
             ActorKind::HonestValidator => "honest-validator",
             ActorKind::LazyValidator => "lazy-validator",
             ActorKind::ColludingValidator => "colluding-validator",
+            ActorKind::Mixed => "mixed",
         }
     }
 }

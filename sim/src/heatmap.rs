@@ -48,8 +48,8 @@ pub enum Attack {
     Noise,
     /// Sybil identities submitting junk, half with a paid token (A6).
     Sybil,
-    /// The share split evenly over free-rider, copycat, sign-flip and ALIE (real mode's
-    /// `mixed` attacks).
+    /// `mixed` attackers: each rotates through free-rider (a zero update), copycat, sign-flip
+    /// and ALIE, one attack per round (real mode's `mixed`).
     Mixed,
     /// That share of the validator pool colludes, and that share of the workers sign-flips.
     ColludingValidators,
@@ -110,17 +110,7 @@ pub fn scenario_for(base: &Scenario, attack: Attack, pct: u32) -> Scenario {
             p.poison = PoisonKind::Noise { sigma: 3.0 };
         }
         Attack::Sybil => p.sybils = a,
-        Attack::Mixed => {
-            // Round-robin over the four, so every attack is present from 4 attackers up.
-            for i in 0..a {
-                match i % 4 {
-                    0 => p.free_riders += 1,
-                    1 => p.copycats += 1,
-                    2 => p.poisoners += 1,
-                    _ => p.alie += 1,
-                }
-            }
-        }
+        Attack::Mixed => p.mixed = a,
         Attack::ColludingValidators => {
             p.poisoners = a;
             let v = &mut s.validators;
@@ -472,10 +462,7 @@ mod tests {
         let s = scenario_for(&b, Attack::Mixed, 40);
         let p = &s.peers;
         assert_eq!(p.honest, 6);
-        assert_eq!(
-            (p.free_riders, p.copycats, p.poisoners, p.alie, p.stale),
-            (1, 1, 1, 1, 0)
-        );
+        assert_eq!((p.mixed, p.free_riders, p.poisoners), (4, 0, 0));
         let c = scenario_for(&b, Attack::ColludingValidators, 40);
         assert_eq!((c.peers.poisoners, c.validators.colluding), (4, 2));
         let z = scenario_for(&b, Attack::Scaled, 0);

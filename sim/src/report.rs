@@ -69,6 +69,10 @@ pub struct Detection {
     pub poison_merged: u64,
     /// Sats paid to poisoners.
     pub poison_paid_msat: u64,
+    /// Submissions of `mixed` attackers (every attack they rotate through).
+    pub mixed_submitted: u64,
+    /// Of those, not merged.
+    pub mixed_rejected: u64,
     /// Sybil identities.
     pub sybil_identities: u64,
     /// Sybil submissions published.

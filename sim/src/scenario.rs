@@ -322,8 +322,8 @@ pub struct PeerConfig {
     pub alie: usize,
     /// Stale trainers: train on round r − 2's checkpoint.
     pub stale: usize,
-    /// Mixed attackers: rotate through free-rider, copycat + noise, sign-flip and ALIE, one
-    /// attack per round (real mode only for now).
+    /// Mixed attackers: rotate through free-rider (a zero update), copycat + noise, sign-flip
+    /// and ALIE, one attack per round (the node's rotation, in both modes).
     pub mixed: usize,
     /// Fraction of Sybils that pay for their L402 token (the rest forge one).
     pub sybil_paid_fraction: f64,
@@ -461,7 +461,7 @@ impl Scenario {
     }
 
     /// Whether this scenario runs in `mode`: listed in `modes`, and using only what that mode
-    /// simulates. Fast mode does not yet rotate `mixed` attackers; real mode runs
+    /// simulates. Real mode runs
     /// peer attacks (free-riders, sign-flip poisoners, copycats, ALIE, stale trainers) and
     /// colluding validators below `k` on one embedded relay, and not yet replayers, Sybils,
     /// lazy validators, colluders at `k` or above, a dishonest dealer, crashes or the
@@ -475,11 +475,7 @@ impl Scenario {
         }
         let p = &self.peers;
         let unsupported: Vec<&str> = match mode {
-            Mode::Fast => [("peers.mixed", p.mixed)]
-                .into_iter()
-                .filter(|(_, n)| *n > 0)
-                .map(|(k, _)| k)
-                .collect(),
+            Mode::Fast => Vec::new(),
             Mode::Real => {
                 let v = &self.validators;
                 let mut u: Vec<&str> = [

@@ -171,8 +171,9 @@ impl SweepSummary {
         self.max_attacker_payout_per_round_msat = self
             .max_attacker_payout_per_round_msat
             .max(d.max_attacker_payout_per_round_msat);
-        self.bad_submissions += d.copies_submitted + d.poison_submitted + d.sybil_submissions;
-        self.bad_rejected += d.copies_rejected + d.poison_rejected;
+        self.bad_submissions +=
+            d.copies_submitted + d.poison_submitted + d.sybil_submissions + d.mixed_submitted;
+        self.bad_rejected += d.copies_rejected + d.poison_rejected + d.mixed_rejected;
         let sybil_merged: u64 = r
             .kinds
             .iter()

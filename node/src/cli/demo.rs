@@ -389,6 +389,13 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
             child,
         });
     }
+    // Back to coordinator, validators, peers (initialised peers first): what the code below
+    // indexes by (`nodes[1 + validators]` is the first peer).
+    nodes.sort_by_key(|n| match n.kind.as_str() {
+        "coordinator" => 0,
+        "validator" => 1,
+        _ => 2,
+    });
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()?;

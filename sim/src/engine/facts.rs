@@ -23,6 +23,7 @@ fn bad_work(kind: ActorKind) -> bool {
             | ActorKind::Poisoner
             | ActorKind::SybilPaid
             | ActorKind::SybilForged
+            | ActorKind::Mixed
     )
 }
 
@@ -247,6 +248,10 @@ impl Simulation {
                     det.poison_merged += u64::from(m);
                 }
                 ActorKind::SybilPaid | ActorKind::SybilForged => det.sybil_submissions += 1,
+                ActorKind::Mixed => {
+                    det.mixed_submitted += 1;
+                    det.mixed_rejected += u64::from(!m);
+                }
                 _ => {}
             }
         }

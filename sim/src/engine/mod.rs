@@ -358,6 +358,7 @@ impl Simulation {
             ActorKind::SybilForged,
             p.sybils.saturating_sub(paid),
         ));
+        kinds.extend(std::iter::repeat_n(ActorKind::Mixed, p.mixed));
         let v = &sc.validators;
         kinds.extend(std::iter::repeat_n(ActorKind::LazyValidator, v.lazy));
         kinds.extend(std::iter::repeat_n(

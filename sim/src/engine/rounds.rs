@@ -198,11 +198,7 @@ impl Simulation {
                     }
                 }
             }
-            ActorKind::HonestPeer
-            | ActorKind::StaleTrainer
-            | ActorKind::Poisoner
-            | ActorKind::SybilPaid
-            | ActorKind::SybilForged => {
+            k if k.trains() || (k == ActorKind::Mixed && !self.mixed_copies(a, r)) => {
                 if self.clock.now >= open.submit_deadline {
                     return;
                 }
@@ -278,6 +274,17 @@ impl Simulation {
         format!("{}:{}", mac.to_base64(), hex::encode(preimage.0))
     }
 
+    /// A `Mixed` actor's attack in round `r`: the node's rotation
+    /// (`l402_node::up::roles::round_behaviour`), so both modes rotate alike.
+    pub(super) fn mixed_attack(&self, a: ActorId, r: u64) -> &'static str {
+        l402_node::up::roles::round_behaviour("mixed", &self.actors[a as usize].pubkey, r)
+    }
+
+    /// Whether a `Mixed` actor builds round `r`'s update from others' (copycat, ALIE).
+    pub(super) fn mixed_copies(&self, a: ActorId, r: u64) -> bool {
+        matches!(self.mixed_attack(a, r), "copycat-noise" | "alie")
+    }
+
     /// The update a worker trains this round, registered as a blob with its true quality.
     fn make_work(&mut self, a: ActorId, open: &RoundOpen) -> PeerWork {
         let kind = self.actors[a as usize].kind;
@@ -304,6 +311,9 @@ impl Simulation {
             // Calibrated on real mode (`real-attacks`): a stale trainer's update scored about
             // 0.7 of the honest mean on the current checkpoint.
             ActorKind::StaleTrainer => (q * STALE_QUALITY_PERMILLE / 1000, 1000),
+            // Its sign-flip rounds negate the update; its free-rider rounds submit zeros.
+            ActorKind::Mixed if self.mixed_attack(a, open.round) == "sign-flip" => (-q, 1000),
+            ActorKind::Mixed => (0, 0),
             _ => (q, 1000),
         };
         let blob = BlobHash(derive(
@@ -359,7 +369,7 @@ impl Simulation {
         // and it was not trained on the presenter's assigned data, which the evaluator's
         // assigned-data check sees (`origin`).
         let blob = match self.actors[a as usize].kind {
-            ActorKind::Copycat | ActorKind::Alie => {
+            ActorKind::Copycat | ActorKind::Alie | ActorKind::Mixed => {
                 let Some(truth) = self.blobs.truth(&s.blob).cloned() else {
                     return;
                 };
@@ -383,7 +393,10 @@ impl Simulation {
         let keys = self.actors[a as usize].keys.clone();
         let peer = Peer::new(keys, self.machine_seed(a, r), open, work);
         self.driver.insert((a, r), Machine::Peer(peer));
-        self.stats.copies_submitted += 1;
+        // (A `Mixed` actor's submissions are counted as its own, `Detection::mixed_submitted`.)
+        if self.actors[a as usize].kind != ActorKind::Mixed {
+            self.stats.copies_submitted += 1;
+        }
         self.deliver_input(a, r, Input::Tick, true);
         self.catch_up(a, r);
     }

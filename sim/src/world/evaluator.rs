@@ -132,7 +132,8 @@ impl FakeEvaluator {
             return (Score(0), Verdict::Reject(RejectCode::Copied));
         }
         let score = Score(truth.quality.saturating_add(noise));
-        if truth.norm_milli > MAX_NORM_MILLI {
+        // An all-zero update (norm 0) is below the smallest norm that passes.
+        if truth.norm_milli == 0 || truth.norm_milli > MAX_NORM_MILLI {
             return (score, Verdict::Reject(RejectCode::NormOutOfRange));
         }
         if score.0 < 0 {
