@@ -1,6 +1,6 @@
 //! `l402-sim heatmap`: the final held-out loss gap to the attack-free run over Byzantine share
 //! (0, 10, 20, 30, 40 % of the workers) × attack type, in fast mode with the calibrated loss
-//! model (`world::LossModel`), averaged over seeds. Real-mode runs (`run --real
+//! model (`world::FakeLossModel`), averaged over seeds. Real-mode runs (`run --real
 //! --compare-clean`) can be added as measured cells.
 //!
 //! Each cell runs the base scenario with that share of its workers turned into the attack
@@ -278,6 +278,31 @@ impl Heatmap {
             .find(|c| c.attack == attack && c.share_pct == pct)
     }
 
+    /// A Markdown table with a row per attack and a column per share, each cell `cell(c)`.
+    fn table(&self, s: &mut String, cell: impl Fn(&Cell) -> String) {
+        s.push_str("| attack |");
+        for p in SHARES {
+            let _ = write!(s, " {p} % |");
+        }
+        s.push_str("\n|---|");
+        for _ in SHARES {
+            s.push_str("---:|");
+        }
+        s.push('\n');
+        for attack in Attack::ALL {
+            let _ = write!(s, "| {} |", attack.label());
+            for p in SHARES {
+                match self.cell(attack, p) {
+                    Some(c) => {
+                        let _ = write!(s, " {} |", cell(c));
+                    }
+                    None => s.push_str(" – |"),
+                }
+            }
+            s.push('\n');
+        }
+    }
+
     /// Markdown: the gap table, the pay table, the real-mode cells.
     pub fn to_markdown(&self) -> String {
         let mut s = format!(
@@ -287,64 +312,31 @@ impl Heatmap {
              same seed; mean over the seeds (largest in brackets) · {:.1} s\n\n",
             self.base, self.seeds, self.first_seed, self.rounds, self.wall_secs
         );
-        let header = |s: &mut String| {
-            s.push_str("| attack |");
-            for p in SHARES {
-                let _ = write!(s, " {p} % |");
-            }
-            s.push_str("\n|---|");
-            for _ in SHARES {
-                s.push_str("---:|");
-            }
-            s.push('\n');
-        };
-        header(&mut s);
-        for attack in Attack::ALL {
-            let _ = write!(s, "| {} |", attack.label());
-            for p in SHARES {
-                match self.cell(attack, p) {
-                    Some(c) => {
-                        let mark = if c.max_loss_gap > LOSS_GAP_MAX {
-                            " **>5 %**"
-                        } else {
-                            ""
-                        };
-                        let _ = write!(
-                            s,
-                            " {:+.2} % ({:+.2}){mark} |",
-                            c.loss_gap * 100.0,
-                            c.max_loss_gap * 100.0
-                        );
-                    }
-                    None => s.push_str(" – |"),
-                }
-            }
-            s.push('\n');
-        }
+        self.table(&mut s, |c| {
+            let mark = if c.max_loss_gap > LOSS_GAP_MAX {
+                " **>5 %**"
+            } else {
+                ""
+            };
+            format!(
+                "{:+.2} % ({:+.2}){mark}",
+                c.loss_gap * 100.0,
+                c.max_loss_gap * 100.0
+            )
+        });
         s.push_str("\nHonest share of the sats paid to workers (lowest over the seeds) / attacker share (highest):\n\n");
-        header(&mut s);
-        for attack in Attack::ALL {
-            let _ = write!(s, "| {} |", attack.label());
-            for p in SHARES {
-                match self.cell(attack, p) {
-                    Some(c) => {
-                        let _ = write!(
-                            s,
-                            " {:.1} / {:.1} %{} |",
-                            c.min_honest_share * 100.0,
-                            c.max_attacker_share * 100.0,
-                            if c.failing_seeds.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" (invariant broken, seeds {:?})", c.failing_seeds)
-                            }
-                        );
-                    }
-                    None => s.push_str(" – |"),
-                }
-            }
-            s.push('\n');
-        }
+        self.table(&mut s, |c| {
+            let broken = if c.failing_seeds.is_empty() {
+                String::new()
+            } else {
+                format!(" (invariant broken, seeds {:?})", c.failing_seeds)
+            };
+            format!(
+                "{:.1} / {:.1} %{broken}",
+                c.min_honest_share * 100.0,
+                c.max_attacker_share * 100.0
+            )
+        });
         if !self.real.is_empty() {
             s.push_str("\nReal mode (one run each, its own attack-free swarm as the baseline):\n\n| scenario | Byzantine share | loss gap | honest share | attacker share |\n|---|---:|---:|---:|---:|\n");
             for r in &self.real {

@@ -285,7 +285,7 @@ pub struct Report {
     pub rounds_completed: u64,
     /// Simulated seconds.
     pub simulated_secs: u64,
-    /// Held-out loss of the genesis checkpoint (the loss model's, `world::LossModel`).
+    /// Held-out loss of the genesis checkpoint (the loss model's, `world::FakeLossModel`).
     pub genesis_loss: f64,
     /// Hash of every processed input and executed action, in order (replay determinism).
     pub event_log_hash: String,

@@ -91,7 +91,7 @@ pub struct Scenario {
     pub faults: FaultConfig,
     /// The fast mode's held-out loss model (defaults calibrated on real mode).
     #[serde(default)]
-    pub loss: crate::world::LossModel,
+    pub loss: crate::world::FakeLossModel,
     /// The modes this scenario supports (default: `["fast"]`); `l402-sim run --real` needs
     /// `"real"`.
     #[serde(default = "d_modes")]

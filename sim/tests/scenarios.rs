@@ -260,7 +260,7 @@ fn heatmap() {
     let s = holds("heatmap", 2, 3);
     assert_eq!(s.attacker_payout_msat, 0);
     let r = l402_sim::run_threads(&scenario("heatmap"), FIRST_SEED, Some(3), 1).unwrap();
-    let model = l402_sim::world::LossModel::default();
+    let model = l402_sim::world::FakeLossModel::default();
     // Every round merged only honest updates (quality ±50 % around the mean, averaged).
     assert!(
         (r.final_loss() - model.at(3.0)).abs() < 0.3,

@@ -467,7 +467,7 @@ impl Simulation {
 
     /// The coordinator aggregates the merged submissions: the checkpoint hash commits to the
     /// parent and the merged blobs; the held-out loss moves by the loss model
-    /// (`world::LossModel`) with the merged updates' true qualities.
+    /// (`world::FakeLossModel`) with the merged updates' true qualities.
     fn aggregate(&mut self, round: u64, parent: BlobHash, merged: &[MergedSubmission]) -> BlobHash {
         let mut h = blake3::Hasher::new();
         h.update(b"l402-sim/checkpoint/v1");

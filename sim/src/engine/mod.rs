@@ -255,7 +255,7 @@ pub struct Simulation {
     token_uses: BTreeMap<String, u64>,
     last_checkpoint: BlobHash,
     prev_checkpoint: BlobHash,
-    /// Held-out loss of the latest checkpoint (`world::LossModel`).
+    /// Held-out loss of the latest checkpoint (`world::FakeLossModel`).
     pub(crate) model_loss: f64,
     /// The loss model's progress: the merged rounds' steps added up.
     model_progress: f64,

@@ -1,4 +1,4 @@
-//! `LossModel`: the fast mode's held-out loss, a FAKE standing in for candle's evaluation of the
+//! `FakeLossModel`: the fast mode's held-out loss, a FAKE standing in for candle's evaluation of the
 //! merged checkpoint (real mode measures it).
 //!
 //! The checkpoint applies the mean of the round's merged updates. An update's true quality `q`
@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 /// The loss model's parameters (scenario section `[loss]`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct LossModel {
+pub struct FakeLossModel {
     /// Held-out loss of the genesis checkpoint (nats per byte in real mode).
     pub genesis: f64,
     /// The loss the model tends to with honest rounds.
@@ -62,7 +62,7 @@ pub const CALIBRATED_TAIL: f64 = 10.1;
 /// Largest step one round's merged updates take, in honest rounds (either way).
 pub const MAX_STEP: f64 = 2.0;
 
-impl Default for LossModel {
+impl Default for FakeLossModel {
     fn default() -> Self {
         Self {
             genesis: CALIBRATED_GENESIS,
@@ -75,7 +75,7 @@ impl Default for LossModel {
     }
 }
 
-impl LossModel {
+impl FakeLossModel {
     /// Whether the parameters make a model: finite, `0 ≤ floor < genesis`, `0 ≤ weight ≤ 1`,
     /// `tau > 0`, `0 < shape ≤ 8`, `tail > 0`.
     pub fn check(&self) -> Result<(), String> {
@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn honest_rounds_follow_the_fitted_curve() {
-        let m = LossModel::default();
+        let m = FakeLossModel::default();
         assert_eq!(m.at(0.0), m.genesis);
         let mut p = 0.0;
         let mut last = m.genesis;
@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn the_loss_responds_to_what_was_merged() {
-        let m = LossModel::default();
+        let m = FakeLossModel::default();
         assert_eq!(m.step(&[], Q), 0.0, "nothing merged: no progress");
         let honest = m.step(&[Q; 7], Q);
         let stale = m.step(&[Q * 7 / 10; 7], Q);
@@ -177,38 +177,38 @@ mod tests {
     #[test]
     fn bad_parameters_are_refused() {
         let bad = [
-            LossModel {
+            FakeLossModel {
                 floor: 6.0,
-                ..LossModel::default()
+                ..FakeLossModel::default()
             },
-            LossModel {
+            FakeLossModel {
                 floor: -1.0,
-                ..LossModel::default()
+                ..FakeLossModel::default()
             },
-            LossModel {
+            FakeLossModel {
                 tau: 0.0,
-                ..LossModel::default()
+                ..FakeLossModel::default()
             },
-            LossModel {
+            FakeLossModel {
                 shape: 0.0,
-                ..LossModel::default()
+                ..FakeLossModel::default()
             },
-            LossModel {
+            FakeLossModel {
                 weight: 1.5,
-                ..LossModel::default()
+                ..FakeLossModel::default()
             },
-            LossModel {
+            FakeLossModel {
                 tail: -1.0,
-                ..LossModel::default()
+                ..FakeLossModel::default()
             },
-            LossModel {
+            FakeLossModel {
                 genesis: f64::NAN,
-                ..LossModel::default()
+                ..FakeLossModel::default()
             },
         ];
         for m in bad {
             assert!(m.check().is_err(), "{m:?}");
         }
-        assert!(LossModel::default().check().is_ok());
+        assert!(FakeLossModel::default().check().is_ok());
     }
 }

@@ -6,7 +6,7 @@
 //!   duplicate and censor.
 //! - [`ledger`]: `FakeLedger`, Lightning balances and hold-invoice HTLCs with expiry.
 //! - [`evaluator`]: `FakeBlobs` (who holds which blob) and `FakeEvaluator` (deterministic scores).
-//! - [`loss`]: `LossModel`, the held-out loss of the merged checkpoints.
+//! - [`loss`]: `FakeLossModel`, the held-out loss of the merged checkpoints.
 //!
 //! Spec: specs/L2T-12-sim.md#world
 
@@ -19,5 +19,5 @@ pub mod relays;
 pub use clock::SimClock;
 pub use evaluator::{BlobTruth, FakeBlobs, FakeEvaluator};
 pub use ledger::{FakeLedger, HtlcState, LedgerAudit, LedgerError};
-pub use loss::LossModel;
+pub use loss::FakeLossModel;
 pub use relays::{FakeRelays, Published};
