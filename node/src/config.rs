@@ -51,6 +51,13 @@ pub struct NodeKeys {
     pub lightning_seed: String,
 }
 
+impl NodeKeys {
+    /// The node's Nostr keys, from [`NodeKeys::nostr`].
+    pub fn nostr_keys(&self) -> Result<nostr_sdk::prelude::Keys, nostr_sdk::nostr::key::Error> {
+        nostr_sdk::prelude::Keys::parse(&self.nostr)
+    }
+}
+
 impl std::fmt::Debug for NodeKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("NodeKeys(..)")

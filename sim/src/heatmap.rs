@@ -21,7 +21,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::invariants::{check, loss_gap, LOSS_GAP_MAX};
+use crate::invariants::{check, loss_gap, relative_gap, LOSS_GAP_MAX};
 use crate::scenario::{PoisonKind, Scenario, ScenarioError};
 use crate::sweep::run_threads;
 
@@ -264,7 +264,7 @@ pub fn real_cell(report: &serde_json::Value) -> Option<RealCell> {
     Some(RealCell {
         scenario: report["scenario"].as_str()?.to_owned(),
         share_pct: (byz * 100).checked_div(peers)? as u32,
-        loss_gap: if c > 0.0 { (a - c) / c } else { 0.0 },
+        loss_gap: relative_gap(a, c).unwrap_or(0.0),
         honest_share: report["honest_share"].as_f64()?,
         attacker_share: report["attacker_share"].as_f64()?,
     })

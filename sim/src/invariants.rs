@@ -152,13 +152,14 @@ pub struct InvariantError {
     pub violations: Vec<Violation>,
 }
 
-/// `(attacked − clean) / clean` of the final held-out losses.
+/// `(attacked − clean) / clean` of two held-out losses; `None` unless `clean > 0`.
+pub fn relative_gap(attacked: f64, clean: f64) -> Option<f64> {
+    (clean > 0.0).then(|| (attacked - clean) / clean)
+}
+
+/// [`relative_gap`] of the final held-out losses (0 when the clean one is not positive).
 pub fn loss_gap(attacked: &Report, clean: &Report) -> f64 {
-    let c = clean.final_loss();
-    if c <= 0.0 {
-        return 0.0;
-    }
-    (attacked.final_loss() - c) / c
+    relative_gap(attacked.final_loss(), clean.final_loss()).unwrap_or(0.0)
 }
 
 /// The loss invariant of `--compare-clean`: the attacked run's final held-out loss is at most

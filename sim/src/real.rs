@@ -508,10 +508,9 @@ pub fn figures(sc: &Scenario, rounds: u64, demo: &Value, clean: Option<&Value>) 
     if let Some(c) = &clean_heldout_loss {
         let last = |v: &[(u64, f64)]| v.iter().find(|(r, _)| *r == rounds).map(|(_, l)| *l);
         let (a, b) = (last(&heldout_loss), last(c));
-        let gap = match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => Some((a - b) / b),
-            _ => None,
-        };
+        let gap = a
+            .zip(b)
+            .and_then(|(a, b)| crate::invariants::relative_gap(a, b));
         invariants.push(RealInvariant {
             name: "final held-out loss within 5 % of the run without attackers".into(),
             holds: gap.is_some_and(|g| g <= LOSS_GAP_MAX),

@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
@@ -374,9 +373,10 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
         }
         if !matches!(kind.as_str(), "coordinator" | "honest" | "validator") {
             let (_, keys) = crate::config::load(&ndir)?;
-            let sk = nostr_sdk::prelude::SecretKey::from_str(&keys.nostr)
+            let keys = keys
+                .nostr_keys()
                 .map_err(|e| anyhow!("{name}'s nostr key: {e}"))?;
-            coalition.push(nostr_sdk::prelude::Keys::new(sk).public_key().to_hex());
+            coalition.push(keys.public_key().to_hex());
         }
         let child = spawn_up(&exe, &ndir)?;
         nodes.push(DemoNode {

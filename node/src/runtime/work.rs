@@ -193,9 +193,9 @@ impl TrainingWork {
             }
         }
         let grads: Vec<PseudoGradient> = others.into_iter().map(|(_, g)| g).collect();
-        similarity::is_near_mean(&me, &grads).then(|| NearCopy::OfMean {
+        similarity::near_mean(&me, &grads).map(|cosine| NearCopy::OfMean {
             earlier: grads.len(),
-            cosine: similarity::cosine_to_mean(&me, &grads),
+            cosine,
         })
     }
 

@@ -28,7 +28,7 @@ use l402_protocol::events::{
 };
 use l402_protocol::round::{Machine, MachineKey};
 use l402_protocol::training::{ModelSpec, ScoringPolicy, TrainingSpec};
-use nostr_sdk::prelude::{Keys, PublicKey, RelayUrl, SecretKey};
+use nostr_sdk::prelude::{Keys, PublicKey, RelayUrl};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::blobs::{AddressBook, BlobConfig, BlobNode};
@@ -100,7 +100,7 @@ pub fn default_work() -> TrainingWork {
 /// Start the components of the node in `data_dir`.
 pub async fn start(data_dir: &Path) -> anyhow::Result<(Node, Runtime, Arc<LightningNode>)> {
     let (cfg, keys) = config::load(data_dir)?;
-    let nostr = Keys::new(SecretKey::from_str(&keys.nostr).context("nostr key")?);
+    let nostr = keys.nostr_keys().context("nostr key")?;
     let iroh = hex32(&keys.iroh, "iroh key")?;
     let seed: [u8; 64] = hex::decode(&keys.lightning_seed)
         .context("lightning seed")?

@@ -96,10 +96,19 @@ pub fn cosine_to_mean(later: &PseudoGradient, earlier: &[PseudoGradient]) -> f64
     dot / (nl.sqrt() * nm.sqrt())
 }
 
-/// Whether `later` is a near-copy of the mean of `earlier`: at least two earlier submissions
-/// and [`cosine_to_mean`] ≥ [`NEAR_COPY_COSINE`].
+/// The cosine of `later` to the mean of `earlier` when it is a near-copy of that mean: at
+/// least two earlier submissions and [`cosine_to_mean`] ≥ [`NEAR_COPY_COSINE`].
+pub fn near_mean(later: &PseudoGradient, earlier: &[PseudoGradient]) -> Option<f64> {
+    if earlier.len() < 2 {
+        return None;
+    }
+    let cos = cosine_to_mean(later, earlier);
+    (cos >= NEAR_COPY_COSINE).then_some(cos)
+}
+
+/// Whether `later` is a near-copy of the mean of `earlier` ([`near_mean`]).
 pub fn is_near_mean(later: &PseudoGradient, earlier: &[PseudoGradient]) -> bool {
-    earlier.len() >= 2 && cosine_to_mean(later, earlier) >= NEAR_COPY_COSINE
+    near_mean(later, earlier).is_some()
 }
 
 /// Whether `later` is a near-copy of `earlier` ([`cosine`] ≥ [`NEAR_COPY_COSINE`]).
