@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 pub mod bounties;
 pub mod charts;
 pub mod demo;
+pub mod evidence;
 pub mod init;
 pub mod relay;
 pub mod runs;
@@ -39,6 +40,9 @@ pub enum Command {
     Validators(crate::discovery::listing::ListArgs),
     /// List the bounties announced on the relays.
     Bounties(crate::discovery::listing::ListArgs),
+    /// List the evidence events on the relays, each checked here (signature and proof): who
+    /// provably misbehaved (a bad dealing, an equivocation).
+    Evidence(crate::discovery::listing::ListArgs),
     /// Train a model locally: peers, SparseLoCo, validation and aggregation on one machine.
     Train(crate::train::local::TrainArgs),
     /// Generate a node's keys and write a commented configuration into its data dir.
@@ -68,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Runs(args) => runs::run(args),
         Command::Validators(args) => validators::run(args),
         Command::Bounties(args) => bounties::run(args),
+        Command::Evidence(args) => evidence::run(args),
         Command::Train(args) => crate::train::local::run_cli(args),
         Command::Init(args) => init::run(args),
         Command::Up(args) => crate::up::run_cli(args),

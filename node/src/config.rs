@@ -106,6 +106,74 @@ pub struct CoordinatorRole {
     /// improvement (millionths of the metric) that earns the whole pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bounty: Option<BountyTerms>,
+    /// Byzantine coordinator for the simulator's real mode: the rounds whose escrow dealings it
+    /// corrupts, and how (`l402_protocol::round::CoordinatorConfig::dealing_corruption`, the
+    /// same injection point as the fast mode's dishonest dealer). Empty: honest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dealer_faults: Vec<DealingFaultAt>,
+}
+
+/// A round whose dealings a Byzantine coordinator corrupts (`init --dealer-fault ROUND:KIND`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DealingFaultAt {
+    /// The round.
+    pub round: u64,
+    /// What is wrong with each of its dealings.
+    pub kind: DealingFault,
+}
+
+/// How a Byzantine dealer corrupts a dealing (test-matrix A10 a).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DealingFault {
+    /// The first committee member's share is off by one (its Feldman check fails: it publishes
+    /// a bad-share complaint).
+    WrongShare,
+    /// The first committee member's ciphertext is random bytes (it cannot decrypt it: it
+    /// publishes a bad-share complaint).
+    GarbageCiphertext,
+    /// The payment hash does not match the shared secret (the worker reconstructs a secret
+    /// that does not open the hash, fails the HTLC back and publishes it as evidence).
+    WrongPaymentHash,
+}
+
+impl DealingFault {
+    /// The protocol's corruption of a dealing.
+    pub fn corruption(self) -> l402_protocol::escrow::Corruption {
+        use l402_protocol::escrow::Corruption;
+        match self {
+            Self::WrongShare => Corruption::WrongShare(0),
+            Self::GarbageCiphertext => Corruption::GarbageCiphertext(0),
+            Self::WrongPaymentHash => Corruption::WrongPaymentHash,
+        }
+    }
+}
+
+impl std::fmt::Display for DealingFaultAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use clap::ValueEnum;
+        let kind = self
+            .kind
+            .to_possible_value()
+            .map(|v| v.get_name().to_owned());
+        write!(f, "{}:{}", self.round, kind.unwrap_or_default())
+    }
+}
+
+impl std::str::FromStr for DealingFaultAt {
+    type Err = String;
+
+    /// `ROUND:KIND`, e.g. `2:wrong-share`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use clap::ValueEnum;
+        let (round, kind) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s}: expected ROUND:KIND"))?;
+        let round = round.parse().map_err(|e| format!("{s}: bad round: {e}"))?;
+        let kind = DealingFault::from_str(kind, false)?;
+        Ok(Self { round, kind })
+    }
 }
 
 /// The terms of a sponsored bounty beyond the run's (L2T-13).
@@ -162,7 +230,8 @@ pub struct ValidatorRole {
     pub fee_sats: u64,
     /// Byzantine behaviour for the simulator's real mode: `colluding` attests "accept" with
     /// the top score for the `favoured` peers' submissions without evaluating them, and
-    /// "reject" for every other one (default: honest).
+    /// "reject" for every other one; `equivocating` evaluates honestly, then also signs and
+    /// publishes the opposite verdict for the same evaluation (default: honest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub behaviour: Option<String>,
     /// The coalition's peers (Nostr public keys, hex) a `colluding` validator favours.

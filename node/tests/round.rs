@@ -152,6 +152,7 @@ async fn a_round_over_nostr_iroh_and_lightning_pays_honest_work_and_refunds_a_fr
                 timeline: Default::default(),
                 validator_fee_msat: if validator { 1_000 } else { 0 },
                 collusion: None,
+                equivocate: None,
                 bounty: Arc::new(l402_node::bounty::net::BountyWork::new(
                     &dir,
                     l402_node::bounty::sandbox::Policy::RequireBubblewrap,
@@ -233,6 +234,7 @@ async fn a_round_over_nostr_iroh_and_lightning_pays_honest_work_and_refunds_a_fr
     let secret = [0x5e; 32];
     let plan = RoundPlan {
         holdback_secs: None,
+        dealer_faults: BTreeMap::new(),
         run: run.clone(),
         n: 3,
         k: 2,

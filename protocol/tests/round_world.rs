@@ -44,6 +44,9 @@ enum Behaviour {
     /// Honest on the first evaluation; on the holdback's fresh seeds the gain is gone (an
     /// overfit submission, as a bounty's re-evaluation on a fresh held-out set finds it).
     Overfit,
+    /// Evaluates honestly, then also signs and publishes the opposite verdict for the same
+    /// evaluation (no shares, no fee invoice): equivocation.
+    Equivocating,
 }
 
 #[derive(Clone, Debug)]
@@ -294,7 +297,18 @@ impl World {
     fn execute(&mut self, from: Node, actions: Vec<Action>) {
         for a in actions {
             match a {
-                Action::Publish(ev) => self.publish(from, ev),
+                Action::Publish(ev) => {
+                    let conflicting = match from {
+                        Node::V(v) if self.behaviour(v) == Behaviour::Equivocating => {
+                            self.conflicting(v, &ev)
+                        }
+                        _ => None,
+                    };
+                    self.publish(from, ev);
+                    if let Some(c) = conflicting {
+                        self.publish(from, c);
+                    }
+                }
                 Action::CreateHoldInvoice {
                     payment_hash,
                     amount_msat,
@@ -396,10 +410,12 @@ impl World {
                         Behaviour::Overfit if phase == Phase::Holdback => {
                             (Score(-1), Verdict::Reject(RejectCode::LossIncreased))
                         }
-                        Behaviour::Honest | Behaviour::Overfit if q < 0 => {
+                        Behaviour::Honest | Behaviour::Overfit | Behaviour::Equivocating
+                            if q < 0 =>
+                        {
                             (Score(q + noise), Verdict::Reject(RejectCode::LossIncreased))
                         }
-                        Behaviour::Honest | Behaviour::Overfit => {
+                        Behaviour::Honest | Behaviour::Overfit | Behaviour::Equivocating => {
                             (Score(q + noise), Verdict::Accept)
                         }
                         Behaviour::Harsh => (Score(-1), Verdict::Reject(RejectCode::Copied)),
@@ -483,6 +499,32 @@ impl World {
     }
 
     /// Attestation events on the relay, decoded.
+    /// The attestation an equivocating validator `v` signs next to `ev` (if `ev` is one of its
+    /// attestations): the same evaluation with the opposite verdict.
+    fn conflicting(&mut self, v: usize, ev: &Event) -> Option<Event> {
+        let a = parse::<events::AttestationEvent>(ev, None).ok()?;
+        let mut body = a.attestation.body().clone();
+        body.verdict = if body.verdict.is_accept() {
+            Verdict::Reject(RejectCode::LossIncreased)
+        } else {
+            Verdict::Accept
+        };
+        let keys = self.nodes[&Node::V(v)].0.clone();
+        let content = events::AttestationEvent {
+            attestation: body.sign(&keys, &self.rng.gen()).ok()?,
+            peer: a.peer,
+            shares: Vec::new(),
+            fee_invoice: None,
+        };
+        sign_event(
+            &content,
+            &keys,
+            Timestamp::from_secs(self.now),
+            &mut self.rng,
+        )
+        .ok()
+    }
+
     fn attestations(&self) -> Vec<Verified<events::AttestationEvent>> {
         self.relay
             .iter()
@@ -737,6 +779,33 @@ fn dishonest_dealer_is_caught_and_nothing_is_lost() {
 }
 
 #[test]
+fn equivocating_validator_is_dropped_and_named_in_checkable_evidence() {
+    let mut b = vec![Behaviour::Honest; 5];
+    b[1] = Behaviour::Equivocating;
+    let mut sc = scenario(b, 3);
+    sc.peers = 3;
+    let mut w = World::new(sc);
+    w.run();
+    assert!(check(&w) > 0, "the honest quorum still pays");
+    let equivocator = w.committee[1];
+    let evidence: Vec<_> = w
+        .relay
+        .iter()
+        .filter_map(|e| parse::<events::Evidence>(e, None).ok())
+        .collect();
+    // One piece per submission it evaluated, published by the coordinator, each checkable
+    // without any secret.
+    assert!(!evidence.is_empty(), "no equivocation evidence");
+    for e in &evidence {
+        assert_eq!(e.accused(), equivocator);
+        assert_eq!(e.author(), w.nodes[&Node::C].0.public_key());
+        assert!(matches!(e.verify(), Ok(events::Proven::Equivocation)));
+    }
+    // Dropped from the tally: no fee for either of its attestations.
+    assert!(w.fees.iter().all(|(v, _)| *v != equivocator));
+}
+
+#[test]
 fn replayed_events_from_another_round_are_ignored() {
     let mut w = World::new(scenario(vec![Behaviour::Honest; 3], 2));
     w.run();
@@ -836,6 +905,7 @@ fn behaviour() -> impl Strategy<Value = Behaviour> {
         1 => Just(Behaviour::Harsh),
         1 => Just(Behaviour::Generous),
         1 => Just(Behaviour::Overfit),
+        1 => Just(Behaviour::Equivocating),
     ]
 }
 

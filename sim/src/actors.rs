@@ -45,6 +45,10 @@ pub enum ActorKind {
     LazyValidator,
     /// Accepts adversaries' work with a top score, rejects honest work (A8, A9).
     ColludingValidator,
+    /// Evaluates honestly, then also signs and publishes the opposite verdict for the same
+    /// evaluation (H9), as the node's `equivocating` validator does
+    /// (`l402_node::runtime::exec::conflicting_attestation`, the same attestation).
+    EquivocatingValidator,
     /// Rotates one attack per round through free-rider (a zero update), copycat + noise,
     /// sign-flip and ALIE, as the node's `mixed` peer does
     /// (`l402_node::up::roles::round_behaviour`, the same rotation).
@@ -66,6 +70,7 @@ impl ActorKind {
                 | ActorKind::SybilForged
                 | ActorKind::LazyValidator
                 | ActorKind::ColludingValidator
+                | ActorKind::EquivocatingValidator
                 | ActorKind::Mixed
         )
     }
@@ -102,7 +107,10 @@ impl ActorKind {
     pub fn is_validator(self) -> bool {
         matches!(
             self,
-            ActorKind::HonestValidator | ActorKind::LazyValidator | ActorKind::ColludingValidator
+            ActorKind::HonestValidator
+                | ActorKind::LazyValidator
+                | ActorKind::ColludingValidator
+                | ActorKind::EquivocatingValidator
         )
     }
 
@@ -140,6 +148,7 @@ impl ActorKind {
             ActorKind::HonestValidator => "honest-validator",
             ActorKind::LazyValidator => "lazy-validator",
             ActorKind::ColludingValidator => "colluding-validator",
+            ActorKind::EquivocatingValidator => "equivocating-validator",
             ActorKind::Mixed => "mixed",
         }
     }

@@ -87,6 +87,18 @@ pub enum Violation {
     /// A machine acted on a replayed event (A2: accepted replays = 0).
     #[error("{0} replayed event(s) were acted on")]
     ReplayAccepted(u64),
+    /// An equivocating validator that signed conflicting initial attestations before the attest
+    /// deadline is not named in equivocation evidence, or a validator that did not equivocate
+    /// is (H9).
+    #[error(
+        "{unnamed} equivocating validator(s) not named in evidence, {framed} honest one(s) named"
+    )]
+    EquivocationUnproven {
+        /// Equivocators that signed a conflicting attestation but are not named.
+        unnamed: u64,
+        /// Honest validators named.
+        framed: u64,
+    },
     /// A checkpoint event's merged list (fetched by hash) is not what was aggregated.
     #[error("{0} checkpoint(s) name a merged list that does not match the aggregate")]
     MergedListMismatch(u64),
@@ -235,6 +247,13 @@ pub fn violations(r: &Report) -> Vec<Violation> {
     }
     if r.detection.replays_accepted > 0 {
         v.push(Violation::ReplayAccepted(r.detection.replays_accepted));
+    }
+    let d = &r.detection;
+    if d.equivocators_unnamed > 0 || d.honest_named_equivocating > 0 {
+        v.push(Violation::EquivocationUnproven {
+            unnamed: d.equivocators_unnamed,
+            framed: d.honest_named_equivocating,
+        });
     }
     if r.faults.merged_list_errors > 0 {
         v.push(Violation::MergedListMismatch(r.faults.merged_list_errors));

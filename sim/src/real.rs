@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use l402_node::cli::demo::{run_demo, DemoArgs, NodeExe};
+use l402_node::config::{DealingFault, DealingFaultAt};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -83,6 +84,8 @@ pub fn swarm_args(
         mixed: p.mixed,
         validators: v.pool,
         colluding: v.colluding,
+        equivocating: v.equivocating,
+        dealer_fault: dealer_faults(sc, rounds),
         committee: Some(v.committee.min(v.pool) as u32),
         k: v.k as u32,
         submit_secs: None,
@@ -93,6 +96,34 @@ pub fn swarm_args(
         bounty: false,
         node_exe: Some(exe),
     })
+}
+
+/// The rounds a real-mode coordinator corrupts (`faults.dealer`, `faults.dealer_rounds`): evenly
+/// spread, the fraction `dealer_rounds` of `rounds`; `mixed` rotates wrong share, garbage
+/// ciphertext and wrong payment hash over them.
+pub fn dealer_faults(sc: &Scenario, rounds: u64) -> Vec<DealingFaultAt> {
+    use crate::scenario::DealerFault as F;
+    let f = &sc.faults;
+    let kinds: &[DealingFault] = match f.dealer {
+        F::None => return Vec::new(),
+        F::WrongShare => &[DealingFault::WrongShare],
+        F::GarbageCiphertext => &[DealingFault::GarbageCiphertext],
+        F::WrongPaymentHash => &[DealingFault::WrongPaymentHash],
+        F::Mixed => &[
+            DealingFault::WrongShare,
+            DealingFault::GarbageCiphertext,
+            DealingFault::WrongPaymentHash,
+        ],
+    };
+    let frac = f.dealer_rounds.clamp(0.0, 1.0);
+    (1..=rounds)
+        .filter(|r| ((*r as f64) * frac).floor() > ((*r - 1) as f64 * frac).floor())
+        .enumerate()
+        .map(|(i, round)| DealingFaultAt {
+            round,
+            kind: kinds[i % kinds.len()],
+        })
+        .collect()
 }
 
 /// What one behaviour's peers submitted and earned.
@@ -142,6 +173,24 @@ pub struct RealInvariant {
     pub detail: String,
 }
 
+/// One evidence event on the relay, as `l402-node evidence` (a third party: no key of the run)
+/// checked it, with keys named by node.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct EvidenceSeen {
+    /// Round (its tag).
+    pub round: Option<u64>,
+    /// `bad_share`, `wrong_preimage`, `malformed_dealing`, `equivocation`.
+    pub kind: String,
+    /// The accused node (its name, or the key if no node of the swarm has it).
+    pub accused: String,
+    /// The node that published it.
+    pub published_by: String,
+    /// What the proof shows, or why it shows nothing.
+    pub proves: String,
+    /// Whether the proof checked.
+    pub verified: bool,
+}
+
 /// A real-mode run's figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct RealReport {
@@ -173,6 +222,8 @@ pub struct RealReport {
     pub clean_heldout_loss: Option<Vec<(u64, f64)>>,
     /// Per round.
     pub merges: Vec<MergeCheck>,
+    /// The evidence on the relay, checked by a third party.
+    pub evidence: Vec<EvidenceSeen>,
     /// The checks.
     pub invariants: Vec<RealInvariant>,
 }
@@ -251,6 +302,23 @@ impl RealReport {
                     m.recomputed_ok, m.recomputed
                 )),
             ));
+        }
+        if !self.evidence.is_empty() {
+            s.push_str("\n| round | evidence | accused | published by | checked by `l402-node evidence` |\n|---:|---|---|---|---|\n");
+            for e in &self.evidence {
+                s.push_str(&format!(
+                    "| {} | {} | {} | {} | {} |\n",
+                    e.round.map_or("–".into(), |r| r.to_string()),
+                    e.kind,
+                    e.accused,
+                    e.published_by,
+                    if e.verified {
+                        format!("proven ({})", e.proves)
+                    } else {
+                        format!("**not proven**: {}", e.proves)
+                    }
+                ));
+            }
         }
         s.push_str("\n| invariant | holds | detail |\n|---|---|---|\n");
         for i in &self.invariants {
@@ -505,6 +573,8 @@ pub fn figures(sc: &Scenario, rounds: u64, demo: &Value, clean: Option<&Value>) 
             bad_merge.join("; ")
         },
     });
+    let evidence = evidence_seen(demo);
+    invariants.extend(evidence_invariants(sc, rounds, demo, &evidence));
     if let Some(c) = &clean_heldout_loss {
         let last = |v: &[(u64, f64)]| v.iter().find(|(r, _)| *r == rounds).map(|(_, l)| *l);
         let (a, b) = (last(&heldout_loss), last(c));
@@ -541,8 +611,145 @@ pub fn figures(sc: &Scenario, rounds: u64, demo: &Value, clean: Option<&Value>) 
         heldout_loss,
         clean_heldout_loss,
         merges,
+        evidence,
         invariants,
     }
+}
+
+/// Node names by Nostr key (hex).
+fn names(demo: &Value) -> BTreeMap<String, String> {
+    demo["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| {
+            Some((
+                n["nostr"].as_str()?.to_owned(),
+                n["name"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// The evidence the demo's third party (`l402-node evidence`) checked, keys named by node.
+fn evidence_seen(demo: &Value) -> Vec<EvidenceSeen> {
+    let names = names(demo);
+    let name = |k: &Value| {
+        k.as_str()
+            .map(|k| names.get(k).cloned().unwrap_or_else(|| k.to_owned()))
+            .unwrap_or_else(|| "–".into())
+    };
+    demo["evidence"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| EvidenceSeen {
+            round: e["round"].as_u64(),
+            kind: e["kind"].as_str().unwrap_or("?").to_owned(),
+            accused: name(&e["accused"]),
+            published_by: name(&e["author"]),
+            proves: e["proves"].as_str().unwrap_or("").to_owned(),
+            verified: e["verified"] == Value::Bool(true),
+        })
+        .collect()
+}
+
+/// The evidence checks: each corrupted dealing round and each equivocating validator is named
+/// in proven evidence, and no proven evidence accuses a node that did not misbehave.
+fn evidence_invariants(
+    sc: &Scenario,
+    rounds: u64,
+    demo: &Value,
+    evidence: &[EvidenceSeen],
+) -> Vec<RealInvariant> {
+    let mut out = Vec::new();
+    if let Some(e) = demo["evidence"].get("error") {
+        out.push(RealInvariant {
+            name: "a third party read the evidence on the relay".into(),
+            holds: false,
+            detail: e.to_string(),
+        });
+        return out;
+    }
+    let nodes: Vec<&Value> = demo["nodes"].as_array().into_iter().flatten().collect();
+    let proven: Vec<&EvidenceSeen> = evidence.iter().filter(|e| e.verified).collect();
+    let faults = dealer_faults(sc, rounds);
+    let mut byzantine: BTreeSet<String> = BTreeSet::new();
+    if !faults.is_empty() {
+        byzantine.insert("coordinator".into());
+        let missing: Vec<String> = faults
+            .iter()
+            .filter(|f| {
+                !proven
+                    .iter()
+                    .any(|e| e.accused == "coordinator" && e.round == Some(f.round))
+            })
+            .map(ToString::to_string)
+            .collect();
+        out.push(RealInvariant {
+            name: "every corrupted dealing round has proven evidence against the coordinator"
+                .into(),
+            holds: missing.is_empty(),
+            detail: if missing.is_empty() {
+                format!(
+                    "{} ({} pieces)",
+                    faults
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    proven.iter().filter(|e| e.accused == "coordinator").count()
+                )
+            } else {
+                format!("none for {}", missing.join(", "))
+            },
+        });
+    }
+    let equivocators: Vec<String> = nodes
+        .iter()
+        .filter(|n| n["roles"]["validator_behaviour"] == "equivocating")
+        .filter_map(|n| n["name"].as_str().map(str::to_owned))
+        .collect();
+    if !equivocators.is_empty() {
+        let missing: Vec<&String> = equivocators
+            .iter()
+            .filter(|v| {
+                !proven
+                    .iter()
+                    .any(|e| e.kind == "equivocation" && &e.accused == *v)
+            })
+            .collect();
+        out.push(RealInvariant {
+            name: "every equivocating validator is named in proven equivocation evidence".into(),
+            holds: missing.is_empty(),
+            detail: if missing.is_empty() {
+                format!(
+                    "{} ({} pieces)",
+                    equivocators.join(", "),
+                    proven.iter().filter(|e| e.kind == "equivocation").count()
+                )
+            } else {
+                format!("none against {missing:?}")
+            },
+        });
+        byzantine.extend(equivocators);
+    }
+    let framed: Vec<String> = proven
+        .iter()
+        .filter(|e| !byzantine.contains(&e.accused))
+        .map(|e| format!("{} accused by {} ({})", e.accused, e.published_by, e.kind))
+        .collect();
+    let unproven = evidence.len() - proven.len();
+    out.push(RealInvariant {
+        name: "no proven evidence accuses an honest node; every piece proves what it claims".into(),
+        holds: framed.is_empty() && unproven == 0,
+        detail: if framed.is_empty() && unproven == 0 {
+            format!("{} pieces on the relay, all proven", evidence.len())
+        } else {
+            format!("{unproven} unproven; {}", framed.join("; "))
+        },
+    });
+    out
 }
 
 /// The command that re-runs a real-mode scenario.
@@ -654,6 +861,73 @@ mod tests {
         let r = figures(&scenario(), 1, &demo(&["a"], 0, true), Some(&clean));
         let gap = r.invariants.last().unwrap();
         assert!(!gap.holds && gap.detail.contains("+8.33 %"), "{gap:?}");
+    }
+
+    #[test]
+    fn dealer_faults_spread_over_the_rounds() {
+        use crate::scenario::DealerFault as F;
+        let mut sc = scenario();
+        sc.faults.dealer = F::Mixed;
+        sc.faults.dealer_rounds = 1.0;
+        let f: Vec<String> = dealer_faults(&sc, 3)
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
+        assert_eq!(
+            f,
+            [
+                "1:wrong-share",
+                "2:garbage-ciphertext",
+                "3:wrong-payment-hash"
+            ]
+        );
+        sc.faults.dealer = F::WrongShare;
+        sc.faults.dealer_rounds = 0.5;
+        let rounds: Vec<u64> = dealer_faults(&sc, 5).iter().map(|f| f.round).collect();
+        assert_eq!(rounds, [2, 4]);
+        sc.faults.dealer = F::None;
+        assert!(dealer_faults(&sc, 5).is_empty());
+    }
+
+    #[test]
+    fn evidence_must_name_exactly_the_cheaters() {
+        use crate::scenario::DealerFault as F;
+        let mut sc = scenario();
+        sc.faults.dealer = F::WrongShare;
+        sc.faults.dealer_rounds = 1.0;
+        let mut d = demo(&["a"], 0, true);
+        d["nodes"][0]["nostr"] = json!("c0");
+        d["nodes"][1]["nostr"] = json!("p0");
+        d["nodes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "validator-0", "kind": "validator", "nostr": "v0", "roles": {"validator_behaviour": "equivocating"}, "holds": []}));
+        let piece = |kind: &str, accused: &str, author: &str, verified: bool| json!({"round": 1, "kind": kind, "accused": accused, "author": author, "proves": "x", "verified": verified});
+        d["evidence"] = json!([
+            piece("bad_share", "c0", "v0", true),
+            piece("equivocation", "v0", "c0", true),
+        ]);
+        let r = figures(&sc, 1, &d, None);
+        assert!(r.ok(), "{:?}", r.invariants);
+        assert_eq!(r.evidence[0].accused, "coordinator");
+        assert!(r
+            .to_markdown()
+            .contains("| 1 | equivocation | validator-0 | coordinator | proven (x) |"));
+        // A proven piece against an honest peer, an unproven piece, and no evidence for the
+        // corrupted round each fail.
+        d["evidence"] = json!([
+            piece("equivocation", "v0", "c0", true),
+            piece("bad_share", "p0", "v0", true),
+            piece("bad_share", "c0", "v0", false),
+        ]);
+        let r = figures(&sc, 1, &d, None);
+        let broken: Vec<&str> = r
+            .invariants
+            .iter()
+            .filter(|i| !i.holds)
+            .map(|i| i.name.as_str())
+            .collect();
+        assert_eq!(broken.len(), 2, "{broken:?}");
     }
 
     #[test]

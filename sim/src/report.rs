@@ -117,6 +117,17 @@ pub struct Detection {
     pub dealer_corrupt_rounds: u64,
     /// Evidence events against the dealer.
     pub dealer_evidence: u64,
+    /// Equivocating validators in the pool.
+    pub equivocating_validators: u64,
+    /// Conflicting attestations they signed.
+    pub equivocations_signed: u64,
+    /// Equivocating validators named in equivocation evidence.
+    pub equivocators_named: u64,
+    /// Validators that signed conflicting initial attestations in time for the tally but are
+    /// not named in evidence (must be 0).
+    pub equivocators_unnamed: u64,
+    /// Validators named in equivocation evidence that did not equivocate (must be 0).
+    pub honest_named_equivocating: u64,
     /// Censoring relays.
     pub censoring_relays: u64,
     /// Censoring relays flagged by the relay comparison.
@@ -522,6 +533,17 @@ impl Report {
             format!(
                 "corrupt rounds {}  evidence events {}",
                 d.dealer_corrupt_rounds, d.dealer_evidence
+            ),
+        );
+        line(
+            "equivocation",
+            d.equivocating_validators > 0 || d.honest_named_equivocating > 0,
+            format!(
+                "validators {}  conflicting attestations {}  named in evidence {}  honest named {}",
+                d.equivocating_validators,
+                d.equivocations_signed,
+                d.equivocators_named,
+                d.honest_named_equivocating
             ),
         );
         line(

@@ -255,6 +255,10 @@ pub struct ValidatorConfig {
     /// Colluding validators: accept every adversary's submission with a top score, reject every
     /// honest one.
     pub colluding: usize,
+    /// Equivocating validators: evaluate honestly, then also sign and publish the
+    /// opposite verdict for the same evaluation; the coordinator drops both and publishes the
+    /// pair as evidence.
+    pub equivocating: usize,
     /// Exclude validators whose signed attestation a deterministic replay proves wrong from the
     /// following rounds' draw (the committee-rotation mitigation of SAFETY.md H10).
     pub audit: bool,
@@ -271,6 +275,7 @@ impl Default for ValidatorConfig {
             lazy: 0,
             lazy_score: 30_000,
             colluding: 0,
+            equivocating: 0,
             audit: true,
         }
     }
@@ -495,9 +500,6 @@ impl Scenario {
                 if p.poisoners > 0 && p.poison != PoisonKind::SignFlip {
                     u.push("peers.poison other than sign-flip");
                 }
-                if self.faults.dealer != DealerFault::None {
-                    u.push("faults.dealer");
-                }
                 if self.faults.crash > 0.0 {
                     u.push("faults.crash");
                 }
@@ -582,8 +584,8 @@ impl Scenario {
         if v.committee > MAX_VALIDATORS {
             return invalid(format!("validators.committee must be <= {MAX_VALIDATORS}"));
         }
-        if v.lazy + v.colluding > v.pool {
-            return invalid("validators: lazy + colluding exceed the pool");
+        if v.lazy + v.colluding + v.equivocating > v.pool {
+            return invalid("validators: lazy + colluding + equivocating exceed the pool");
         }
         if v.noise < 0 {
             return invalid("validators.noise must be >= 0");

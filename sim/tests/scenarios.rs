@@ -66,6 +66,7 @@ const SHIPPED: &[&str] = &[
     "heatmap",
     "real-mixed",
     "real-small",
+    "real-evidence",
 ];
 
 #[test]
@@ -299,6 +300,25 @@ fn real_mixed_in_fast_mode() {
         for code in ["Copied", "LossIncreased", "NormOutOfRange"] {
             assert!(why.contains_key(code), "{why:?}");
         }
+    }
+}
+
+/// The real-mode evidence swarm in fast mode: the dealer cheats every round and one validator
+/// signs both verdicts of each evaluation; the coordinator's tally drops it and publishes the
+/// pair, so the equivocator — and no one else — is named in evidence, and the dealer in every
+/// round.
+#[test]
+fn real_evidence_in_fast_mode() {
+    let s = holds("real-evidence", 2, 3);
+    assert!(s.dealer_evidence >= 2 * 3, "{}", s.to_text());
+    let sc = scenario("real-evidence");
+    for seed in FIRST_SEED..FIRST_SEED + 2 {
+        let r = l402_sim::run_threads(&sc, seed, None, 1).unwrap();
+        let d = &r.detection;
+        assert_eq!(d.equivocating_validators, 1);
+        assert!(d.equivocations_signed > 0);
+        assert_eq!((d.equivocators_named, d.equivocators_unnamed), (1, 0));
+        assert_eq!(d.honest_named_equivocating, 0);
     }
 }
 

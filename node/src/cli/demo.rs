@@ -56,6 +56,16 @@ pub struct DemoArgs {
     /// block good work).
     #[arg(long, default_value_t = 0)]
     pub colluding: usize,
+    /// Of those (after the colluding ones), validators that equivocate: they evaluate honestly,
+    /// then also sign and publish the opposite verdict; the coordinator drops both and publishes
+    /// the pair as evidence.
+    #[arg(long, default_value_t = 0)]
+    pub equivocating: usize,
+    /// The coordinator corrupts the escrow dealings of round ROUND as KIND (wrong-share,
+    /// garbage-ciphertext, wrong-payment-hash); repeatable. Validators and workers publish the
+    /// evidence; `l402-node evidence` checks it as a third party.
+    #[arg(long, value_name = "ROUND:KIND")]
+    pub dealer_fault: Vec<crate::config::DealingFaultAt>,
     /// Committee size n per submission (default: every validator).
     #[arg(long)]
     pub committee: Option<u32>,
@@ -300,10 +310,11 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
             args.k
         ));
     }
-    if args.colluding > validators {
+    if args.colluding + args.equivocating > validators {
         return Err(anyhow!(
-            "--colluding {} exceeds --validators {validators}",
-            args.colluding
+            "--colluding {} and --equivocating {} exceed --validators {validators}",
+            args.colluding,
+            args.equivocating
         ));
     }
     // Peers are initialised before the validators, so that colluding validators know their
@@ -348,6 +359,9 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
                         .args(["--k", &args.k.to_string()])
                         .args(["--submit-secs", &args.submit_secs().to_string()]);
                 }
+                for f in &args.dealer_fault {
+                    init.args(["--dealer-fault", &f.to_string()]);
+                }
             }
             "validator" => {
                 init.args(["--validator-fee", &VALIDATOR_FEE_SAT.to_string()]);
@@ -358,6 +372,8 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
                     for k in &coalition {
                         init.args(["--favour", k]);
                     }
+                } else if v < args.colluding + args.equivocating {
+                    init.args(["--validator-behaviour", "equivocating"]);
                 }
             }
             b => {
@@ -636,7 +652,17 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
     } else {
         Value::Null
     };
+    // A third party checks the evidence on the relay: `l402-node evidence`, which holds no key
+    // of the run and re-verifies every proof.
+    let evidence = run_cli(
+        &exe,
+        &["evidence", "--relay", relay.url().as_str(), "--json"],
+    )
+    .await
+    .and_then(|out| Ok(serde_json::from_str::<Value>(&out)?))
+    .unwrap_or_else(|e| json!({ "error": format!("{e:#}") }));
     let mut report = report(args, &dir, &before, &after, started.elapsed());
+    report["evidence"] = evidence;
     report["board"] = board;
     report["restarts"] = json!(restarts);
     report["gateway"] = gateway;
@@ -882,8 +908,16 @@ async fn board_checks(
     }))
 }
 
-/// Run this binary with `args` (an operator's command), failing with its stderr.
+/// Run this binary with `args` (an operator's command), failing with its stderr; echoes its
+/// output.
 async fn l402_cli(exe: &NodeExe, args: &[&str]) -> anyhow::Result<String> {
+    let stdout = run_cli(exe, args).await?;
+    eprintln!("demo: {stdout}");
+    Ok(stdout)
+}
+
+/// Run this binary with `args`, failing with its stderr; returns its output.
+async fn run_cli(exe: &NodeExe, args: &[&str]) -> anyhow::Result<String> {
     let out = tokio::process::Command::from(exe.command())
         .args(args)
         .stdin(Stdio::null())
@@ -896,9 +930,7 @@ async fn l402_cli(exe: &NodeExe, args: &[&str]) -> anyhow::Result<String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    eprintln!("demo: {stdout}");
-    Ok(stdout)
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// The file name of a node's submission of the demo run's round `r` (as `up` writes it).
@@ -1041,6 +1073,7 @@ fn report(args: &DemoArgs, dir: &Path, before: &[Value], after: &[Value], wall: 
                 "name": a["name"],
                 "kind": a["kind"],
                 "nostr": a["nostr"],
+                "roles": a["roles"],
                 "lightning_sat_before": ln(b),
                 "lightning_sat_after": ln(a),
                 "delta_sat": ln(a) - ln(b),

@@ -66,12 +66,17 @@ pub struct InitArgs {
     #[arg(long)]
     pub validator_fee: Option<u64>,
     /// Validator behaviour (the simulator's real mode): `colluding` accepts the `--favour`
-    /// peers' submissions unevaluated and rejects every other one.
-    #[arg(long, requires = "validator_fee", value_parser = ["honest", "colluding"])]
+    /// peers' submissions unevaluated and rejects every other one; `equivocating` evaluates
+    /// honestly and also publishes the opposite verdict, signed.
+    #[arg(long, requires = "validator_fee", value_parser = ["honest", "colluding", "equivocating"])]
     pub validator_behaviour: Option<String>,
     /// A peer (Nostr public key, hex) a colluding validator favours; repeatable.
     #[arg(long, requires = "validator_behaviour")]
     pub favour: Vec<String>,
+    /// Byzantine coordinator (the simulator's real mode): corrupt the escrow dealings of round
+    /// ROUND as KIND (wrong-share, garbage-ciphertext, wrong-payment-hash); repeatable.
+    #[arg(long, value_name = "ROUND:KIND", requires = "coordinator")]
+    pub dealer_fault: Vec<crate::config::DealingFaultAt>,
 }
 
 /// Run `init`.
@@ -116,6 +121,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
                     genesis_seed: 1,
                     wait_for_start: args.wait_for_start,
                     bounty: None,
+                    dealer_faults: args.dealer_fault.clone(),
                 };
                 if !args.bounty {
                     return training;
@@ -123,6 +129,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
                 let mut role =
                     crate::up::bounty::default_terms(&training.run, training.rounds).role();
                 role.wait_for_start = training.wait_for_start;
+                role.dealer_faults = training.dealer_faults;
                 role
             }),
             peer: args.peer.then(|| PeerRole {

@@ -51,7 +51,7 @@ pub enum Listing {
 }
 
 /// Chooses the relays to read, per the module docs.
-fn resolve_relays(args: &ListArgs) -> anyhow::Result<(Vec<RelayUrl>, RelayConfig)> {
+pub(crate) fn resolve_relays(args: &ListArgs) -> anyhow::Result<(Vec<RelayUrl>, RelayConfig)> {
     let embedded = RelayConfig::persistent(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         relay_data_dir(&args.data_dir),

@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use l402_protocol::blobmeta::{PeerKey, Placement, RoundKey};
 use l402_protocol::events::{
-    BlobHash, MergedList, MergedSubmission, PaymentHash, RoundOpen, RunId, Score, SubmissionId,
-    TrancheInvoice, Verified,
+    AttestationEvent, BlobHash, MergedList, MergedSubmission, PaymentHash, RoundOpen, RunId, Score,
+    SubmissionId, TrancheInvoice, Verified,
 };
 use l402_protocol::quorum::{Phase, RejectCode, Verdict};
 use l402_protocol::round::{Action, Input, MachineKey};
 use l402_protocol::wire::PseudoGradient;
-use nostr_sdk::prelude::{PublicKey, Timestamp};
+use nostr_sdk::prelude::{Keys, PublicKey, Timestamp};
 use tokio::sync::mpsc;
 
 use super::work::{
@@ -194,6 +194,29 @@ pub struct Components {
     /// it accepts these peers' submissions unevaluated and rejects every other one. `None`:
     /// honest.
     pub collusion: Option<std::collections::BTreeSet<PublicKey>>,
+    /// An equivocating validator's keys (the simulator's real mode, `ValidatorRole::behaviour`):
+    /// after each attestation its machine publishes, it signs and publishes the opposite verdict
+    /// for the same evaluation. `None`: honest.
+    pub equivocate: Option<Keys>,
+}
+
+/// What an equivocating validator signs next to its attestation `a`: the same evaluation (run,
+/// round, phase, submission, checkpoint, blob, eval seed) with the opposite verdict and score.
+pub fn conflicting_attestation(keys: &Keys, a: &AttestationEvent) -> Option<AttestationEvent> {
+    let mut body = a.attestation.body().clone();
+    body.verdict = if body.verdict.is_accept() {
+        Verdict::Reject(RejectCode::LossIncreased)
+    } else {
+        Verdict::Accept
+    };
+    body.score = Score(-body.score.0);
+    let aux = *blake3::hash(a.attestation.signature()).as_bytes();
+    Some(AttestationEvent {
+        attestation: body.sign(keys, &aux).ok()?,
+        peer: a.peer,
+        shares: Vec::new(),
+        fee_invoice: None,
+    })
 }
 
 /// The score a colluding validator attests for its coalition (a 10 % held-out gain, above
@@ -546,6 +569,27 @@ impl Components {
         Ok(BlobHash(id.0))
     }
 
+    /// Byzantine (real mode): if `ev` is an attestation, sign and publish the opposite verdict
+    /// for the same evaluation, without shares or fee invoice. The machine never sees it; the
+    /// coordinator's tally drops both and publishes the pair as evidence.
+    async fn equivocate(&self, keys: &Keys, key: &MachineKey, ev: &nostr_sdk::prelude::Event) {
+        let Ok(a) = l402_protocol::events::parse::<AttestationEvent>(ev, None) else {
+            return;
+        };
+        let Some(content) = conflicting_attestation(keys, &a) else {
+            return;
+        };
+        match self.discovery.sign(&content, None) {
+            Ok(second) => {
+                let sent = self.discovery.publish(&second).await;
+                tracing::warn!(machine = %key, submission = %content.attestation.body().submission, first = %ev.id, second = %second.id, published = sent.is_ok(), "equivocated (real-mode simulation)");
+            }
+            Err(e) => {
+                tracing::warn!(machine = %key, error = %e, "could not sign the conflicting attestation")
+            }
+        }
+    }
+
     /// Execute one action of machine `key` (whose round open is `open`); answers go to
     /// `reports`. Evaluations and aggregation run as tasks: the runtime keeps handling inputs.
     pub async fn execute(
@@ -558,7 +602,10 @@ impl Components {
         match action {
             Action::Publish(ev) => match self.discovery.publish(&ev).await {
                 Ok(r) => {
-                    tracing::debug!(machine = %key, event_id = %ev.id, kind = ev.kind.as_u16(), accepted = r.accepted.len(), "published")
+                    tracing::debug!(machine = %key, event_id = %ev.id, kind = ev.kind.as_u16(), accepted = r.accepted.len(), "published");
+                    if let Some(keys) = &self.equivocate {
+                        self.equivocate(keys, key, &ev).await;
+                    }
                 }
                 // Every relay refused it for good (a rule, not a network fault): nothing will
                 // retry it, and a round that needs it stalls. Say which rule.

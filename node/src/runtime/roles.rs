@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use indicatif::ProgressBar;
 use l402_protocol::blobmeta::{Placement, RoundKey};
-use l402_protocol::escrow::{Preimage, TrancheSpec};
+use l402_protocol::escrow::{Corruption, Preimage, TrancheSpec};
 use l402_protocol::events::{
     BlobHash, HoldbackWindow, RoundOpen, RunId, Score, UnixTime, Verified,
 };
@@ -66,6 +66,9 @@ pub struct RoundPlan {
     /// Seconds from the open to the holdback's re-evaluation, attest and claim deadlines, if
     /// the schedule holds some back.
     pub holdback_secs: Option<[u64; 3]>,
+    /// Byzantine coordinator (the simulator's real mode): the rounds whose dealings it
+    /// corrupts. Empty in an honest node.
+    pub dealer_faults: BTreeMap<u64, Corruption>,
 }
 
 /// Open round `round` of `plan` at `now` from `checkpoint`. The round's validator pool is the
@@ -126,7 +129,7 @@ pub fn open_round(
             l402_secret,
             service: SUBMIT_SERVICE.into(),
             token_uses,
-            dealing_corruption: Default::default(),
+            dealing_corruption: plan.dealer_faults.get(&round).copied().unwrap_or_default(),
         },
     )
 }

@@ -500,6 +500,7 @@ impl PostRequest {
             claim_secs: 100,
             genesis_seed: 1,
             wait_for_start: false,
+            dealer_faults: Vec::new(),
             bounty: Some(self.terms()),
         }
     }

@@ -141,6 +141,8 @@ pub fn status_json(node: &Node) -> Value {
             "coordinator": node.config.roles.coordinator.is_some(),
             "peer": node.config.roles.peer.as_ref().map(|p| p.behaviour.clone()),
             "validator": node.config.roles.validator.is_some(),
+            "validator_behaviour": node.config.roles.validator.as_ref().and_then(|v| v.behaviour.clone()),
+            "dealer_faults": node.config.roles.coordinator.as_ref().map(|c| c.dealer_faults.iter().map(ToString::to_string).collect::<Vec<_>>()),
         },
         "machines": *node.status.borrow(),
         "checkpoint_checks": *node.checks.lock().unwrap_or_else(|p| p.into_inner()),

@@ -176,8 +176,18 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<(Node, Runtime, Arc<Lightn
     if collusion.is_some() {
         tracing::warn!("this validator colludes (real-mode simulation): it does not evaluate");
     }
+    let equivocate = match &cfg.roles.validator {
+        Some(v) if v.behaviour.as_deref() == Some("equivocating") => {
+            tracing::warn!(
+                "this validator equivocates (real-mode simulation): it signs both verdicts"
+            );
+            Some(nostr.clone())
+        }
+        _ => None,
+    };
     let components = Components {
         collusion,
+        equivocate,
         lightning: lightning.clone(),
         discovery,
         blobs,

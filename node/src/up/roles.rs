@@ -189,7 +189,15 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
             .bounty
             .as_ref()
             .map(|t| [t.reeval_secs, t.reeval_secs + 60, t.reeval_secs + 100]),
+        dealer_faults: role
+            .dealer_faults
+            .iter()
+            .map(|f| (f.round, f.kind.corruption()))
+            .collect(),
     };
+    if !plan.dealer_faults.is_empty() {
+        tracing::warn!(run = %run, rounds = ?plan.dealer_faults.keys().collect::<Vec<_>>(), "this coordinator corrupts its escrow dealings (real-mode simulation)");
+    }
     let mut pool_left = sponsored.as_ref().map_or(0, |s| s.bounty.pool_msat);
     if let Some(s) = sponsored.as_mut() {
         s.record_round(0, genesis_hash, genesis_metric);

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{ignored, op_seed, persist, restore, sign, Action, Input, PersistError, RoleError};
 use crate::escrow::{deal_with, Corruption, DealingParams};
 use crate::events::{
-    parse, AttestationEvent, Checkpoint, EscrowLock, EscrowOffer, LockState, MergedList,
+    parse, AttestationEvent, Checkpoint, EscrowLock, EscrowOffer, Evidence, LockState, MergedList,
     MergedSubmission, Refusal, RoundOpen, RoundScope, Submission, SubmissionId, SubmissionRefusal,
     UnixTime, Verified, VerifiedAny,
 };
@@ -195,7 +195,7 @@ impl Coordinator {
             _ => {}
         }
         if now >= self.st.open.attest_deadline && self.st.aggregate.is_none() {
-            self.close(&mut out);
+            self.close(now, &mut out);
         }
         out
     }
@@ -443,9 +443,10 @@ impl Coordinator {
 
     /// At the attest deadline: tally, request fees and the aggregate of exactly the submissions
     /// with a passing quorum.
-    fn close(&mut self, out: &mut Vec<Action>) {
+    fn close(&mut self, now: UnixTime, out: &mut Vec<Action>) {
         let open = self.st.open.value().clone();
         let mut merged = Vec::new();
+        let mut equivocations = Vec::new();
         for (id, sub) in &self.st.subs {
             // The submission's committee, as dealt (no offer: nothing was dealt, nothing passes).
             let members: Vec<nostr::PublicKey> = sub
@@ -473,6 +474,7 @@ impl Coordinator {
                 tolerance: open.tolerance,
             };
             let t = tally(&ctx, &atts);
+            equivocations.extend(t.equivocations().iter().cloned().map(|e| (*id, e)));
             if t.quorum_accepts() {
                 merged.push(MergedSubmission {
                     submission: *id,
@@ -492,6 +494,20 @@ impl Coordinator {
                     });
                 }
             }
+        }
+        // A validator that signed two conflicting attestations was dropped from the tally; the
+        // pair is published as evidence anyone can check (no secret needed).
+        for (id, e) in equivocations {
+            let who = e.validator().to_bytes();
+            let ev = sign(
+                &self.keys,
+                &self.st.seed,
+                now,
+                "equivocation",
+                &[&id.0, &who],
+                &Evidence::Equivocation(e),
+            );
+            self.publish(ev, out);
         }
         // `subs` is a BTreeMap: `merged` is already sorted by submission id, as the spec wants.
         self.st.aggregate = Some(merged.clone());

@@ -75,7 +75,14 @@ impl Simulation {
         let now = self.clock.now;
         tracing::trace!(seed = self.seed, actor = from, round, now, action = %action_label(&a), "execute");
         match a {
-            Action::Publish(ev) => self.publish(from, ev),
+            Action::Publish(ev) => {
+                let second = self.equivocation(from, &ev);
+                self.publish(from, ev);
+                if let Some(e) = second {
+                    self.stats.equivocations_signed += 1;
+                    self.publish(from, e);
+                }
+            }
             Action::CreateHoldInvoice {
                 submission,
                 tranche,
@@ -407,12 +414,37 @@ impl Simulation {
                 );
                 if dealer && accused == self.actors[self.coordinator as usize].pubkey {
                     self.stats.dealer_evidence += 1;
+                } else if matches!(**e, Evidence::Equivocation(_)) {
+                    self.stats.equivocators_named.insert(accused);
                 } else {
                     self.stats.other_evidence += 1;
                 }
             }
             _ => {}
         }
+    }
+
+    /// What an equivocating validator publishes next to `ev`, if `ev` is one of its
+    /// attestations: the node's conflicting attestation, signed with the run's RNG.
+    fn equivocation(&mut self, from: ActorId, ev: &nostr::Event) -> Option<nostr::Event> {
+        let a = &self.actors[from as usize];
+        if a.kind != ActorKind::EquivocatingValidator {
+            return None;
+        }
+        let keys = a.keys.clone();
+        let att = l402_protocol::events::parse::<l402_protocol::events::AttestationEvent>(ev, None)
+            .ok()?;
+        let content = l402_node::runtime::exec::conflicting_attestation(&keys, &att)?;
+        let b = content.attestation.body();
+        let in_time = self.rounds.get(&b.round).is_some_and(|r| {
+            b.phase == l402_protocol::quorum::Phase::Initial
+                && self.clock.now <= r.open.attest_deadline
+        });
+        if in_time {
+            self.stats.equivocated_in_time.insert(keys.public_key());
+        }
+        let at = nostr::Timestamp::from_secs(self.clock.now);
+        l402_protocol::events::sign_event(&content, &keys, at, &mut self.rng).ok()
     }
 
     /// A validator evaluates a submission according to its behaviour; the result comes back

@@ -376,6 +376,26 @@ impl Simulation {
             .filter(|r| r.corruption != Corruption::None)
             .count() as u64;
         det.dealer_evidence = self.stats.dealer_evidence;
+        det.equivocating_validators = count(ActorKind::EquivocatingValidator);
+        det.equivocations_signed = self.stats.equivocations_signed;
+        let named = |equivocating: bool| {
+            self.stats
+                .equivocators_named
+                .iter()
+                .filter(|pk| {
+                    self.by_key.get(*pk).is_some_and(|a| {
+                        (kind_of(*a) == ActorKind::EquivocatingValidator) == equivocating
+                    })
+                })
+                .count() as u64
+        };
+        det.equivocators_named = named(true);
+        det.equivocators_unnamed = self
+            .stats
+            .equivocated_in_time
+            .difference(&self.stats.equivocators_named)
+            .count() as u64;
+        det.honest_named_equivocating = named(false);
         let relays = self.relays.relays();
         det.censoring_relays = relays.iter().filter(|r| r.is_censoring()).count() as u64;
         for (i, round) in &self.stats.relay_flagged {

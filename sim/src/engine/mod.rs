@@ -132,6 +132,13 @@ pub(crate) struct Stats {
     pub(crate) replays_accepted: Vec<String>,
     pub(crate) dealer_evidence: u64,
     pub(crate) other_evidence: u64,
+    /// Validators named in equivocation evidence.
+    pub(crate) equivocators_named: BTreeSet<PublicKey>,
+    /// Conflicting attestations equivocating validators signed.
+    pub(crate) equivocations_signed: u64,
+    /// Validators that signed a conflicting initial attestation before its attest deadline
+    /// (the coordinator's tally sees both).
+    pub(crate) equivocated_in_time: BTreeSet<PublicKey>,
     pub(crate) fraud_proofs: Vec<FraudProof>,
     pub(crate) excluded: Vec<(ActorId, u64)>,
     pub(crate) outlier_flags: BTreeMap<ActorKind, u64>,
@@ -366,8 +373,12 @@ impl Simulation {
             v.colluding,
         ));
         kinds.extend(std::iter::repeat_n(
+            ActorKind::EquivocatingValidator,
+            v.equivocating,
+        ));
+        kinds.extend(std::iter::repeat_n(
             ActorKind::HonestValidator,
-            v.pool - v.lazy - v.colluding,
+            v.pool - v.lazy - v.colluding - v.equivocating,
         ));
         let mut ledger = FakeLedger::new();
         let pool_msat = sc.escrow.pool_sats * 1000;

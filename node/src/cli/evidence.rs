@@ -1,0 +1,192 @@
+//! `l402-node evidence`: the evidence events on the relays, each checked here. What a third
+//! party runs to see who provably misbehaved: it holds no key of the run and trusts no node.
+//!
+//! Each event is parsed by the protocol's own pipeline (`l402_protocol::events::parse`): the
+//! Nostr signature, then the proof itself, which needs no secret — a bad-share complaint carries
+//! the validator's ECDH proof and the dealing the dealer signed, a wrong-preimage piece the
+//! secret that does not open the signed payment hash, an equivocation both signed attestations.
+//! Events that do not prove anything are listed as such, with the reason.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use l402_protocol::escrow::DealerFault;
+use l402_protocol::events::{parse, tags, Evidence, L402Kind, Proven};
+use nostr_sdk::prelude::{Filter, Keys, Timestamp, ToBech32};
+use serde::Serialize;
+
+use crate::discovery::listing::{resolve_relays, ListArgs};
+use crate::discovery::pool::{Discovery, DiscoveryConfig};
+
+/// Most evidence events read from the relays.
+const EVIDENCE_FETCH_LIMIT: usize = 5_000;
+
+/// One evidence event as checked here.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CheckedEvidence {
+    /// The Nostr event id.
+    pub event: String,
+    /// Who published it (hex).
+    pub author: String,
+    /// Unix time of the event.
+    pub created_at: u64,
+    /// Run, round and submission tags, if any.
+    pub run: Option<String>,
+    /// Round.
+    pub round: Option<u64>,
+    /// Submission (event id, hex).
+    pub submission: Option<String>,
+    /// `bad_share`, `wrong_preimage`, `malformed_dealing` or `equivocation`; `None` if it did
+    /// not parse.
+    pub kind: Option<String>,
+    /// Who it accuses (hex), if it proves something.
+    pub accused: Option<String>,
+    /// What it proves (`dealer: inconsistent`, `equivocation`, …), or why it proves nothing.
+    pub proves: String,
+    /// Whether the proof checked.
+    pub verified: bool,
+}
+
+/// Checks one event as evidence.
+pub fn check(ev: &nostr_sdk::prelude::Event) -> CheckedEvidence {
+    let tag = |name: &str| {
+        ev.tags
+            .iter()
+            .find(|t| t.kind().to_string() == name)
+            .and_then(|t| t.content())
+            .map(str::to_owned)
+    };
+    let mut out = CheckedEvidence {
+        event: ev.id.to_hex(),
+        author: ev.pubkey.to_hex(),
+        created_at: ev.created_at.as_secs(),
+        run: tag(tags::RUN),
+        round: tag(tags::ROUND).and_then(|r| r.parse().ok()),
+        submission: tag(tags::SUBMISSION),
+        kind: None,
+        accused: None,
+        proves: String::new(),
+        verified: false,
+    };
+    match parse::<Evidence>(ev, None) {
+        Ok(v) => {
+            out.kind = Some(
+                match v.value() {
+                    Evidence::BadShare(_) => "bad_share",
+                    Evidence::WrongPreimage(_) => "wrong_preimage",
+                    Evidence::MalformedDealing(_) => "malformed_dealing",
+                    Evidence::Equivocation(_) => "equivocation",
+                    _ => "other",
+                }
+                .to_owned(),
+            );
+            match v.verify() {
+                Ok(p) => {
+                    out.accused = Some(v.accused().to_hex());
+                    out.verified = true;
+                    out.proves = match p {
+                        Proven::Dealer(f) => format!("dealer: {}", dealer_fault(f)),
+                        Proven::Equivocation => "equivocation".into(),
+                        _ => format!("{p:?}").to_lowercase(),
+                    };
+                }
+                Err(e) => out.proves = e.to_string(),
+            }
+        }
+        Err(e) => out.proves = e.to_string(),
+    }
+    out
+}
+
+/// What a proven dealer fault is, in words.
+fn dealer_fault(f: DealerFault) -> String {
+    match f {
+        DealerFault::Undecryptable => "undecryptable share".into(),
+        DealerFault::NotAScalar => "share not a scalar".into(),
+        DealerFault::Inconsistent => "share fails the Feldman check".into(),
+        DealerFault::WrongPreimage => "secret does not open the payment hash".into(),
+        DealerFault::Malformed => "malformed dealing".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Runs `l402-node evidence`.
+pub fn run(args: ListArgs) -> anyhow::Result<()> {
+    let (relays, embedded) = resolve_relays(&args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let checked = rt.block_on(async move {
+        let config = DiscoveryConfig {
+            relays,
+            embedded,
+            directory: false,
+            ..DiscoveryConfig::default()
+        };
+        // A third party needs no identity: a throwaway key signs nothing.
+        let discovery = Discovery::start(config, Keys::generate()).await?;
+        discovery
+            .wait_connected(Duration::from_secs(args.timeout_secs))
+            .await;
+        let filter = Filter::new()
+            .kind(L402Kind::Evidence.kind())
+            .limit(EVIDENCE_FETCH_LIMIT);
+        let events = discovery
+            .client()
+            .fetch_events(filter, Duration::from_secs(args.timeout_secs))
+            .await;
+        discovery.shutdown().await;
+        let mut checked: Vec<CheckedEvidence> = events?.iter().map(check).collect();
+        checked.sort_by(|a, b| (a.created_at, &a.event).cmp(&(b.created_at, &b.event)));
+        anyhow::Ok(checked)
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&checked)?);
+        return Ok(());
+    }
+    print!("{}", table(&checked, Timestamp::now()));
+    Ok(())
+}
+
+fn short(hex: &str) -> String {
+    nostr_sdk::prelude::PublicKey::from_hex(hex)
+        .ok()
+        .and_then(|k| k.to_bech32().ok())
+        .map_or_else(|| hex.chars().take(16).collect(), |b| b[..20].to_owned())
+}
+
+/// A human table: one row per event, then the count per accused key.
+fn table(checked: &[CheckedEvidence], now: Timestamp) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    if checked.is_empty() {
+        s.push_str("no evidence on the relays\n");
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "{:<10} {:<18} {:>5} {:<22} {:<22} {:<8} proves",
+        "age", "kind", "round", "accused", "published by", "checked"
+    );
+    let mut per: BTreeMap<String, usize> = BTreeMap::new();
+    for c in checked {
+        if let (true, Some(a)) = (c.verified, &c.accused) {
+            *per.entry(a.clone()).or_default() += 1;
+        }
+        let _ = writeln!(
+            s,
+            "{:<10} {:<18} {:>5} {:<22} {:<22} {:<8} {}",
+            format!("{}s", now.as_secs().saturating_sub(c.created_at)),
+            c.kind.as_deref().unwrap_or("?"),
+            c.round.map_or("-".into(), |r| r.to_string()),
+            c.accused.as_deref().map_or("-".into(), short),
+            short(&c.author),
+            if c.verified { "proven" } else { "NOT" },
+            c.proves
+        );
+    }
+    for (a, n) in per {
+        let _ = writeln!(s, "{} proven misbehaviour(s) by {}", n, short(&a));
+    }
+    s
+}
