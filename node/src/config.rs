@@ -212,7 +212,9 @@ pub struct PeerRole {
     /// (submits a copy of another peer's blob, handed over as a leak would be), and the
     /// simulator's real-mode attacks (`crate::train::attack`): `sign-flip` (the negated
     /// update), `copycat-noise` (a leaked blob plus noise), `alie` (mean − z·σ of the leaked
-    /// honest blobs), `stale` (trains on round r − 2's checkpoint). In a bounty:
+    /// honest blobs), `stale` (trains on round r − 2's checkpoint), `corrupting-provider`
+    /// (trains honestly; its blob service flips a byte for everyone but its committee,
+    /// `crate::blobs::corrupting`). In a bounty:
     /// `agent` (the reference hill-climbing agent; submits its best diff once), `copier`, or
     /// `follow-up` (from the second round on, one more training step on top of the leader).
     #[serde(default)]

@@ -53,6 +53,11 @@ pub enum ActorKind {
     /// sign-flip and ALIE, as the node's `mixed` peer does
     /// (`l402_node::up::roles::round_behaviour`, the same rotation).
     Mixed,
+    /// Trains honestly, but serves its blob with a flipped byte to everyone except its
+    /// committee (A12), as the node's `corrupting-provider` does (`l402_node::blobs::corrupting`):
+    /// the coordinator's merge fetch catches it and completes from a validator. Its work is
+    /// honest, so its payouts are not attacker payout.
+    CorruptingProvider,
 }
 
 impl ActorKind {
@@ -88,6 +93,7 @@ impl ActorKind {
                 | ActorKind::SybilPaid
                 | ActorKind::SybilForged
                 | ActorKind::Mixed
+                | ActorKind::CorruptingProvider
         )
     }
 
@@ -100,6 +106,7 @@ impl ActorKind {
                 | ActorKind::Poisoner
                 | ActorKind::SybilPaid
                 | ActorKind::SybilForged
+                | ActorKind::CorruptingProvider
         )
     }
 
@@ -150,6 +157,7 @@ impl ActorKind {
             ActorKind::ColludingValidator => "colluding-validator",
             ActorKind::EquivocatingValidator => "equivocating-validator",
             ActorKind::Mixed => "mixed",
+            ActorKind::CorruptingProvider => "corrupting-provider",
         }
     }
 }

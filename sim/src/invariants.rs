@@ -99,6 +99,10 @@ pub enum Violation {
         /// Honest validators named.
         framed: u64,
     },
+    /// A merged blob no holder could serve with verified bytes (A12: a corrupting provider
+    /// must not be able to stall the merge while an honest holder has the blob).
+    #[error("{0} merged blob(s) could not be fetched with verified bytes")]
+    MergeUnavailable(u64),
     /// A checkpoint event's merged list (fetched by hash) is not what was aggregated.
     #[error("{0} checkpoint(s) name a merged list that does not match the aggregate")]
     MergedListMismatch(u64),
@@ -249,6 +253,9 @@ pub fn violations(r: &Report) -> Vec<Violation> {
         v.push(Violation::ReplayAccepted(r.detection.replays_accepted));
     }
     let d = &r.detection;
+    if d.merge_unavailable > 0 {
+        v.push(Violation::MergeUnavailable(d.merge_unavailable));
+    }
     if d.equivocators_unnamed > 0 || d.honest_named_equivocating > 0 {
         v.push(Violation::EquivocationUnproven {
             unnamed: d.equivocators_unnamed,

@@ -39,6 +39,9 @@ pub const HONEST_SHARE_MIN: f64 = 0.95;
 /// Attackers' largest share of the sats paid to peers.
 pub const ATTACKER_SHARE_MAX: f64 = 0.01;
 pub use crate::invariants::LOSS_GAP_MAX;
+/// Behaviours whose submissions are honest work: their sats count as honest. A corrupting
+/// provider trains honestly; its attack is on the availability of its blob, not on the model.
+pub const HONEST_WORK: [&str; 2] = ["honest", "corrupting-provider"];
 
 /// Options of one real-mode run.
 #[derive(Clone, Debug, Default)]
@@ -61,7 +64,14 @@ pub fn swarm_args(
     sc.check_mode(Mode::Real)?;
     let p = &sc.peers;
     let v = &sc.validators;
-    let peers = p.honest + p.free_riders + p.poisoners + p.copycats + p.alie + p.stale + p.mixed;
+    let peers = p.honest
+        + p.free_riders
+        + p.poisoners
+        + p.copycats
+        + p.alie
+        + p.stale
+        + p.mixed
+        + p.corrupting;
     let nodes = 1 + v.pool + peers;
     if nodes > MAX_REAL_NODES {
         anyhow::bail!("real mode starts at most {MAX_REAL_NODES} nodes on one machine; this swarm has {nodes}");
@@ -82,6 +92,7 @@ pub fn swarm_args(
         alie: p.alie,
         stale: p.stale,
         mixed: p.mixed,
+        corrupting: p.corrupting,
         validators: v.pool,
         colluding: v.colluding,
         equivocating: v.equivocating,
@@ -500,7 +511,11 @@ pub fn figures(sc: &Scenario, rounds: u64, demo: &Value, clean: Option<&Value>) 
             t.nodes = peers.len();
         }
     }
-    let honest: u64 = by.get("honest").map_or(0, |t| t.paid_sat);
+    let honest: u64 = HONEST_WORK
+        .iter()
+        .filter_map(|b| by.get(*b))
+        .map(|t| t.paid_sat)
+        .sum();
     let total: u64 = by.values().map(|t| t.paid_sat).sum();
     let share = |x: u64| {
         if total == 0 {
@@ -528,7 +543,11 @@ pub fn figures(sc: &Scenario, rounds: u64, demo: &Value, clean: Option<&Value>) 
         RealInvariant {
             name: "honest peers get ≥ 95 % of the sats paid".into(),
             holds: total > 0 && honest_share >= HONEST_SHARE_MIN,
-            detail: format!("{honest} of {total} sats ({:.2} %)", honest_share * 100.0),
+            detail: format!(
+                "{honest} of {total} sats ({:.2} %; honest work: {})",
+                honest_share * 100.0,
+                HONEST_WORK.join(", ")
+            ),
         },
         RealInvariant {
             name: "attackers get ≤ 1 %".into(),
@@ -575,6 +594,7 @@ pub fn figures(sc: &Scenario, rounds: u64, demo: &Value, clean: Option<&Value>) 
     });
     let evidence = evidence_seen(demo);
     invariants.extend(evidence_invariants(sc, rounds, demo, &evidence));
+    invariants.extend(corruption_invariant(demo, &by));
     if let Some(c) = &clean_heldout_loss {
         let last = |v: &[(u64, f64)]| v.iter().find(|(r, _)| *r == rounds).map(|(_, l)| *l);
         let (a, b) = (last(&heldout_loss), last(c));
@@ -614,6 +634,38 @@ pub fn figures(sc: &Scenario, rounds: u64, demo: &Value, clean: Option<&Value>) 
         evidence,
         invariants,
     }
+}
+
+/// With corrupting providers whose work was merged: the coordinator caught their bytes (BLAKE3
+/// verification), never failed a fetch, and completed each blob from another holder.
+fn corruption_invariant(
+    demo: &Value,
+    by: &BTreeMap<String, BehaviourTally>,
+) -> Option<RealInvariant> {
+    let merged = by.get("corrupting-provider")?.accepted;
+    let coord = demo["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["kind"] == "coordinator")?;
+    let f = &coord["blob_fetches"];
+    let n = |k: &str| f[k].as_u64().unwrap_or(0);
+    let (corrupt, recovered, failed) = (n("corrupt"), n("recovered"), n("failed"));
+    let at: Vec<String> = f["corrupt_at"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some(format!("{} of {}", p[0].as_u64()?, p[1].as_u64()?)))
+        .collect();
+    Some(RealInvariant {
+        name: "corrupt bytes are caught and the blob completed from another holder".into(),
+        holds: failed == 0 && (merged == 0 || (corrupt > 0 && recovered > 0)),
+        detail: format!(
+            "{merged} merged submissions of corrupting providers; the coordinator caught {corrupt} corrupt transfers (bytes received before the bad chunk: {}), completed {recovered} fetches from another holder, failed {failed}; strikes {}",
+            if at.is_empty() { "–".into() } else { at.join(", ") },
+            f["strikes"]
+        ),
+    })
 }
 
 /// Node names by Nostr key (hex).
@@ -861,6 +913,27 @@ mod tests {
         let r = figures(&scenario(), 1, &demo(&["a"], 0, true), Some(&clean));
         let gap = r.invariants.last().unwrap();
         assert!(!gap.holds && gap.detail.contains("+8.33 %"), "{gap:?}");
+    }
+
+    #[test]
+    fn a_corrupting_providers_work_is_honest_and_its_bytes_must_be_caught() {
+        let mut d = demo(&["a", "b"], 100, true);
+        d["rounds"][0]["submissions"][1]["behaviour"] = json!("corrupting-provider");
+        d["rounds"][0]["submissions"][1]["evaluations"] = json!([eval("accept"), eval("accept")]);
+        d["nodes"][2]["kind"] = json!("corrupting-provider");
+        d["nodes"][0]["blob_fetches"] = json!({"corrupt": 1, "recovered": 1, "failed": 0, "corrupt_at": [[300, 600]], "strikes": {"ab": 1}});
+        let r = figures(&scenario(), 1, &d, None);
+        assert!(r.ok(), "{:?}", r.invariants);
+        assert_eq!(r.honest_share, 1.0, "its sats count as honest work");
+        let c = r
+            .invariants
+            .iter()
+            .find(|i| i.name.starts_with("corrupt"))
+            .unwrap();
+        assert!(c.detail.contains("300 of 600"), "{c:?}");
+        // Merged, but the coordinator never caught a corrupt transfer: the check fails.
+        d["nodes"][0]["blob_fetches"] = json!({"corrupt": 0, "recovered": 0, "failed": 0});
+        assert!(!figures(&scenario(), 1, &d, None).ok());
     }
 
     #[test]

@@ -117,6 +117,14 @@ pub struct Detection {
     pub dealer_corrupt_rounds: u64,
     /// Evidence events against the dealer.
     pub dealer_evidence: u64,
+    /// Corrupting providers among the workers.
+    pub corrupting_providers: u64,
+    /// Merge fetches whose first bytes from a provider failed verification (each caught).
+    pub corrupt_transfers: u64,
+    /// Merge fetches completed from another holder after a corrupt transfer.
+    pub corrupt_recovered: u64,
+    /// Merge fetches no holder completed (must be 0).
+    pub merge_unavailable: u64,
     /// Equivocating validators in the pool.
     pub equivocating_validators: u64,
     /// Conflicting attestations they signed.
@@ -533,6 +541,14 @@ impl Report {
             format!(
                 "corrupt rounds {}  evidence events {}",
                 d.dealer_corrupt_rounds, d.dealer_evidence
+            ),
+        );
+        line(
+            "corrupt blobs",
+            d.corrupting_providers > 0 || d.merge_unavailable > 0,
+            format!(
+                "providers {}  corrupt transfers caught {}  completed from another holder {}  unavailable {}",
+                d.corrupting_providers, d.corrupt_transfers, d.corrupt_recovered, d.merge_unavailable
             ),
         );
         line(

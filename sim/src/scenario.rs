@@ -330,6 +330,10 @@ pub struct PeerConfig {
     /// Mixed attackers: rotate through free-rider (a zero update), copycat + noise, sign-flip
     /// and ALIE, one attack per round (the node's rotation, in both modes).
     pub mixed: usize,
+    /// Corrupting providers (A12): train honestly, but serve their blob with a flipped byte to
+    /// everyone except their committee — the coordinator's merge fetch must catch it and
+    /// complete from a validator that holds the verified bytes.
+    pub corrupting: usize,
     /// Fraction of Sybils that pay for their L402 token (the rest forge one).
     pub sybil_paid_fraction: f64,
 }
@@ -349,6 +353,7 @@ impl Default for PeerConfig {
             alie: 0,
             stale: 0,
             mixed: 0,
+            corrupting: 0,
             sybil_paid_fraction: 0.5,
         }
     }
@@ -458,8 +463,10 @@ impl Scenario {
         s.peers.alie = 0;
         s.peers.stale = 0;
         s.peers.mixed = 0;
+        s.peers.corrupting = 0;
         s.validators.lazy = 0;
         s.validators.colluding = 0;
+        s.validators.equivocating = 0;
         s.faults.dealer = DealerFault::None;
         s.network.censoring = 0;
         s
@@ -599,7 +606,8 @@ impl Scenario {
             + p.copycats
             + p.alie
             + p.stale
-            + p.mixed;
+            + p.mixed
+            + p.corrupting;
         if workers == 0 || workers > MAX_PEERS {
             return invalid(format!("peers: 1..={MAX_PEERS} workers in total"));
         }

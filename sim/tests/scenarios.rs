@@ -67,6 +67,7 @@ const SHIPPED: &[&str] = &[
     "real-mixed",
     "real-small",
     "real-evidence",
+    "corrupting-provider",
 ];
 
 #[test]
@@ -319,6 +320,27 @@ fn real_evidence_in_fast_mode() {
         assert!(d.equivocations_signed > 0);
         assert_eq!((d.equivocators_named, d.equivocators_unnamed), (1, 0));
         assert_eq!(d.honest_named_equivocating, 0);
+    }
+}
+
+/// A12 in fast mode: the corrupting provider's honest work is merged and paid; the
+/// coordinator's merge fetch catches its bytes once, completes from a validator, and tries it
+/// last from then on (so at most one corrupt transfer per provider per run).
+#[test]
+fn corrupting_provider() {
+    let s = holds("corrupting-provider", 3, 2);
+    assert_eq!(s.attacker_payout_msat, 0);
+    let sc = scenario("corrupting-provider");
+    for seed in FIRST_SEED..FIRST_SEED + 3 {
+        let r = l402_sim::run_threads(&sc, seed, None, 1).unwrap();
+        let d = &r.detection;
+        assert_eq!(d.corrupting_providers, 1);
+        assert_eq!((d.corrupt_transfers, d.corrupt_recovered), (1, 1), "{d:?}");
+        assert_eq!(d.merge_unavailable, 0);
+        assert!(
+            r.kinds["corrupting-provider"].earned_msat > 0,
+            "its honest work is paid"
+        );
     }
 }
 

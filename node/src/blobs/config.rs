@@ -68,6 +68,9 @@ pub struct BlobConfig {
     pub stall_timeout: Duration,
     /// Interval between store garbage-collection passes.
     pub gc_interval: Duration,
+    /// Byzantine (the simulator's real mode): serve a flipped byte in every blob, except to the
+    /// spared keys (`super::corrupting`). `None`: honest. iroh only.
+    pub corrupt: Option<super::corrupting::Spared>,
 }
 
 impl BlobConfig {
@@ -83,6 +86,7 @@ impl BlobConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             gc_interval: DEFAULT_GC_INTERVAL,
+            corrupt: None,
         }
     }
 

@@ -33,6 +33,7 @@ use tracing::{info, warn};
 use super::{
     access,
     config::{BlobConfig, NetMode},
+    corrupting::CorruptingProvider,
     store::iroh_hash,
     transport::{BlobTransport, FetchReport, FetchRequest, ProviderAttempt},
     AddressBook, BlobError, LocalStore, ProviderAddr, ProviderFailure, ProviderId,
@@ -64,10 +65,22 @@ impl IrohTransport {
     ) -> Result<Self, BlobError> {
         let endpoint = bind_endpoint(config, book).await?;
         let (events, access_task) = access::spawn(store.shared_index());
-        let blobs = BlobsProtocol::new(store.api(), Some(events));
-        let router = Router::builder(endpoint)
-            .accept(iroh_blobs::ALPN, blobs)
-            .spawn();
+        let router = match &config.corrupt {
+            None => {
+                let blobs = BlobsProtocol::new(store.api(), Some(events));
+                Router::builder(endpoint).accept(iroh_blobs::ALPN, blobs)
+            }
+            Some(spared) => {
+                warn!("this node serves corrupted blobs (real-mode simulation)");
+                let bad = CorruptingProvider {
+                    store: store.api().clone(),
+                    index: store.shared_index(),
+                    spared: spared.clone(),
+                };
+                Router::builder(endpoint).accept(iroh_blobs::ALPN, bad)
+            }
+        }
+        .spawn();
         info!(endpoint = %router.endpoint().id(), "iroh blob transport started");
         Ok(Self {
             router,

@@ -8,12 +8,14 @@
 //!   `libp2p_transport` the alternative behind the cargo feature `libp2p`.
 //! - [`book`]: provider ids and the [`AddressBook`] that discovery fills from node announcements.
 //! - [`config`]: every tunable.
+//! - [`corrupting`]: the real mode's corrupting provider (serves a flipped byte).
 //!
 //! Spec: specs/L2T-09-blobs.md
 
 mod access;
 pub mod book;
 pub mod config;
+pub mod corrupting;
 mod error;
 pub mod iroh_transport;
 #[cfg(feature = "libp2p")]
@@ -21,7 +23,10 @@ pub mod libp2p_transport;
 pub mod store;
 pub mod transport;
 
-use std::{collections::BTreeSet, path::Path};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+};
 
 use l402_protocol::{
     blobmeta::{BlobId, PeerKey, Placement, RoundKey},
@@ -44,6 +49,27 @@ pub struct Published {
     pub size: u64,
 }
 
+/// Most corrupt transfers [`FetchStats`] keeps the position of.
+const MAX_CORRUPT_SAMPLES: usize = 64;
+
+/// What this node's fetches met (its `/status`, the simulator's real mode).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FetchStats {
+    /// Fetches that completed (blobs not already held).
+    pub fetched: u64,
+    /// Provider attempts whose bytes failed BLAKE3 verification.
+    pub corrupt: u64,
+    /// Fetches completed from another holder after a corrupt attempt.
+    pub recovered: u64,
+    /// Fetches no provider completed.
+    pub failed: u64,
+    /// Per corrupt attempt (the first 64): payload bytes received before the bad chunk group was
+    /// caught, and the blob's size.
+    pub corrupt_at: Vec<(u64, u64)>,
+    /// Providers that served corrupt bytes (hex id) and how often: later fetches try them last.
+    pub strikes: BTreeMap<String, u64>,
+}
+
 /// The node's blob service: publishes into its store, serves the store to allowed peers, and
 /// fetches from providers (then re-provides what it fetched).
 #[derive(Debug)]
@@ -51,6 +77,9 @@ pub struct BlobNode {
     store: LocalStore,
     book: AddressBook,
     transport: Box<dyn BlobTransport>,
+    spared: Option<corrupting::Spared>,
+    stats: std::sync::Mutex<FetchStats>,
+    strikes: std::sync::Mutex<BTreeMap<ProviderId, u64>>,
 }
 
 impl BlobNode {
@@ -71,6 +100,9 @@ impl BlobNode {
             store,
             book,
             transport,
+            spared: config.corrupt.clone(),
+            stats: Default::default(),
+            strikes: Default::default(),
         };
         info!(provider = %node.provider_id(), transport = node.transport.name(), "blob node started");
         Ok(node)
@@ -149,8 +181,65 @@ impl BlobNode {
     }
 
     /// Fetches a blob (see [`BlobTransport::fetch`]); afterwards this node provides it too.
+    /// Providers that served corrupt bytes before are tried last (in the order given otherwise).
     pub async fn fetch(&self, request: &FetchRequest) -> Result<FetchReport, BlobError> {
-        self.transport.fetch(request).await
+        let mut request = request.clone();
+        {
+            let strikes = self.strikes.lock().unwrap_or_else(|p| p.into_inner());
+            request
+                .providers
+                .sort_by_key(|p| strikes.get(p).copied().unwrap_or(0));
+        }
+        let result = self.transport.fetch(&request).await;
+        let corrupt: Vec<(ProviderId, u64)> = match &result {
+            Ok(r) => r
+                .attempts
+                .iter()
+                .filter(|a| matches!(a.failure, Some(ProviderFailure::Corrupt(_))))
+                .map(|a| (a.provider, a.bytes_received))
+                .collect(),
+            Err(BlobError::AllProvidersFailed { attempts, .. }) => attempts
+                .iter()
+                .filter(|(_, f)| matches!(f, ProviderFailure::Corrupt(_)))
+                .map(|(p, _)| (*p, 0))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        match &result {
+            Ok(r) if !r.already_held => {
+                stats.fetched += 1;
+                if !corrupt.is_empty() {
+                    stats.recovered += 1;
+                    info!(blob = %r.hash, corrupt = corrupt.len(), providers = r.attempts.len(), "corrupt bytes caught; completed from another holder");
+                }
+            }
+            Ok(_) => {}
+            Err(_) => stats.failed += 1,
+        }
+        let mut strikes = self.strikes.lock().unwrap_or_else(|p| p.into_inner());
+        for (p, received) in corrupt {
+            stats.corrupt += 1;
+            if stats.corrupt_at.len() < MAX_CORRUPT_SAMPLES {
+                stats.corrupt_at.push((received, request.announced_size));
+            }
+            *stats.strikes.entry(p.to_string()).or_default() += 1;
+            *strikes.entry(p).or_default() += 1;
+        }
+        result
+    }
+
+    /// What this node's fetches met so far.
+    pub fn fetch_stats(&self) -> FetchStats {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A corrupting node (the simulator's real mode) serves `blob` honestly to `peers` from now
+    /// on; a no-op on an honest node.
+    pub fn spare(&self, blob: BlobId, peers: impl IntoIterator<Item = PeerKey>) {
+        if let Some(s) = &self.spared {
+            s.spare(blob, peers);
+        }
     }
 
     /// The bytes of a complete blob.

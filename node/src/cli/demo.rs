@@ -48,6 +48,10 @@ pub struct DemoArgs {
     /// attack per round.
     #[arg(long, default_value_t = 0)]
     pub mixed: usize,
+    /// Of those, how many train honestly but serve a flipped byte to everyone except their
+    /// committee (the coordinator's merge fetch catches it and completes from a validator).
+    #[arg(long, default_value_t = 0)]
+    pub corrupting: usize,
     /// Opted-in validators.
     #[arg(long, default_value_t = 3)]
     pub validators: usize,
@@ -134,6 +138,7 @@ impl DemoArgs {
             ("alie", self.alie),
             ("stale", self.stale),
             ("mixed", self.mixed),
+            ("corrupting-provider", self.corrupting),
             ("free-rider", self.free_riders),
         ];
         let n_bad: usize = bad.iter().map(|(_, n)| n).sum();
@@ -1081,6 +1086,7 @@ fn report(args: &DemoArgs, dir: &Path, before: &[Value], after: &[Value], wall: 
                 "sent_msat": settled("sent"),
                 "holds": a["holds"],
                 "payments": a["payments"],
+                "blob_fetches": a["blob_fetches"],
             })
         })
         .collect();

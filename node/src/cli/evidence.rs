@@ -12,11 +12,10 @@ use std::time::Duration;
 
 use l402_protocol::escrow::DealerFault;
 use l402_protocol::events::{parse, tags, Evidence, L402Kind, Proven};
-use nostr_sdk::prelude::{Filter, Keys, Timestamp, ToBech32};
+use nostr_sdk::prelude::{Filter, Timestamp, ToBech32};
 use serde::Serialize;
 
-use crate::discovery::listing::{resolve_relays, ListArgs};
-use crate::discovery::pool::{Discovery, DiscoveryConfig};
+use crate::discovery::listing::{reader, ListArgs};
 
 /// Most evidence events read from the relays.
 const EVIDENCE_FETCH_LIMIT: usize = 5_000;
@@ -112,22 +111,11 @@ fn dealer_fault(f: DealerFault) -> String {
 
 /// Runs `l402-node evidence`.
 pub fn run(args: ListArgs) -> anyhow::Result<()> {
-    let (relays, embedded) = resolve_relays(&args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let checked = rt.block_on(async move {
-        let config = DiscoveryConfig {
-            relays,
-            embedded,
-            directory: false,
-            ..DiscoveryConfig::default()
-        };
-        // A third party needs no identity: a throwaway key signs nothing.
-        let discovery = Discovery::start(config, Keys::generate()).await?;
-        discovery
-            .wait_connected(Duration::from_secs(args.timeout_secs))
-            .await;
+    let checked = rt.block_on(async {
+        let discovery = reader(&args).await?;
         let filter = Filter::new()
             .kind(L402Kind::Evidence.kind())
             .limit(EVIDENCE_FETCH_LIMIT);

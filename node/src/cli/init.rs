@@ -46,7 +46,8 @@ pub struct InitArgs {
     /// Train and submit.
     #[arg(long)]
     pub peer: bool,
-    /// Peer behaviour: honest, free-rider, copier, sign-flip, copycat-noise, alie, stale.
+    /// Peer behaviour: honest, free-rider, copier, sign-flip, copycat-noise, alie, stale,
+    /// corrupting-provider.
     #[arg(long, default_value = "honest")]
     pub behaviour: String,
     /// An `alie` peer's z (mean − z·σ).

@@ -51,7 +51,7 @@ pub enum Listing {
 }
 
 /// Chooses the relays to read, per the module docs.
-pub(crate) fn resolve_relays(args: &ListArgs) -> anyhow::Result<(Vec<RelayUrl>, RelayConfig)> {
+fn resolve_relays(args: &ListArgs) -> anyhow::Result<(Vec<RelayUrl>, RelayConfig)> {
     let embedded = RelayConfig::persistent(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         relay_data_dir(&args.data_dir),
@@ -71,30 +71,37 @@ pub(crate) fn resolve_relays(args: &ListArgs) -> anyhow::Result<(Vec<RelayUrl>, 
     Ok((Vec::new(), embedded))
 }
 
+/// A read-only client of the relays `args` name (see the module docs), connected (or given up
+/// on, with a warning per unreachable relay): what the listing commands and `l402-node
+/// evidence` read through. It needs no identity: a throwaway key signs nothing.
+pub(crate) async fn reader(args: &ListArgs) -> anyhow::Result<Discovery> {
+    let (relays, embedded) = resolve_relays(args)?;
+    let config = DiscoveryConfig {
+        relays,
+        embedded,
+        directory: false,
+        ..DiscoveryConfig::default()
+    };
+    let discovery = Discovery::start(config, Keys::generate()).await?;
+    if !discovery
+        .wait_connected(Duration::from_secs(args.timeout_secs))
+        .await
+    {
+        let live = discovery.connected_relays().await;
+        for url in discovery.relays().iter().filter(|u| !live.contains(*u)) {
+            tracing::warn!(relay = %url, "relay not reachable; listing what the others have");
+        }
+    }
+    Ok(discovery)
+}
+
 /// Runs one listing command.
 pub fn run(listing: Listing, args: ListArgs) -> anyhow::Result<()> {
-    let (relays, embedded) = resolve_relays(&args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let out = rt.block_on(async move {
-        let config = DiscoveryConfig {
-            relays,
-            embedded,
-            directory: false,
-            ..DiscoveryConfig::default()
-        };
-        // A read-only listing needs no identity: a throwaway key signs nothing.
-        let discovery = Discovery::start(config, Keys::generate()).await?;
-        if !discovery
-            .wait_connected(Duration::from_secs(args.timeout_secs))
-            .await
-        {
-            let live = discovery.connected_relays().await;
-            for url in discovery.relays().iter().filter(|u| !live.contains(*u)) {
-                tracing::warn!(relay = %url, "relay not reachable; listing what the others have");
-            }
-        }
+        let discovery = reader(&args).await?;
         let dir = discovery
             .fetch_directory(Duration::from_secs(args.timeout_secs))
             .await?;

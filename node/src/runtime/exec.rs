@@ -713,6 +713,11 @@ impl Components {
                 };
                 let peers = self.iroh_keys(&to);
                 let n = self.blobs.allow(&round, &peers).await?;
+                // A corrupting node (real mode) serves its committee honest bytes, so its work is
+                // evaluated, and everyone else — the coordinator that merges it — a flipped byte.
+                let committee: Vec<PublicKey> =
+                    to.iter().copied().filter(|k| *k != open.author()).collect();
+                self.blobs.spare(blob_id(&blob), self.iroh_keys(&committee));
                 tracing::info!(machine = %key, blob = %blob, readers = peers.len(), blobs = n, "blob released to the committee");
             }
             Action::RefundToll {

@@ -145,6 +145,7 @@ pub fn status_json(node: &Node) -> Value {
             "dealer_faults": node.config.roles.coordinator.as_ref().map(|c| c.dealer_faults.iter().map(ToString::to_string).collect::<Vec<_>>()),
         },
         "machines": *node.status.borrow(),
+        "blob_fetches": node.components.blobs.fetch_stats(),
         "checkpoint_checks": *node.checks.lock().unwrap_or_else(|p| p.into_inner()),
         "run": node.coordinator.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|v| json!({
             "run": v.run.as_str(),

@@ -126,6 +126,9 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<(Node, Runtime, Arc<Lightn
     );
     let mut blob_cfg = BlobConfig::local(data_dir, iroh);
     blob_cfg.bind_addr = cfg.iroh_bind;
+    if cfg.roles.peer.as_ref().map(|p| p.behaviour.as_str()) == Some("corrupting-provider") {
+        blob_cfg.corrupt = Some(Default::default());
+    }
     let blobs = Arc::new(BlobNode::start(blob_cfg, AddressBook::new()).await?);
     // Opt-in: the announcement binds the three keys; the validator role is in it only if the
     // operator configured it, and only announced validators are ever drawn into a committee.

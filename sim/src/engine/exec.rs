@@ -7,7 +7,7 @@ use l402_protocol::events::{BlobHash, Evidence, SubmissionId, VerifiedAny};
 use l402_protocol::events::{MergedList, MergedSubmission, Score, Seed32};
 use l402_protocol::quorum::{Phase, RejectCode, Verdict};
 use l402_protocol::round::{Action, Input};
-use nostr::{Event, EventId};
+use nostr::{Event, EventId, PublicKey};
 use rand::Rng;
 
 use super::{round_of, HtlcMeta, Item, Simulation, SubInfo};
@@ -187,6 +187,13 @@ impl Simulation {
             },
             Action::ReleaseBlob { blob, to } => {
                 self.blobs.release(from, &blob, &to);
+                if self.actors[from as usize].kind == ActorKind::CorruptingProvider {
+                    // Honest bytes for the committee only (not the coordinator).
+                    let coordinator = self.actors[self.coordinator as usize].pubkey;
+                    let committee: Vec<PublicKey> =
+                        to.iter().copied().filter(|k| *k != coordinator).collect();
+                    self.blobs.corrupt(from, &blob, &committee);
+                }
             }
             Action::Evaluate {
                 submission,
@@ -424,6 +431,34 @@ impl Simulation {
         }
     }
 
+    /// The coordinator fetches a merged blob as the node does (`Components::fetch_merged`): its
+    /// author first, then the committee members that hold it, providers with earlier corrupt
+    /// transfers last; a corrupt transfer is caught and the next holder tried.
+    fn fetch_merged(&mut self, m: &MergedSubmission) {
+        let c = self.coordinator;
+        let Some(author) = self.subs.get(&m.submission).map(|s| s.author) else {
+            return;
+        };
+        let mut providers = vec![author];
+        providers.extend(
+            self.blobs
+                .holders(&m.blob)
+                .filter(|h| *h != author && *h != c),
+        );
+        providers.sort_by_key(|p| self.stats.strikes.get(p).copied().unwrap_or(0));
+        let pk = self.actors[c as usize].pubkey;
+        let got = self.blobs.fetch_from(c, &pk, &m.blob, &providers);
+        for p in &got.corrupt {
+            *self.stats.strikes.entry(*p).or_insert(0) += 1;
+        }
+        self.stats.corrupt_transfers += got.corrupt.len() as u64;
+        match got.from {
+            Some(_) if !got.corrupt.is_empty() => self.stats.corrupt_recovered += 1,
+            Some(_) => {}
+            None => self.stats.merge_unavailable += 1,
+        }
+    }
+
     /// What an equivocating validator publishes next to `ev`, if `ev` is one of its
     /// attestations: the node's conflicting attestation, signed with the run's RNG.
     fn equivocation(&mut self, from: ActorId, ev: &nostr::Event) -> Option<nostr::Event> {
@@ -504,16 +539,19 @@ impl Simulation {
         let mut h = blake3::Hasher::new();
         h.update(b"l402-sim/checkpoint/v1");
         h.update(&parent.0);
-        let mut qualities = Vec::with_capacity(merged.len());
-        for m in merged {
-            h.update(&m.submission.0);
-            h.update(&m.blob.0);
-            qualities.push(self.blobs.truth(&m.blob).map_or(0, |t| t.quality));
-        }
         let first = self
             .rounds
             .get(&round)
             .is_some_and(|r| r.merged.is_empty() && !r.audited);
+        let mut qualities = Vec::with_capacity(merged.len());
+        for m in merged {
+            h.update(&m.submission.0);
+            h.update(&m.blob.0);
+            if first {
+                self.fetch_merged(m);
+            }
+            qualities.push(self.blobs.truth(&m.blob).map_or(0, |t| t.quality));
+        }
         if first {
             self.model_progress += self.sc.loss.step(&qualities, self.sc.peers.quality);
             self.model_loss = self.sc.loss.at(self.model_progress);

@@ -376,6 +376,10 @@ impl Simulation {
             .filter(|r| r.corruption != Corruption::None)
             .count() as u64;
         det.dealer_evidence = self.stats.dealer_evidence;
+        det.corrupting_providers = count(ActorKind::CorruptingProvider);
+        det.corrupt_transfers = self.stats.corrupt_transfers;
+        det.corrupt_recovered = self.stats.corrupt_recovered;
+        det.merge_unavailable = self.stats.merge_unavailable;
         det.equivocating_validators = count(ActorKind::EquivocatingValidator);
         det.equivocations_signed = self.stats.equivocations_signed;
         let named = |equivocating: bool| {

@@ -136,6 +136,14 @@ pub(crate) struct Stats {
     pub(crate) equivocators_named: BTreeSet<PublicKey>,
     /// Conflicting attestations equivocating validators signed.
     pub(crate) equivocations_signed: u64,
+    /// Transfers of a merged blob whose bytes failed verification (a corrupting provider).
+    pub(crate) corrupt_transfers: u64,
+    /// Merge fetches completed from another holder after a corrupt transfer.
+    pub(crate) corrupt_recovered: u64,
+    /// Merge fetches no holder completed.
+    pub(crate) merge_unavailable: u64,
+    /// Corrupt transfers per provider: the coordinator tries them last afterwards.
+    pub(crate) strikes: BTreeMap<ActorId, u64>,
     /// Validators that signed a conflicting initial attestation before its attest deadline
     /// (the coordinator's tally sees both).
     pub(crate) equivocated_in_time: BTreeSet<PublicKey>,
@@ -366,6 +374,10 @@ impl Simulation {
             p.sybils.saturating_sub(paid),
         ));
         kinds.extend(std::iter::repeat_n(ActorKind::Mixed, p.mixed));
+        kinds.extend(std::iter::repeat_n(
+            ActorKind::CorruptingProvider,
+            p.corrupting,
+        ));
         let v = &sc.validators;
         kinds.extend(std::iter::repeat_n(ActorKind::LazyValidator, v.lazy));
         kinds.extend(std::iter::repeat_n(

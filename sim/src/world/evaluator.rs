@@ -39,6 +39,17 @@ struct BlobRecord {
     holders: BTreeSet<AccountId>,
     /// Keys a holder agreed to serve it to.
     released_to: BTreeSet<PublicKey>,
+    /// Holders that serve it with a flipped byte, and the keys each spares (A12).
+    corrupting: BTreeMap<AccountId, BTreeSet<PublicKey>>,
+}
+
+/// The outcome of [`FakeBlobs::fetch_from`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fetched {
+    /// The provider that completed it (`None`: no provider could).
+    pub from: Option<AccountId>,
+    /// Providers whose bytes failed verification, in the order tried.
+    pub corrupt: Vec<AccountId>,
 }
 
 /// The blob layer: who holds which blob and to whom it was released (commit-reveal).
@@ -57,6 +68,7 @@ impl FakeBlobs {
                 truth,
                 holders: [origin].into(),
                 released_to: BTreeSet::new(),
+                corrupting: BTreeMap::new(),
             },
         );
     }
@@ -70,8 +82,68 @@ impl FakeBlobs {
                 truth,
                 holders: [holder].into(),
                 released_to: BTreeSet::new(),
+                corrupting: BTreeMap::new(),
             },
         );
+    }
+
+    /// `holder` serves `hash` with a flipped byte to everyone but `spared` (a corrupting
+    /// provider).
+    pub fn corrupt(&mut self, holder: AccountId, hash: &BlobHash, spared: &[PublicKey]) {
+        if let Some(b) = self.blobs.get_mut(hash) {
+            b.corrupting
+                .entry(holder)
+                .or_default()
+                .extend(spared.iter().copied());
+        }
+    }
+
+    /// Who holds `hash`, in id order.
+    pub fn holders(&self, hash: &BlobHash) -> impl Iterator<Item = AccountId> + '_ {
+        self.blobs
+            .get(hash)
+            .into_iter()
+            .flat_map(|b| b.holders.iter().copied())
+    }
+
+    /// `who` (key `pk`) fetches `hash` from `providers` in order, as the node's fetcher does:
+    /// a provider that does not hold it (or may not serve it to `pk`) is skipped, one that serves
+    /// corrupt bytes is caught by verification and the next one tried; the first honest holder
+    /// completes it and `who` holds it too.
+    pub fn fetch_from(
+        &mut self,
+        who: AccountId,
+        pk: &PublicKey,
+        hash: &BlobHash,
+        providers: &[AccountId],
+    ) -> Fetched {
+        let mut out = Fetched::default();
+        let Some(b) = self.blobs.get_mut(hash) else {
+            return out;
+        };
+        if b.holders.contains(&who) {
+            out.from = Some(who);
+            return out;
+        }
+        if !b.released_to.contains(pk) {
+            return out;
+        }
+        for p in providers {
+            if !b.holders.contains(p) {
+                continue;
+            }
+            if b.corrupting
+                .get(p)
+                .is_some_and(|spared| !spared.contains(pk))
+            {
+                out.corrupt.push(*p);
+                continue;
+            }
+            b.holders.insert(who);
+            out.from = Some(*p);
+            break;
+        }
+        out
     }
 
     /// The truth about a blob.
@@ -194,6 +266,32 @@ mod tests {
             FakeEvaluator::reference(&big, 1).1,
             Verdict::Reject(RejectCode::NormOutOfRange)
         );
+    }
+
+    #[test]
+    fn a_corrupt_provider_is_skipped_for_the_next_holder() {
+        let pk = |i: u8| Keys::new(SecretKey::from_slice(&[i; 32]).unwrap()).public_key();
+        let t = BlobTruth {
+            origin: 1,
+            quality: 10,
+            norm_milli: 1000,
+        };
+        let mut b = FakeBlobs::default();
+        let h = BlobHash([9; 32]);
+        b.add(h, t);
+        b.release(1, &h, &[pk(2), pk(3)]);
+        b.corrupt(1, &h, &[pk(2)]);
+        // The spared validator gets honest bytes from the author and holds them.
+        assert_eq!(b.fetch_from(2, &pk(2), &h, &[1]).from, Some(1));
+        // The coordinator (not spared) catches the author's bytes and completes from 2.
+        let got = b.fetch_from(3, &pk(3), &h, &[1, 2]);
+        assert_eq!((got.from, got.corrupt), (Some(2), vec![1]));
+        // With the author the only holder, nobody else completes it.
+        let mut alone = FakeBlobs::default();
+        alone.add(h, b.truth(&h).unwrap().clone());
+        alone.release(1, &h, &[pk(3)]);
+        alone.corrupt(1, &h, &[]);
+        assert_eq!(alone.fetch_from(3, &pk(3), &h, &[1]).from, None);
     }
 
     #[test]
