@@ -75,10 +75,29 @@ async fn corrupt_provider_is_detected_and_honest_provider_completes() -> Result<
         "a failed fetch must not be indexed"
     );
 
-    // Corrupt first, honest second: the honest provider completes it, and only the missing
-    // ranges are fetched from it (the verified prefix kept from the corrupt provider is reused).
+    // The corrupt transfer gave the provider a strike.
+    let stats = fetcher.fetch_stats();
+    assert_eq!((stats.corrupt, stats.failed), (1, 1), "{stats:?}");
+    assert_eq!(stats.strikes.get(&corrupt.id().to_string()), Some(&1));
+
+    // Corrupt first, honest second, for the struck fetcher: it asks the honest provider first,
+    // and only for the missing ranges (the verified prefix kept from the corrupt provider is
+    // reused).
     let both = request(hash, size, vec![corrupt.id(), honest.provider_id()]);
     let report = timeout(PATIENCE, fetcher.fetch(&both)).await??;
+    assert_eq!(report.attempts.len(), 1, "{report:?}");
+    assert_eq!(report.attempts[0].provider, honest.provider_id());
+    assert_eq!(report.attempts[0].failure, None);
+    assert!(
+        report.attempts[0].bytes_received < size as u64,
+        "honest provider re-sent the verified prefix: {report:?}"
+    );
+    assert_eq!(fetcher.read(&hash).await?, bytes);
+
+    // A fetcher without strikes asks in the order given: the corrupt provider's bytes are
+    // caught, and the honest provider completes the blob in the same fetch.
+    let fresh = start_node(dir.path(), 3, &book).await?;
+    let report = timeout(PATIENCE, fresh.fetch(&both)).await??;
     assert_eq!(report.attempts.len(), 2, "{report:?}");
     assert!(matches!(
         report.attempts[0].failure,
@@ -86,13 +105,15 @@ async fn corrupt_provider_is_detected_and_honest_provider_completes() -> Result<
     ));
     assert_eq!(report.attempts[1].provider, honest.provider_id());
     assert_eq!(report.attempts[1].failure, None);
-    assert!(
-        report.attempts[1].bytes_received < size as u64,
-        "honest provider re-sent the verified prefix: {report:?}"
+    assert_eq!(fresh.read(&hash).await?, bytes);
+    let stats = fresh.fetch_stats();
+    assert_eq!(
+        (stats.fetched, stats.corrupt, stats.recovered, stats.failed),
+        (1, 1, 1, 0),
+        "{stats:?}"
     );
-    assert_eq!(fetcher.read(&hash).await?, bytes);
     corrupt.router.shutdown().await?;
-    for node in [honest, fetcher] {
+    for node in [honest, fetcher, fresh] {
         node.shutdown().await?;
     }
     Ok(())

@@ -139,18 +139,28 @@ async fn libp2p_fetch_verifies_bytes_and_falls_back_to_honest_provider() -> Resu
         "{attempts:?}"
     );
     assert_eq!(fetcher.store().status(&hash).await?, BlobStatus::NotFound);
+    assert_eq!(
+        fetcher.fetch_stats().strikes.get(&corrupt.to_string()),
+        Some(&1)
+    );
 
-    let report = timeout(
-        PATIENCE,
-        fetcher.fetch(&request(hash, size, vec![corrupt, honest.provider_id()])),
-    )
-    .await??;
+    // The struck provider is asked last.
+    let both = request(hash, size, vec![corrupt, honest.provider_id()]);
+    let report = timeout(PATIENCE, fetcher.fetch(&both)).await??;
+    assert_eq!(report.attempts.len(), 1, "{report:?}");
+    assert_eq!(report.attempts[0].provider, honest.provider_id());
+    assert_eq!(fetcher.read(&hash).await?, bytes);
+
+    // Without a strike, the given order: caught, then completed by the honest provider.
+    let fresh = start_libp2p(dir.path(), 4, &book).await?;
+    let report = timeout(PATIENCE, fresh.fetch(&both)).await??;
     assert!(matches!(
         report.attempts[0].failure,
         Some(ProviderFailure::Corrupt(_))
     ));
     assert_eq!(report.attempts[1].failure, None);
-    assert_eq!(fetcher.read(&hash).await?, bytes);
+    assert_eq!(fresh.read(&hash).await?, bytes);
+    fresh.shutdown().await?;
 
     // The fetcher re-provides over libp2p.
     let third = start_libp2p(dir.path(), 3, &book).await?;
