@@ -178,3 +178,64 @@ fn table(checked: &[CheckedEvidence], now: Timestamp) -> String {
     }
     s
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use l402_protocol::events::{sign_event, BlobHash, RunId, Score, Seed32, SubmissionId};
+    use l402_protocol::quorum::{
+        AttestationBody, EquivocationEvidence, Phase, RejectCode, Verdict,
+    };
+    use nostr_sdk::prelude::{EventBuilder, Keys, SecretKey, Timestamp};
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn keys(i: u8) -> Keys {
+        Keys::new(SecretKey::from_slice(&[i; 32]).unwrap())
+    }
+
+    #[test]
+    fn a_proof_is_checked_and_anything_else_is_listed_as_unproven() {
+        let validator = keys(7);
+        let body = |verdict| AttestationBody {
+            run_id: RunId::new("run").unwrap(),
+            round: 4,
+            phase: Phase::Initial,
+            submission: SubmissionId([1; 32]),
+            checkpoint: BlobHash([2; 32]),
+            gradient: BlobHash([3; 32]),
+            eval_seed: Seed32([4; 32]),
+            score: Score(10),
+            verdict,
+            validator: validator.public_key(),
+        };
+        let a = body(Verdict::Accept).sign(&validator, &[5; 32]).unwrap();
+        let b = body(Verdict::Reject(RejectCode::LossIncreased))
+            .sign(&validator, &[6; 32])
+            .unwrap();
+        let ev = Evidence::Equivocation(EquivocationEvidence::new(a, b).unwrap());
+        let coordinator = keys(8);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        let signed = sign_event(&ev, &coordinator, Timestamp::from_secs(1_000), &mut rng).unwrap();
+        let c = check(&signed);
+        assert!(c.verified, "{c:?}");
+        assert_eq!(c.kind.as_deref(), Some("equivocation"));
+        assert_eq!(c.accused, Some(validator.public_key().to_hex()));
+        assert_eq!(c.author, coordinator.public_key().to_hex());
+        assert_eq!((c.run.as_deref(), c.round), (Some("run"), Some(4)));
+
+        // An evidence-kind event whose content proves nothing.
+        let junk = EventBuilder::new(L402Kind::Evidence.kind(), "{\"v\":1}")
+            .sign_with_keys(&coordinator)
+            .unwrap();
+        let c = check(&junk);
+        assert!(
+            !c.verified && c.accused.is_none() && !c.proves.is_empty(),
+            "{c:?}"
+        );
+        let table = table(&[check(&signed), c], Timestamp::from_secs(1_010));
+        assert!(table.contains("proven") && table.contains("NOT"), "{table}");
+        assert!(table.contains("1 proven misbehaviour(s)"), "{table}");
+    }
+}
