@@ -64,14 +64,8 @@ pub fn swarm_args(
     sc.check_mode(Mode::Real)?;
     let p = &sc.peers;
     let v = &sc.validators;
-    let peers = p.honest
-        + p.free_riders
-        + p.poisoners
-        + p.copycats
-        + p.alie
-        + p.stale
-        + p.mixed
-        + p.corrupting;
+    // `check_mode` refused Sybils and replayers: every worker is a node.
+    let peers = p.workers();
     let nodes = 1 + v.pool + peers;
     if nodes > MAX_REAL_NODES {
         anyhow::bail!("real mode starts at most {MAX_REAL_NODES} nodes on one machine; this swarm has {nodes}");

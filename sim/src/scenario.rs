@@ -338,6 +338,22 @@ pub struct PeerConfig {
     pub sybil_paid_fraction: f64,
 }
 
+impl PeerConfig {
+    /// Every worker: honest peers and each kind of Byzantine one.
+    pub fn workers(&self) -> usize {
+        self.honest
+            + self.free_riders
+            + self.poisoners
+            + self.sybils
+            + self.replayers
+            + self.copycats
+            + self.alie
+            + self.stale
+            + self.mixed
+            + self.corrupting
+    }
+}
+
 impl Default for PeerConfig {
     fn default() -> Self {
         Self {
@@ -598,16 +614,7 @@ impl Scenario {
             return invalid("validators.noise must be >= 0");
         }
         let p = &self.peers;
-        let workers = p.honest
-            + p.free_riders
-            + p.poisoners
-            + p.sybils
-            + p.replayers
-            + p.copycats
-            + p.alie
-            + p.stale
-            + p.mixed
-            + p.corrupting;
+        let workers = p.workers();
         if workers == 0 || workers > MAX_PEERS {
             return invalid(format!("peers: 1..={MAX_PEERS} workers in total"));
         }

@@ -67,6 +67,7 @@ pub struct FetchStats {
     /// caught, and the blob's size.
     pub corrupt_at: Vec<(u64, u64)>,
     /// Providers that served corrupt bytes (hex id) and how often: later fetches try them last.
+    /// Filled from the node's strike map when read ([`BlobNode::fetch_stats`]).
     pub strikes: BTreeMap<String, u64>,
 }
 
@@ -223,7 +224,6 @@ impl BlobNode {
             if stats.corrupt_at.len() < MAX_CORRUPT_SAMPLES {
                 stats.corrupt_at.push((received, request.announced_size));
             }
-            *stats.strikes.entry(p.to_string()).or_default() += 1;
             *strikes.entry(p).or_default() += 1;
         }
         result
@@ -231,7 +231,10 @@ impl BlobNode {
 
     /// What this node's fetches met so far.
     pub fn fetch_stats(&self) -> FetchStats {
-        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let strikes = self.strikes.lock().unwrap_or_else(|p| p.into_inner());
+        stats.strikes = strikes.iter().map(|(p, n)| (p.to_string(), *n)).collect();
+        stats
     }
 
     /// A corrupting node (the simulator's real mode) serves `blob` honestly to `peers` from now

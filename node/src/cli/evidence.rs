@@ -48,13 +48,7 @@ pub struct CheckedEvidence {
 
 /// Checks one event as evidence.
 pub fn check(ev: &nostr_sdk::prelude::Event) -> CheckedEvidence {
-    let tag = |name: &str| {
-        ev.tags
-            .iter()
-            .find(|t| t.kind().to_string() == name)
-            .and_then(|t| t.content())
-            .map(str::to_owned)
-    };
+    let tag = |name: &str| tags::first(ev.tags.as_slice(), name).map(str::to_owned);
     let mut out = CheckedEvidence {
         event: ev.id.to_hex(),
         author: ev.pubkey.to_hex(),
@@ -69,16 +63,7 @@ pub fn check(ev: &nostr_sdk::prelude::Event) -> CheckedEvidence {
     };
     match parse::<Evidence>(ev, None) {
         Ok(v) => {
-            out.kind = Some(
-                match v.value() {
-                    Evidence::BadShare(_) => "bad_share",
-                    Evidence::WrongPreimage(_) => "wrong_preimage",
-                    Evidence::MalformedDealing(_) => "malformed_dealing",
-                    Evidence::Equivocation(_) => "equivocation",
-                    _ => "other",
-                }
-                .to_owned(),
-            );
+            out.kind = Some(v.kind_name().to_owned());
             match v.verify() {
                 Ok(p) => {
                     out.accused = Some(v.accused().to_hex());

@@ -77,6 +77,17 @@ impl Evidence {
         }
     }
 
+    /// The kind name the event content carries: `bad_share`, `wrong_preimage`,
+    /// `malformed_dealing` or `equivocation`.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind() {
+            EvidenceKind::BadShare => "bad_share",
+            EvidenceKind::WrongPreimage => "wrong_preimage",
+            EvidenceKind::MalformedDealing => "malformed_dealing",
+            EvidenceKind::Equivocation => "equivocation",
+        }
+    }
+
     fn kind(&self) -> EvidenceKind {
         match self {
             Evidence::BadShare(_) => EvidenceKind::BadShare,
