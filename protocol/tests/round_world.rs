@@ -154,6 +154,8 @@ struct World {
     fees: Vec<(PublicKey, String)>,
     /// Merged-list blobs the coordinator stored, by BLAKE3 hash.
     lists: BTreeMap<BlobHash, Vec<u8>>,
+    /// Replays the coordinator asked for.
+    audits: usize,
 }
 
 impl World {
@@ -260,6 +262,7 @@ impl World {
             ignored: Vec::new(),
             fees: Vec::new(),
             lists: BTreeMap::new(),
+            audits: 0,
             crashes: 0,
         }
     }
@@ -431,6 +434,30 @@ impl World {
                             score,
                             verdict,
                             fee_invoice: Some(format!("fake-fee/{v}/{submission}/{phase:?}")),
+                        },
+                    );
+                }
+                Action::Audit { submission, .. } => {
+                    assert_eq!(from, Node::C, "only the coordinator audits");
+                    // The noise-free replay of the same evaluation.
+                    let q = *self
+                        .quality
+                        .entry(submission)
+                        .or_insert_with(|| self_quality(submission));
+                    let verdict = if q < 0 {
+                        Verdict::Reject(RejectCode::LossIncreased)
+                    } else {
+                        Verdict::Accept
+                    };
+                    let d = self.rng.gen_range(1..=self.sc.max_delay.max(1));
+                    self.audits += 1;
+                    self.schedule(
+                        d,
+                        from,
+                        Input::Audited {
+                            submission,
+                            score: Score(q),
+                            verdict,
                         },
                     );
                 }
@@ -803,6 +830,56 @@ fn equivocating_validator_is_dropped_and_named_in_checkable_evidence() {
     }
     // Dropped from the tally: no fee for either of its attestations.
     assert!(w.fees.iter().all(|(v, _)| *v != equivocator));
+}
+
+#[test]
+fn colluders_at_k_release_one_round_and_the_replay_convicts_them() {
+    // k = 3 of 5 with three generous colluders: they can pass bad work this round (the bounded
+    // break), but the two honest members dissent, the coordinator replays every disputed
+    // evaluation before the checkpoint, and each colluder is convicted by wrong-score evidence
+    // anyone can check against the signed attestation.
+    let mut b = vec![Behaviour::Generous; 3];
+    b.extend([Behaviour::Honest; 2]);
+    let mut sc = scenario(b, 3);
+    sc.peers = 3;
+    let mut w = World::new(sc);
+    w.run();
+    check(&w);
+    assert!(
+        w.audits >= 3,
+        "every submission is disputed: {} audits",
+        w.audits
+    );
+    let coordinator = w.nodes[&Node::C].0.public_key();
+    let evidence: Vec<_> = w
+        .relay
+        .iter()
+        .filter_map(|e| parse::<events::Evidence>(e, None).ok())
+        .collect();
+    let accused: BTreeSet<PublicKey> = evidence.iter().map(|e| e.accused()).collect();
+    assert_eq!(accused, w.committee[..3].iter().copied().collect());
+    for e in &evidence {
+        assert_eq!(e.author(), coordinator);
+        assert!(matches!(e.verify(), Ok(events::Proven::WrongScore)));
+    }
+    let Role::C(c) = &w.nodes[&Node::C].1 else {
+        panic!("the coordinator")
+    };
+    assert_eq!(c.convicted(), &accused, "the machine convicts exactly them");
+    // The checkpoint waited for the audits, and was published.
+    assert!(w
+        .relay
+        .iter()
+        .any(|e| parse::<events::Checkpoint>(e, None).is_ok()));
+    // An honest committee raises no dispute: nothing is replayed, nobody is accused.
+    let mut w = World::new(scenario(vec![Behaviour::Honest; 5], 3));
+    w.run();
+    check(&w);
+    assert_eq!(w.audits, 0);
+    assert!(!w
+        .relay
+        .iter()
+        .any(|e| parse::<events::Evidence>(e, None).is_ok()));
 }
 
 #[test]

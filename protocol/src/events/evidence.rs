@@ -12,7 +12,7 @@ use crate::escrow::{
     BadShareComplaint, DealerFault, MalformedDealingEvidence, WrongPreimageEvidence,
     MAX_DEALING_BYTES,
 };
-use crate::quorum::EquivocationEvidence;
+use crate::quorum::{EquivocationEvidence, WrongScoreEvidence};
 
 /// A proof of misbehaviour.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub enum Evidence {
     MalformedDealing(MalformedDealingEvidence),
     /// A validator signed two conflicting attestations.
     Equivocation(EquivocationEvidence),
+    /// A validator's signed score is contradicted by the publisher's deterministic replay.
+    WrongScore(WrongScoreEvidence),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +37,7 @@ enum EvidenceKind {
     WrongPreimage,
     MalformedDealing,
     Equivocation,
+    WrongScore,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -52,6 +55,10 @@ pub enum Proven {
     Dealer(DealerFault),
     /// The validator equivocated.
     Equivocation,
+    /// The validator signed a score (or verdict) that the publisher's replay of the same
+    /// evaluation contradicts; re-running the evaluation confirms it (the attestation names the
+    /// checkpoint, the blob and the eval seed).
+    WrongScore,
 }
 
 impl Evidence {
@@ -62,6 +69,7 @@ impl Evidence {
             Evidence::WrongPreimage(w) => w.dealing().body().dealer,
             Evidence::MalformedDealing(m) => m.dealer(),
             Evidence::Equivocation(e) => e.validator(),
+            Evidence::WrongScore(w) => w.validator(),
         }
     }
 
@@ -74,17 +82,20 @@ impl Evidence {
             Evidence::MalformedDealing(m) => m.verify().map(Proven::Dealer).map_err(|e| not(&e)),
             // Decoding equivocation evidence already checks both signatures and the conflict.
             Evidence::Equivocation(_) => Ok(Proven::Equivocation),
+            // Decoding checks the signature and that the replay contradicts it.
+            Evidence::WrongScore(_) => Ok(Proven::WrongScore),
         }
     }
 
     /// The kind name the event content carries: `bad_share`, `wrong_preimage`,
-    /// `malformed_dealing` or `equivocation`.
+    /// `malformed_dealing`, `equivocation` or `wrong_score`.
     pub fn kind_name(&self) -> &'static str {
         match self.kind() {
             EvidenceKind::BadShare => "bad_share",
             EvidenceKind::WrongPreimage => "wrong_preimage",
             EvidenceKind::MalformedDealing => "malformed_dealing",
             EvidenceKind::Equivocation => "equivocation",
+            EvidenceKind::WrongScore => "wrong_score",
         }
     }
 
@@ -94,6 +105,7 @@ impl Evidence {
             Evidence::WrongPreimage(_) => EvidenceKind::WrongPreimage,
             Evidence::MalformedDealing(_) => EvidenceKind::MalformedDealing,
             Evidence::Equivocation(_) => EvidenceKind::Equivocation,
+            Evidence::WrongScore(_) => EvidenceKind::WrongScore,
         }
     }
 
@@ -103,6 +115,7 @@ impl Evidence {
             Evidence::WrongPreimage(w) => w.encode(),
             Evidence::MalformedDealing(m) => m.encode(),
             Evidence::Equivocation(e) => e.encode(),
+            Evidence::WrongScore(w) => w.encode(),
         }
     }
 }
@@ -122,8 +135,12 @@ impl EventContent for Evidence {
             t.push(tags::round(b.round));
             t.push(tags::submission(&b.submission));
         }
-        if let Evidence::Equivocation(e) = self {
-            let b = e.pair().0.body();
+        let attested = match self {
+            Evidence::Equivocation(e) => Some(e.pair().0.body()),
+            Evidence::WrongScore(w) => Some(w.attestation().body()),
+            _ => None,
+        };
+        if let Some(b) = attested {
             t.push(tags::run(&b.run_id));
             t.push(tags::round(b.round));
             t.push(tags::submission(&b.submission));
@@ -158,6 +175,10 @@ impl EventContent for Evidence {
             ),
             EvidenceKind::Equivocation => Evidence::Equivocation(
                 EquivocationEvidence::decode(&bytes)
+                    .map_err(|e| RejectReason::EvidenceNotProven(e.to_string()))?,
+            ),
+            EvidenceKind::WrongScore => Evidence::WrongScore(
+                WrongScoreEvidence::decode(&bytes)
                     .map_err(|e| RejectReason::EvidenceNotProven(e.to_string()))?,
             ),
         };

@@ -70,7 +70,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    fn code(self) -> u64 {
+    pub(crate) fn code(self) -> u64 {
         match self {
             Verdict::Accept => 0,
             Verdict::Reject(r) => match r {
@@ -85,7 +85,7 @@ impl Verdict {
             },
         }
     }
-    fn from_code(c: u64) -> Option<Self> {
+    pub(crate) fn from_code(c: u64) -> Option<Self> {
         Some(match c {
             0 => Verdict::Accept,
             1 => Verdict::Reject(RejectCode::LossIncreased),

@@ -7,10 +7,12 @@
 //!   gradient hash, eval seed, score and verdict.
 //! - [`tally`]: counting a submission's attestations (k-of-n, score tolerance, fees) and
 //!   equivocation evidence.
+//! - [`audit`]: replaying disputed evaluations, wrong-score evidence and the eligible pool.
 //!
 //! Spec: specs/L2T-04-attestation.md
 
 pub mod attestation;
+pub mod audit;
 pub mod committee;
 pub mod select;
 pub mod tally;
@@ -19,6 +21,7 @@ pub use attestation::{
     AttestationBody, AttestationError, Phase, RejectCode, SignedAttestation, Verdict,
     MAX_ATTESTATION_BYTES,
 };
+pub use audit::{contradicts, disputed, eligible, Replay, WrongScoreError, WrongScoreEvidence};
 pub use committee::{CommitteeError, CommitteeProof};
 pub use select::{eval_seed, round_seed, select_validators, SelectError};
 pub use tally::{

@@ -1,10 +1,11 @@
 //! The coordinator (payer) of one round: open it, check submission tokens, deal the escrow,
 //! pay the hold invoices, tally the attestations, merge exactly the submissions with a passing
-//! quorum and publish the checkpoint.
+//! quorum, replay the disputed evaluations (publishing wrong-score evidence against the
+//! validators the replay contradicts) and publish the checkpoint.
 //!
 //! Spec: specs/L2T-03-round.md#coordinator
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use nostr::{Event, Keys};
 use serde::{Deserialize, Serialize};
@@ -17,7 +18,10 @@ use crate::events::{
     UnixTime, Verified, VerifiedAny,
 };
 use crate::l402;
-use crate::quorum::{committee, eval_seed, tally, Phase, TallyContext};
+use crate::quorum::{
+    committee, disputed, eval_seed, tally, Phase, Replay, SignedAttestation, TallyContext,
+    WrongScoreEvidence,
+};
 
 const ROLE: &str = "coordinator";
 
@@ -58,6 +62,35 @@ struct CoordinatorState {
     /// per payment hash in the shell).
     #[serde(default)]
     refunds: Vec<Refund>,
+    /// Disputed submissions being replayed (L2T-04 §audit): the checkpoint waits for them.
+    #[serde(default)]
+    audits: BTreeMap<SubmissionId, Audit>,
+    /// The aggregate, stored while audits are still running.
+    #[serde(default)]
+    ready: Option<crate::events::BlobHash>,
+    /// Validators whose signed scores a replay contradicted (evidence published).
+    #[serde(default)]
+    convicted: BTreeSet<nostr::PublicKey>,
+}
+
+/// A disputed submission's audit: the counted attestations, then the replay.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Audit {
+    blob: crate::events::BlobHash,
+    /// Canonical encodings of the counted attestations (signature-checked when tallied).
+    attestations: Vec<Vec<u8>>,
+    replay: Option<Replay>,
+}
+
+impl Audit {
+    fn action(&self, open: &RoundOpen, submission: SubmissionId) -> Action {
+        Action::Audit {
+            submission,
+            checkpoint: open.checkpoint,
+            blob: self.blob,
+            eval_seed: eval_seed(&open.seed, &submission),
+        }
+    }
 }
 
 /// A toll refund owed to a refused submission's author.
@@ -112,6 +145,9 @@ impl Coordinator {
                 checkpoint: None,
                 published: Vec::new(),
                 refunds: Vec::new(),
+                audits: BTreeMap::new(),
+                ready: None,
+                convicted: BTreeSet::new(),
             },
         })
     }
@@ -129,6 +165,12 @@ impl Coordinator {
     /// The published checkpoint, once the round is over.
     pub fn checkpoint(&self) -> Option<&Verified<Checkpoint>> {
         self.st.checkpoint.as_ref()
+    }
+
+    /// Validators whose signed scores this round's audit contradicted (wrong-score evidence is
+    /// published for each): the node leaves them out of the run's later pools.
+    pub fn convicted(&self) -> &BTreeSet<nostr::PublicKey> {
+        &self.st.convicted
     }
 
     /// Persist (versioned CBOR).
@@ -172,9 +214,19 @@ impl Coordinator {
         }
         out.extend(self.st.refunds.iter().map(Refund::action));
         if let (Some(merged), None) = (&self.st.aggregate, &self.st.checkpoint) {
-            out.push(Action::Aggregate {
-                list: self.merged_list(merged.clone()),
-            });
+            if self.st.ready.is_none() {
+                out.push(Action::Aggregate {
+                    list: self.merged_list(merged.clone()),
+                });
+            }
+            let open = self.st.open.value();
+            out.extend(
+                self.st
+                    .audits
+                    .iter()
+                    .filter(|(_, a)| a.replay.is_none())
+                    .map(|(id, a)| a.action(open, *id)),
+            );
         }
         out.extend(self.handle(now, Input::Tick));
         out
@@ -192,6 +244,11 @@ impl Coordinator {
             Input::Event(VerifiedAny::EscrowLock(l)) => self.on_lock(now, l, &mut out),
             Input::Event(VerifiedAny::Attestation(a)) => self.on_attestation(a, &mut out),
             Input::CheckpointReady { checkpoint } => self.on_checkpoint(now, checkpoint, &mut out),
+            Input::Audited {
+                submission,
+                score,
+                verdict,
+            } => self.on_audited(now, submission, Replay { score, verdict }, &mut out),
             _ => {}
         }
         if now >= self.st.open.attest_deadline && self.st.aggregate.is_none() {
@@ -447,6 +504,7 @@ impl Coordinator {
         let open = self.st.open.value().clone();
         let mut merged = Vec::new();
         let mut equivocations = Vec::new();
+        let mut audits = BTreeMap::new();
         for (id, sub) in &self.st.subs {
             // The submission's committee, as dealt (no offer: nothing was dealt, nothing passes).
             let members: Vec<nostr::PublicKey> = sub
@@ -475,6 +533,15 @@ impl Coordinator {
             };
             let t = tally(&ctx, &atts);
             equivocations.extend(t.equivocations().iter().cloned().map(|e| (*id, e)));
+            if disputed(&t) {
+                let a = Audit {
+                    blob: sub.submission.blob,
+                    attestations: t.counted().map(SignedAttestation::encode).collect(),
+                    replay: None,
+                };
+                out.push(a.action(&open, *id));
+                audits.insert(*id, a);
+            }
             if t.quorum_accepts() {
                 merged.push(MergedSubmission {
                     submission: *id,
@@ -510,10 +577,52 @@ impl Coordinator {
             self.publish(ev, out);
         }
         // `subs` is a BTreeMap: `merged` is already sorted by submission id, as the spec wants.
+        self.st.audits = audits;
         self.st.aggregate = Some(merged.clone());
         out.push(Action::Aggregate {
             list: self.merged_list(merged),
         });
+    }
+
+    /// A replay came back: every counted attestation it contradicts becomes signed wrong-score
+    /// evidence and convicts its validator; the last replay releases a waiting checkpoint.
+    fn on_audited(
+        &mut self,
+        now: UnixTime,
+        id: SubmissionId,
+        replay: Replay,
+        out: &mut Vec<Action>,
+    ) {
+        let tolerance = self.st.open.tolerance;
+        let Some(audit) = self.st.audits.get_mut(&id) else {
+            return;
+        };
+        if audit.replay.is_some() {
+            return;
+        }
+        audit.replay = Some(replay);
+        let wrong: Vec<WrongScoreEvidence> = audit
+            .attestations
+            .iter()
+            .filter_map(|b| SignedAttestation::decode(b).ok())
+            .filter_map(|a| WrongScoreEvidence::new(a, replay, tolerance))
+            .collect();
+        for w in wrong {
+            let who = w.validator();
+            self.st.convicted.insert(who);
+            let ev = sign(
+                &self.keys,
+                &self.st.seed,
+                now,
+                "wrong-score",
+                &[&id.0, &who.to_bytes()],
+                &Evidence::WrongScore(w),
+            );
+            self.publish(ev, out);
+        }
+        if let Some(checkpoint) = self.st.ready.take() {
+            self.on_checkpoint(now, checkpoint, out);
+        }
     }
 
     fn merged_list(&self, merged: Vec<MergedSubmission>) -> MergedList {
@@ -534,6 +643,12 @@ impl Coordinator {
         let (Some(merged), None) = (self.st.aggregate.clone(), &self.st.checkpoint) else {
             return;
         };
+        // The checkpoint closes the round: it waits until every disputed evaluation is replayed,
+        // so the next round's pool already leaves out the convicted validators.
+        if self.st.audits.values().any(|a| a.replay.is_none()) {
+            self.st.ready = Some(checkpoint);
+            return;
+        }
         let c = Checkpoint::new(&self.merged_list(merged), checkpoint);
         let ev = sign(&self.keys, &self.st.seed, now, "checkpoint", &[], &c);
         self.st.checkpoint = ev.as_ref().and_then(|e| parse::<Checkpoint>(e, None).ok());

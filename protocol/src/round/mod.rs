@@ -100,6 +100,16 @@ pub enum Input {
         /// attestation carries it; the coordinator pays it if the score is within tolerance).
         fee_invoice: Option<String>,
     },
+    /// Coordinator: the replay of a disputed submission's evaluation finished (the answer to
+    /// [`Action::Audit`]; `Unavailable` if the blob could not be fetched).
+    Audited {
+        /// Submission.
+        submission: SubmissionId,
+        /// Replayed score in millionths.
+        score: Score,
+        /// Replayed verdict.
+        verdict: Verdict,
+    },
     /// Coordinator: the aggregate of the merged submissions is stored as this blob.
     CheckpointReady {
         /// New checkpoint.
@@ -166,6 +176,19 @@ pub enum Action {
         /// Checkpoint to apply it to.
         checkpoint: BlobHash,
         /// Blob to fetch.
+        blob: BlobHash,
+        /// Seed of the held-out batch.
+        eval_seed: Seed32,
+    },
+    /// Coordinator: replay a disputed submission's evaluation as a validator does (fetch the
+    /// checkpoint and the blob, score it on the eval seed's batch, no near-copy check); answer
+    /// with [`Input::Audited`]. The checkpoint event waits for every audit of the round.
+    Audit {
+        /// Submission.
+        submission: SubmissionId,
+        /// Checkpoint it applies to.
+        checkpoint: BlobHash,
+        /// Its blob.
         blob: BlobHash,
         /// Seed of the held-out batch.
         eval_seed: Seed32,
