@@ -99,6 +99,10 @@ pub enum Violation {
         /// Honest validators named.
         framed: u64,
     },
+    /// The coordinator's audit convicted an honest validator (its signed score agreed with the
+    /// deterministic reference, yet wrong-score evidence names it).
+    #[error("{0} honest validator(s) named in wrong-score evidence")]
+    HonestConvicted(u64),
     /// A merged blob no holder could serve with verified bytes (A12: a corrupting provider
     /// must not be able to stall the merge while an honest holder has the blob).
     #[error("{0} merged blob(s) could not be fetched with verified bytes")]
@@ -255,6 +259,9 @@ pub fn violations(r: &Report) -> Vec<Violation> {
     let d = &r.detection;
     if d.merge_unavailable > 0 {
         v.push(Violation::MergeUnavailable(d.merge_unavailable));
+    }
+    if d.honest_convicted > 0 {
+        v.push(Violation::HonestConvicted(d.honest_convicted));
     }
     if d.equivocators_unnamed > 0 || d.honest_named_equivocating > 0 {
         v.push(Violation::EquivocationUnproven {

@@ -14,7 +14,11 @@
 //! - each round's merged list is exactly the submissions a quorum (≥ k) attested "accept",
 //!   and every validator recomputed the published checkpoint from it;
 //! - with `--compare-clean`, the final held-out loss is within 5 % of the same swarm without
-//!   attackers.
+//!   attackers;
+//! - colluding validators are named in proven wrong-score evidence (the coordinator's audit
+//!   replay); at k or above, instead of the 95 % / 1 % shares, the damage is bounded: attackers
+//!   are paid only up to the round the colluders are convicted in, at most one round's escrow,
+//!   the convicted sit in no later committee, and honest peers get ≥ 95 % of every later round.
 //!
 //! Real runs are not bit-reproducible: keys come from the OS RNG and rounds follow wall-clock
 //! deadlines. The seed names the scenario's run; the replay command re-runs the same swarm.
@@ -533,21 +537,28 @@ pub fn figures(sc: &Scenario, rounds: u64, demo: &Value, clean: Option<&Value>) 
     }
     let heldout_loss = losses(demo);
     let clean_heldout_loss = clean.map(losses);
-    let mut invariants = vec![
-        RealInvariant {
-            name: "honest peers get ≥ 95 % of the sats paid".into(),
-            holds: total > 0 && honest_share >= HONEST_SHARE_MIN,
-            detail: format!(
-                "{honest} of {total} sats ({:.2} %; honest work: {})",
-                honest_share * 100.0,
-                HONEST_WORK.join(", ")
-            ),
-        },
-        RealInvariant {
-            name: "attackers get ≤ 1 %".into(),
-            holds: attacker_share <= ATTACKER_SHARE_MAX,
-            detail: format!("{} sats ({:.2} %)", total - honest, attacker_share * 100.0),
-        },
+    let evidence = evidence_seen(demo);
+    let mut invariants = if sc.validators.colluding >= k {
+        bounded_break(demo, &evidence)
+    } else {
+        vec![
+            RealInvariant {
+                name: "honest peers get ≥ 95 % of the sats paid".into(),
+                holds: total > 0 && honest_share >= HONEST_SHARE_MIN,
+                detail: format!(
+                    "{honest} of {total} sats ({:.2} %; honest work: {})",
+                    honest_share * 100.0,
+                    HONEST_WORK.join(", ")
+                ),
+            },
+            RealInvariant {
+                name: "attackers get ≤ 1 %".into(),
+                holds: attacker_share <= ATTACKER_SHARE_MAX,
+                detail: format!("{} sats ({:.2} %)", total - honest, attacker_share * 100.0),
+            },
+        ]
+    };
+    invariants.extend([
         RealInvariant {
             name: "every hold invoice ended claimed or refunded (each ldk-node)".into(),
             holds: holds.0 > 0 && stuck.is_empty(),
@@ -562,7 +573,7 @@ pub fn figures(sc: &Scenario, rounds: u64, demo: &Value, clean: Option<&Value>) 
             holds: merges.len() as u64 == rounds,
             detail: format!("{} of {rounds}", merges.len()),
         },
-    ];
+    ]);
     let bad_merge: Vec<String> = merges
         .iter()
         .filter(|m| m.merged != m.attested || m.recomputed == 0 || m.recomputed_ok != m.recomputed)
@@ -586,7 +597,6 @@ pub fn figures(sc: &Scenario, rounds: u64, demo: &Value, clean: Option<&Value>) 
             bad_merge.join("; ")
         },
     });
-    let evidence = evidence_seen(demo);
     invariants.extend(evidence_invariants(sc, rounds, demo, &evidence));
     invariants.extend(corruption_invariant(demo, &by));
     if let Some(c) = &clean_heldout_loss {
@@ -660,6 +670,130 @@ fn corruption_invariant(
             f["strikes"]
         ),
     })
+}
+
+/// The validators a demo ran as colluders (by node name).
+fn colluders(demo: &Value) -> Vec<String> {
+    demo["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["roles"]["validator_behaviour"] == "colluding")
+        .filter_map(|n| n["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Colluders at or above k (A9): they can release bad work while they hold a quorum, so the
+/// shares are not the bound; the bound is the audit. Attackers are paid only in rounds up to the
+/// last one whose replay convicted a colluder, at most one round's escrow in all; no convicted
+/// validator sits in a later round's pool; every later round pays honest peers ≥ 95 %.
+fn bounded_break(demo: &Value, evidence: &[EvidenceSeen]) -> Vec<RealInvariant> {
+    let colluders = colluders(demo);
+    let convicted_in: BTreeMap<&str, u64> = evidence
+        .iter()
+        .filter(|e| e.verified && e.kind == "wrong_score" && colluders.contains(&e.accused))
+        .filter_map(|e| Some((e.accused.as_str(), e.round?)))
+        .fold(BTreeMap::new(), |mut m, (v, r)| {
+            let x = m.entry(v).or_insert(r);
+            *x = (*x).min(r);
+            m
+        });
+    let last = convicted_in.values().copied().max();
+    // Per round: sats locked (paid + refunded) and paid to honest and attacking work.
+    let mut per_round: BTreeMap<u64, (u64, u64, u64)> = BTreeMap::new();
+    for r in demo["rounds"].as_array().into_iter().flatten() {
+        let round = r["round"].as_u64().unwrap_or(0);
+        let e = per_round.entry(round).or_default();
+        for s in r["submissions"].as_array().into_iter().flatten() {
+            let paid = s["paid_sat"].as_u64().unwrap_or(0);
+            e.0 += paid + s["refunded_sat"].as_u64().unwrap_or(0);
+            let behaviour = behaviour_of(demo, s, round);
+            if HONEST_WORK.contains(&behaviour.as_str()) {
+                e.1 += paid;
+            } else {
+                e.2 += paid;
+            }
+        }
+    }
+    let round_escrow = per_round.values().map(|x| x.0).max().unwrap_or(0);
+    let attacker_paid: u64 = per_round.values().map(|x| x.2).sum();
+    let paid_late: Vec<String> = per_round
+        .iter()
+        .filter(|(r, x)| x.2 > 0 && last.is_none_or(|l| **r > l))
+        .map(|(r, x)| format!("round {r}: {} sats", x.2))
+        .collect();
+    let names = names(demo);
+    let seated_late: Vec<String> = demo["committees"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| {
+            let round = c["round"].as_u64().unwrap_or(0);
+            c["committee"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|k| names.get(k.as_str()?))
+                .filter(|n| convicted_in.get(n.as_str()).is_some_and(|cr| round > *cr))
+                .map(move |n| format!("{n} in round {round}"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let later: Vec<(u64, u64)> = per_round
+        .iter()
+        .filter(|(r, _)| last.is_some_and(|l| **r > l))
+        .map(|(_, x)| (x.1, x.1 + x.2))
+        .collect();
+    let (later_honest, later_total) = later.iter().fold((0, 0), |(h, t), (a, b)| (h + a, t + b));
+    let conv = convicted_in
+        .iter()
+        .map(|(v, r)| format!("{v} in round {r}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    vec![
+        RealInvariant {
+            name: "colluders at k are convicted by the audit's replay".into(),
+            holds: !colluders.is_empty() && convicted_in.len() == colluders.len(),
+            detail: format!(
+                "{} of {} colluders convicted: {}",
+                convicted_in.len(),
+                colluders.len(),
+                if conv.is_empty() { "–".into() } else { conv }
+            ),
+        },
+        RealInvariant {
+            name: "the damage is bounded to one round's escrow".into(),
+            holds: paid_late.is_empty() && attacker_paid <= round_escrow,
+            detail: if paid_late.is_empty() {
+                format!(
+                    "attackers paid {attacker_paid} sats, all by round {}; one round's escrow is {round_escrow} sats",
+                    last.map_or("–".into(), |l| l.to_string())
+                )
+            } else {
+                format!(
+                    "attackers paid after the conviction: {}",
+                    paid_late.join(", ")
+                )
+            },
+        },
+        RealInvariant {
+            name: "convicted validators sit in no later committee".into(),
+            holds: seated_late.is_empty(),
+            detail: if seated_late.is_empty() {
+                format!("{} rounds after the conviction", later.len())
+            } else {
+                seated_late.join(", ")
+            },
+        },
+        RealInvariant {
+            name: "after the conviction, honest peers get ≥ 95 % of the sats paid".into(),
+            holds: later_total > 0 && later_honest as f64 >= HONEST_SHARE_MIN * later_total as f64,
+            detail: format!(
+                "{later_honest} of {later_total} sats in {} later round(s)",
+                later.len()
+            ),
+        },
+    ]
 }
 
 /// Node names by Nostr key (hex).
@@ -779,6 +913,31 @@ fn evidence_invariants(
             },
         });
         byzantine.extend(equivocators);
+    }
+    let colluders = colluders(demo);
+    if !colluders.is_empty() {
+        let missing: Vec<&String> = colluders
+            .iter()
+            .filter(|v| {
+                !proven
+                    .iter()
+                    .any(|e| e.kind == "wrong_score" && &e.accused == *v)
+            })
+            .collect();
+        out.push(RealInvariant {
+            name: "every colluding validator is named in proven wrong-score evidence".into(),
+            holds: missing.is_empty(),
+            detail: if missing.is_empty() {
+                format!(
+                    "{} ({} pieces, published by the coordinator's audit)",
+                    colluders.join(", "),
+                    proven.iter().filter(|e| e.kind == "wrong_score").count()
+                )
+            } else {
+                format!("none against {missing:?}")
+            },
+        });
+        byzantine.extend(colluders);
     }
     let framed: Vec<String> = proven
         .iter()

@@ -109,6 +109,12 @@ pub struct Detection {
     pub fraud_proofs: u64,
     /// Fraud proofs against honest validators (false positives; must be 0).
     pub honest_validators_flagged: u64,
+    /// Disputed evaluations the coordinator replayed (protocol audit, L2T-04 §audit).
+    pub audit_replays: u64,
+    /// Byzantine validators named in the coordinator's wrong-score evidence.
+    pub convicted: u64,
+    /// Honest validators named in wrong-score evidence (must be 0).
+    pub honest_convicted: u64,
     /// Tally outliers by validator kind (no fee).
     pub outlier_flags: BTreeMap<String, u64>,
     /// Honest validators' signed dissent from the quorum's verdict.
@@ -549,6 +555,14 @@ impl Report {
             format!(
                 "providers {}  corrupt transfers caught {}  completed from another holder {}  unavailable {}",
                 d.corrupting_providers, d.corrupt_transfers, d.corrupt_recovered, d.merge_unavailable
+            ),
+        );
+        line(
+            "audit replays",
+            d.audit_replays > 0 || d.honest_convicted > 0,
+            format!(
+                "disputed evaluations replayed {}  validators convicted {}  honest convicted {}",
+                d.audit_replays, d.convicted, d.honest_convicted
             ),
         );
         line(

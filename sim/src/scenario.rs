@@ -259,8 +259,10 @@ pub struct ValidatorConfig {
     /// opposite verdict for the same evaluation; the coordinator drops both and publishes the
     /// pair as evidence.
     pub equivocating: usize,
-    /// Exclude validators whose signed attestation a deterministic replay proves wrong from the
-    /// following rounds' draw (the committee-rotation mitigation of SAFETY.md H10).
+    /// Leave validators named in the coordinator's wrong-score evidence (its replay of a
+    /// disputed evaluation contradicts their signed score, L2T-04 §audit) out of the following
+    /// rounds' pools, as `l402-node` always does (SAFETY.md H10). Fast mode only: `false` shows
+    /// what the colluders do without it; real nodes have no switch.
     pub audit: bool,
 }
 
@@ -515,11 +517,6 @@ impl Scenario {
                 .filter(|(_, n)| *n > 0)
                 .map(|(k, _)| k)
                 .collect();
-                // Colluders below k run (the quorum must hold); at k or above the bounded
-                // break needs the node-side audit and evidence, which real mode lacks yet.
-                if v.colluding >= v.k {
-                    u.push("validators.colluding at or above k");
-                }
                 if p.poisoners > 0 && p.poison != PoisonKind::SignFlip {
                     u.push("peers.poison other than sign-flip");
                 }

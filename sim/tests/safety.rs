@@ -64,6 +64,10 @@ fn collusion_at_k_is_bounded_to_one_round_and_leaves_signed_evidence() {
         // The coalition sat in a committee: its signed attestations contradict the replay...
         assert!(d.colluders_detected >= 3, "seed {seed}: {}", r.to_text());
         assert_eq!(d.honest_validators_flagged, 0);
+        // ...and the coordinator's replay of the disputed evaluations convicted them in signed
+        // wrong-score evidence (the protocol's audit), which is what excluded them.
+        assert!(d.audit_replays > 0 && d.convicted >= 3, "seed {seed}");
+        assert_eq!(d.honest_convicted, 0);
         // ...and the honest validators signed their dissent.
         assert!(d.honest_dissent > 0, "seed {seed}");
         // The evidence is the signed events themselves: anyone can verify them.

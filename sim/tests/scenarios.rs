@@ -68,6 +68,7 @@ const SHIPPED: &[&str] = &[
     "real-small",
     "real-evidence",
     "corrupting-provider",
+    "real-colluding-at-k",
 ];
 
 #[test]
@@ -341,6 +342,29 @@ fn corrupting_provider() {
             r.kinds["corrupting-provider"].earned_msat > 0,
             "its honest work is paid"
         );
+    }
+}
+
+/// A9 at k, the real-mode swarm in fast mode: the honest members dissent, the coordinator's
+/// replay of the disputed evaluations convicts every colluder (wrong-score evidence) in the round
+/// they strike, and the damage stays within that round's escrow.
+#[test]
+fn real_colluding_at_k_in_fast_mode() {
+    let sc = scenario("real-colluding-at-k");
+    for seed in FIRST_SEED..FIRST_SEED + 3 {
+        let r = l402_sim::run_threads(&sc, seed, None, 1).unwrap();
+        l402_sim::check(&r).unwrap();
+        let d = &r.detection;
+        assert!(d.audit_replays > 0, "seed {seed}");
+        assert_eq!(
+            (d.convicted, d.honest_convicted),
+            (3, 0),
+            "seed {seed}: {}",
+            r.to_text()
+        );
+        assert!(d.rounds_with_attacker_payout <= 1, "seed {seed}");
+        assert!(d.max_attacker_payout_per_round_msat <= d.max_round_escrow_msat);
+        assert_eq!(d.validators_excluded, 3, "seed {seed}");
     }
 }
 

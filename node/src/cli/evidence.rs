@@ -5,6 +5,9 @@
 //! Nostr signature, then the proof itself, which needs no secret — a bad-share complaint carries
 //! the validator's ECDH proof and the dealing the dealer signed, a wrong-preimage piece the
 //! secret that does not open the signed payment hash, an equivocation both signed attestations.
+//! Wrong-score evidence carries the accused validator's signed attestation and the publisher's
+//! replay of the same evaluation: the signature and the contradiction are checked here; the
+//! replay is re-run by anyone holding the checkpoint and the blob the attestation names.
 //! Events that do not prove anything are listed as such, with the reason.
 
 use std::collections::BTreeMap;
@@ -12,6 +15,7 @@ use std::time::Duration;
 
 use l402_protocol::escrow::DealerFault;
 use l402_protocol::events::{parse, tags, Evidence, L402Kind, Proven};
+use l402_protocol::quorum::{Verdict, WrongScoreEvidence};
 use nostr_sdk::prelude::{Filter, Timestamp, ToBech32};
 use serde::Serialize;
 
@@ -35,8 +39,8 @@ pub struct CheckedEvidence {
     pub round: Option<u64>,
     /// Submission (event id, hex).
     pub submission: Option<String>,
-    /// `bad_share`, `wrong_preimage`, `malformed_dealing` or `equivocation`; `None` if it did
-    /// not parse.
+    /// `bad_share`, `wrong_preimage`, `malformed_dealing`, `equivocation` or `wrong_score`;
+    /// `None` if it did not parse.
     pub kind: Option<String>,
     /// Who it accuses (hex), if it proves something.
     pub accused: Option<String>,
@@ -71,6 +75,10 @@ pub fn check(ev: &nostr_sdk::prelude::Event) -> CheckedEvidence {
                     out.proves = match p {
                         Proven::Dealer(f) => format!("dealer: {}", dealer_fault(f)),
                         Proven::Equivocation => "equivocation".into(),
+                        Proven::WrongScore => match &*v {
+                            Evidence::WrongScore(w) => wrong_score(w),
+                            _ => "wrong score".into(),
+                        },
                         _ => format!("{p:?}").to_lowercase(),
                     };
                 }
@@ -80,6 +88,25 @@ pub fn check(ev: &nostr_sdk::prelude::Event) -> CheckedEvidence {
         Err(e) => out.proves = e.to_string(),
     }
     out
+}
+
+/// A wrong-score piece in words: the signed score against the publisher's replay.
+fn wrong_score(w: &WrongScoreEvidence) -> String {
+    let verdict = |v: Verdict| match v {
+        Verdict::Accept => "accept".to_owned(),
+        Verdict::Reject(c) => format!("reject {c:?}"),
+    };
+    let b = w.attestation().body();
+    let r = w.replay();
+    format!(
+        "wrong score: signed {} ({}), the publisher's replay {} ({}); re-run the evaluation of blob {} on checkpoint {} to confirm",
+        b.score.0,
+        verdict(b.verdict),
+        r.score.0,
+        verdict(r.verdict),
+        &b.gradient.to_hex()[..16],
+        &b.checkpoint.to_hex()[..16],
+    )
 }
 
 /// What a proven dealer fault is, in words.
@@ -169,7 +196,7 @@ fn table(checked: &[CheckedEvidence], now: Timestamp) -> String {
 mod tests {
     use l402_protocol::events::{sign_event, BlobHash, RunId, Score, Seed32, SubmissionId};
     use l402_protocol::quorum::{
-        AttestationBody, EquivocationEvidence, Phase, RejectCode, Verdict,
+        AttestationBody, EquivocationEvidence, Phase, RejectCode, Replay, Tolerance,
     };
     use nostr_sdk::prelude::{EventBuilder, Keys, SecretKey, Timestamp};
     use rand::SeedableRng;
@@ -209,6 +236,31 @@ mod tests {
         assert_eq!(c.accused, Some(validator.public_key().to_hex()));
         assert_eq!(c.author, coordinator.public_key().to_hex());
         assert_eq!((c.run.as_deref(), c.round), (Some("run"), Some(4)));
+
+        // A colluder's inflated score against the coordinator's replay.
+        let inflated = AttestationBody {
+            score: Score(1_000_000),
+            ..body(Verdict::Accept)
+        }
+        .sign(&validator, &[7; 32])
+        .unwrap();
+        let replay = Replay {
+            score: Score(10),
+            verdict: Verdict::Accept,
+        };
+        let w = WrongScoreEvidence::new(inflated, replay, Tolerance::default()).unwrap();
+        let signed_w = sign_event(
+            &Evidence::WrongScore(w),
+            &coordinator,
+            Timestamp::from_secs(1_000),
+            &mut rng,
+        )
+        .unwrap();
+        let c = check(&signed_w);
+        assert!(c.verified, "{c:?}");
+        assert_eq!(c.kind.as_deref(), Some("wrong_score"));
+        assert_eq!(c.accused, Some(validator.public_key().to_hex()));
+        assert!(c.proves.contains("signed 1000000 (accept)"), "{c:?}");
 
         // An evidence-kind event whose content proves nothing.
         let junk = EventBuilder::new(L402Kind::Evidence.kind(), "{\"v\":1}")

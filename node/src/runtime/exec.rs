@@ -509,6 +509,50 @@ impl Components {
         Ok((score, verdict))
     }
 
+    /// `Audit` (the coordinator): replay a disputed submission's evaluation exactly as a
+    /// validator scores it — the checkpoint, the blob (from its author or any committee member
+    /// that fetched it), candle on the eval seed's batch — without the near-copy check, whose
+    /// outcome depends on what each validator held (L2T-04 §audit).
+    async fn replay(
+        &self,
+        open: &Verified<RoundOpen>,
+        submission: SubmissionId,
+        checkpoint: BlobHash,
+        blob: BlobHash,
+        eval_seed: [u8; 32],
+    ) -> Result<(Score, Verdict), ExecError> {
+        if let Some(b) = self.bounty_of(open) {
+            return self
+                .evaluate_bounty(&b, open, submission, Phase::Initial, checkpoint, blob)
+                .await;
+        }
+        let Some((peer, size)) = self.book.get(&submission) else {
+            return Ok(failed_eval(RejectCode::Unavailable));
+        };
+        let ck = self
+            .fetch_checkpoint(&open.run_id, open.round, &checkpoint, &[open.author()])
+            .await?;
+        let mut holders = vec![peer];
+        holders.extend(open.validators.iter().copied());
+        let bytes = self
+            .fetch(
+                &blob,
+                size,
+                &holders,
+                round_placement(&open.run_id, open.round),
+            )
+            .await?;
+        let work = self.work.clone();
+        let run = open.run_id.clone();
+        let round = open.round;
+        tokio::task::spawn_blocking(move || {
+            work.evaluate(&run, round, ck, &peer, eval_seed, &bytes)
+        })
+        .await
+        .map_err(|e| ExecError::Task(e.to_string()))?
+        .map_err(ExecError::from)
+    }
+
     /// The blobs of `submission`'s round announced before it that this node holds (it
     /// evaluated them): what the near-copy check compares with. Blobs it does not hold are not
     /// fetched (they may not be released to it).
@@ -785,6 +829,40 @@ impl Components {
                             score,
                             verdict,
                             fee_invoice,
+                        },
+                    });
+                });
+            }
+            Action::Audit {
+                submission,
+                checkpoint,
+                blob,
+                eval_seed,
+            } => {
+                let (this, open, key, reports) =
+                    (self.clone(), open.clone(), key.clone(), reports.clone());
+                tokio::spawn(async move {
+                    let t = std::time::Instant::now();
+                    let (score, verdict) = match this
+                        .replay(&open, submission, checkpoint, blob, eval_seed.0)
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::warn!(machine = %key, submission = %submission, blob = %blob, error = %e, "audit replay failed: nobody is convicted on it");
+                            failed_eval(RejectCode::Unavailable)
+                        }
+                    };
+                    let ms = t.elapsed().as_millis() as u64;
+                    this.timeline
+                        .duration(key.run.as_str(), key.round, "audit", ms);
+                    tracing::info!(machine = %key, submission = %submission, blob = %blob, score = score.0, verdict = ?verdict, ms, "audited a disputed evaluation by replay");
+                    let _ = reports.send(Report {
+                        key: Some(key),
+                        input: Input::Audited {
+                            submission,
+                            score,
+                            verdict,
                         },
                     });
                 });

@@ -61,6 +61,10 @@ pub struct MachineStatus {
     /// Coordinator: the round's committee (validators' Nostr keys, hex), drawn from the nodes
     /// that opted in.
     pub committee: Vec<String>,
+    /// Coordinator: validators whose signed scores the round's audit replay contradicted
+    /// (wrong-score evidence published; left out of the run's later pools), Nostr keys, hex.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub convicted: Vec<String>,
 }
 
 fn htlc(s: &HtlcState) -> &'static str {
@@ -114,6 +118,7 @@ pub fn machines(driver: &Driver<MachineKey>) -> Vec<MachineStatus> {
                 tranches: Vec::new(),
                 evaluations: Vec::new(),
                 committee: Vec::new(),
+                convicted: Vec::new(),
             };
             match m {
                 Machine::Coordinator(c) => {
@@ -123,6 +128,7 @@ pub fn machines(driver: &Driver<MachineKey>) -> Vec<MachineStatus> {
                         .iter()
                         .map(|v| v.to_hex())
                         .collect();
+                    s.convicted = c.convicted().iter().map(|v| v.to_hex()).collect();
                     if let Some(ck) = c.checkpoint() {
                         s.checkpoint = Some(ck.checkpoint.to_hex());
                         s.merged = usize::try_from(ck.merged_count).ok();

@@ -20,7 +20,7 @@ use l402_protocol::events::{
     BlobHash, RoundOpen, RunAnnouncement, RunId, Score, Verified, VerifiedAny,
 };
 use l402_protocol::l402;
-use l402_protocol::quorum::Tolerance;
+use l402_protocol::quorum::{eligible, Tolerance};
 use l402_protocol::round::progress::{RoundSummary, RunProgress};
 use l402_protocol::round::{Machine, MachineKey, Peer, Role, Validator};
 use nostr_sdk::prelude::{PublicKey, Timestamp};
@@ -277,17 +277,31 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
             role: Role::Coordinator,
         };
         if progress.opened < round {
+            // The opted-in validators, without those an earlier round's audit convicted
+            // (L2T-04 §audit). Wait for n of them; once validators have been convicted, k
+            // eligible ones are enough (the committee shrinks to the eligible pool).
+            let need = if progress.convicted.is_empty() {
+                plan.n
+            } else {
+                plan.k
+            };
+            let mut waited = 0u32;
             let pool = loop {
-                let pool: BTreeSet<_> = node
+                let opted: BTreeSet<_> = node
                     .components
                     .discovery
                     .directory()
                     .validators(Timestamp::now())
                     .map(|v| v.author())
                     .collect();
-                if pool.len() >= plan.n {
+                let pool = eligible(&opted, &progress.convicted);
+                if pool.len() >= need {
                     break pool;
                 }
+                if waited % 20 == 0 {
+                    tracing::info!(run = %run, round, opted_in = opted.len(), eligible = pool.len(), convicted = progress.convicted.len(), need, "waiting for validators");
+                }
+                waited += 1;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             };
             if let Some(s) = sponsored.as_mut() {
@@ -352,12 +366,18 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
                 s.absorb(&mut events, &node);
             }
         };
-        let merged = status
+        let (merged, convicted) = status
             .borrow()
             .iter()
             .find(|m| m.machine == name)
-            .and_then(|m| m.merged)
-            .unwrap_or(0);
+            .map(|m| (m.merged.unwrap_or(0), m.convicted.clone()))
+            .unwrap_or_default();
+        for v in convicted {
+            let pk = PublicKey::from_hex(&v).map_err(|e| anyhow!("convicted key {v}: {e}"))?;
+            if progress.convicted.insert(pk) {
+                tracing::warn!(run = %run, round, validator = %pk, "validator convicted by the audit's replay: left out of later rounds");
+            }
+        }
         let loss = match &sponsored {
             Some(s) => {
                 pool_left = s.spend(&plan.tranches, round, pool_left);

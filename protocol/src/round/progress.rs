@@ -46,6 +46,10 @@ pub struct RunProgress {
     /// restarted sponsor offers no more than this; L2T-13).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_left_msat: Option<u64>,
+    /// Validators convicted by the run's audits (wrong-score evidence): never drawn again in
+    /// this run (L2T-04 §audit).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub convicted: std::collections::BTreeSet<nostr::PublicKey>,
 }
 
 /// Why stored progress was refused.

@@ -1,11 +1,12 @@
 //! The per-round audit, run when the coordinator closes a round:
 //!
-//! - **Fraud proofs by deterministic replay** (A7, A9): anyone can recompute a submission's
-//!   score from `(checkpoint, blob, eval seed)`; a signed attestation whose verdict or score
-//!   (beyond the round's tolerance) disagrees with the replay proves its validator wrong. With
-//!   `validators.audit`, such validators are excluded from the following rounds' draw (the
-//!   committee-rotation mitigation of SAFETY.md H10, modelled here by the simulator, not yet a
-//!   protocol rule).
+//! - **Fraud proofs by deterministic replay** (A7, A9), the simulator's omniscient oracle: a
+//!   signed attestation whose verdict or score (beyond the round's tolerance) disagrees with the
+//!   noise-free reference proves its validator wrong. This only measures; the exclusion itself
+//!   is the protocol's: the coordinator replays disputed evaluations (`Action::Audit`) and
+//!   publishes wrong-score evidence, and with `validators.audit` the engine leaves the accused
+//!   out of the following rounds' pools when that evidence is published (`exec.rs`), as the
+//!   node's coordinator does.
 //! - **Outliers** as the protocol's own tally flags them (no validation fee).
 //! - **Honest dissent**: honest validators whose signed verdict differs from the quorum's.
 //! - **Censoring relays** (A11): a relay missing events of the round that another relay stores
@@ -122,11 +123,6 @@ impl Simulation {
                     replayed: ref_score.0,
                     replayed_accept: ref_verdict.is_accept(),
                 });
-                let actor = &mut self.actors[v as usize];
-                if self.sc.validators.audit && actor.excluded_from.is_none() {
-                    actor.excluded_from = Some(r + 1);
-                    self.stats.excluded.push((v, r));
-                }
             }
         }
         // Censoring relays: compare what each relay stores for this round.

@@ -12,7 +12,7 @@ use rand::Rng;
 
 use super::{round_of, HtlcMeta, Item, Simulation, SubInfo};
 use crate::actors::{ActorId, ActorKind};
-use crate::world::{HtlcState, Published};
+use crate::world::{FakeEvaluator, HtlcState, Published};
 
 /// A short label of an action for logs.
 fn action_label(a: &Action) -> String {
@@ -202,6 +202,30 @@ impl Simulation {
                 eval_seed,
                 ..
             } => self.evaluate(from, round, submission, phase, blob, eval_seed),
+            Action::Audit { submission, .. } => {
+                // The coordinator's replay of a disputed evaluation: the noise-free reference
+                // anyone can recompute from (checkpoint, blob, eval seed).
+                self.stats.audit_replays += 1;
+                let (score, verdict) = self
+                    .subs
+                    .get(&submission)
+                    .and_then(|s| {
+                        let t = self.blobs.truth(&s.blob)?;
+                        Some(FakeEvaluator::reference(t, s.author))
+                    })
+                    .unwrap_or((Score(0), Verdict::Reject(RejectCode::Unavailable)));
+                let d = self.rng.gen_range(1..=self.sc.timing.eval_delay_secs);
+                self.compute(
+                    d,
+                    from,
+                    round,
+                    Input::Audited {
+                        submission,
+                        score,
+                        verdict,
+                    },
+                );
+            }
             Action::Aggregate { list } => {
                 let checkpoint = self.aggregate(round, list.parent, &list.merged);
                 let (hash, bytes) = list.blob();
@@ -423,6 +447,18 @@ impl Simulation {
                     self.stats.dealer_evidence += 1;
                 } else if matches!(**e, Evidence::Equivocation(_)) {
                     self.stats.equivocators_named.insert(accused);
+                } else if let Evidence::WrongScore(w) = &**e {
+                    // The coordinator's audit convicted a validator: with `validators.audit`
+                    // the next rounds' pools leave it out, as the node's coordinator does.
+                    self.stats.convicted.insert(accused);
+                    let round = w.attestation().body().round;
+                    if let Some(&v) = self.by_key.get(&accused) {
+                        let actor = &mut self.actors[v as usize];
+                        if self.sc.validators.audit && actor.excluded_from.is_none() {
+                            actor.excluded_from = Some(round + 1);
+                            self.stats.excluded.push((v, round));
+                        }
+                    }
                 } else {
                     self.stats.other_evidence += 1;
                 }

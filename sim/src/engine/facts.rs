@@ -400,6 +400,15 @@ impl Simulation {
             .difference(&self.stats.equivocators_named)
             .count() as u64;
         det.honest_named_equivocating = named(false);
+        det.audit_replays = self.stats.audit_replays;
+        let (honest, byz): (Vec<&ActorId>, Vec<&ActorId>) = self
+            .stats
+            .convicted
+            .iter()
+            .filter_map(|pk| self.by_key.get(pk))
+            .partition(|a| kind_of(**a) == ActorKind::HonestValidator);
+        det.convicted = byz.len() as u64;
+        det.honest_convicted = honest.len() as u64;
         let relays = self.relays.relays();
         det.censoring_relays = relays.iter().filter(|r| r.is_censoring()).count() as u64;
         for (i, round) in &self.stats.relay_flagged {

@@ -134,6 +134,10 @@ pub(crate) struct Stats {
     pub(crate) other_evidence: u64,
     /// Validators named in equivocation evidence.
     pub(crate) equivocators_named: BTreeSet<PublicKey>,
+    /// Replays of disputed evaluations the coordinator asked for (`Action::Audit`).
+    pub(crate) audit_replays: u64,
+    /// Validators named in the coordinator's wrong-score evidence.
+    pub(crate) convicted: BTreeSet<PublicKey>,
     /// Conflicting attestations equivocating validators signed.
     pub(crate) equivocations_signed: u64,
     /// Transfers of a merged blob whose bytes failed verification (a corrupting provider).
