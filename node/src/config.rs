@@ -233,7 +233,8 @@ pub struct ValidatorRole {
     /// Byzantine behaviour for the simulator's real mode: `colluding` attests "accept" with
     /// the top score for the `favoured` peers' submissions without evaluating them, and
     /// "reject" for every other one; `equivocating` evaluates honestly, then also signs and
-    /// publishes the opposite verdict for the same evaluation (default: honest).
+    /// publishes the opposite verdict for the same evaluation; `lazy` attests "accept" with a
+    /// fixed score for everything, unevaluated (default: honest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub behaviour: Option<String>,
     /// The coalition's peers (Nostr public keys, hex) a `colluding` validator favours.

@@ -153,6 +153,7 @@ async fn a_round_over_nostr_iroh_and_lightning_pays_honest_work_and_refunds_a_fr
                 validator_fee_msat: if validator { 1_000 } else { 0 },
                 collusion: None,
                 equivocate: None,
+                lazy: false,
                 bounty: Arc::new(l402_node::bounty::net::BountyWork::new(
                     &dir,
                     l402_node::bounty::sandbox::Policy::RequireBubblewrap,

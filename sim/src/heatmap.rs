@@ -1,7 +1,9 @@
 //! `l402-sim heatmap`: the final held-out loss gap to the attack-free run over Byzantine share
 //! (0, 10, 20, 30, 40 % of the workers) × attack type, in fast mode with the calibrated loss
 //! model (`world::FakeLossModel`), averaged over seeds. Real-mode runs (`run --real
-//! --compare-clean`) can be added as measured cells.
+//! --compare-clean`) can be added as measured cells, and `--real-column <base>` measures one
+//! share (30 % by default) for every attack real nodes can show, each against one shared
+//! attack-free swarm ([`real_column`]).
 //!
 //! Each cell runs the base scenario with that share of its workers turned into the attack
 //! (the honest peers are the rest, so the swarm keeps its size), once per seed, and compares
@@ -144,6 +146,15 @@ pub struct Cell {
 pub struct RealCell {
     /// The real scenario.
     pub scenario: String,
+    /// The attack, when measured by [`real_column`].
+    #[serde(default)]
+    pub attack: Option<Attack>,
+    /// Whether every real-mode invariant held in the run.
+    #[serde(default = "yes")]
+    pub invariants_hold: bool,
+    /// Wall time of the attacked swarm, seconds.
+    #[serde(default)]
+    pub wall_secs: f64,
     /// Byzantine peers over all peers, percent.
     pub share_pct: u32,
     /// Final loss gap to its attack-free swarm.
@@ -239,6 +250,89 @@ pub fn run(
     })
 }
 
+fn yes() -> bool {
+    true
+}
+
+/// The cells of the real column: each attack whose scenario real mode runs, with it.
+pub fn real_attacks(base: &Scenario, pct: u32) -> Vec<(Attack, Scenario)> {
+    Attack::ALL
+        .into_iter()
+        .map(|a| (a, scenario_for(base, a, pct)))
+        .filter(|(_, sc)| sc.check_mode(crate::scenario::Mode::Real).is_ok())
+        .collect()
+}
+
+impl Attack {
+    /// The attack's name in JSON and on the command line (`free-rider`, `copycat`, …).
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+/// The real-mode column: `pct` % of `base`'s workers turned into each attack real nodes can show
+/// (the scaled and noise poisons and Sybils have no real-mode injection point and are skipped),
+/// each run as a real swarm of `rounds` rounds and compared with one attack-free swarm of the
+/// same honest peers, run first. Each swarm's data dirs and `sim-report.{json,md}` go under
+/// `dir/<attack>/` (the baseline's under `dir/clean/`); `only` (attack names, empty: all)
+/// picks cells; `progress` is told each swarm's name before it starts.
+pub fn real_column(
+    base: &Scenario,
+    pct: u32,
+    rounds: Option<u64>,
+    dir: &Path,
+    exe: l402_node::cli::demo::NodeExe,
+    only: &[String],
+    mut progress: impl FnMut(&str),
+) -> anyhow::Result<Vec<RealCell>> {
+    let rounds = rounds.unwrap_or(base.rounds);
+    let attacks: Vec<(Attack, Scenario)> = real_attacks(base, pct)
+        .into_iter()
+        .filter(|(a, _)| only.is_empty() || only.contains(&a.name()))
+        .collect();
+    if attacks.is_empty() {
+        anyhow::bail!("{}: no attack runs in real mode on this base", base.name);
+    }
+    progress("attack-free baseline");
+    let clean_sc = scenario_for(base, Attack::SignFlip, pct).without_adversaries();
+    let clean = crate::real::swarm(
+        &clean_sc,
+        rounds,
+        &dir.join("clean").join("swarm"),
+        exe.clone(),
+    )?;
+    let clean_report = crate::real::figures(&clean_sc, rounds, &clean, None);
+    std::fs::create_dir_all(dir.join("clean"))?;
+    clean_report.write(&dir.join("clean"))?;
+    let mut cells = Vec::new();
+    for (attack, sc) in attacks {
+        progress(attack.label());
+        let d = dir.join(format!("{attack:?}").to_lowercase());
+        let demo = crate::real::swarm(&sc, rounds, &d.join("swarm"), exe.clone())?;
+        let report = crate::real::figures(&sc, rounds, &demo, Some(&clean));
+        report.write(&d)?;
+        let last = |v: &[(u64, f64)]| v.iter().max_by_key(|p| p.0).map(|p| p.1);
+        let gap = last(&report.heldout_loss)
+            .zip(last(&clean_report.heldout_loss))
+            .and_then(|(a, c)| relative_gap(a, c))
+            .unwrap_or(0.0);
+        cells.push(RealCell {
+            scenario: sc.name.clone(),
+            attack: Some(attack),
+            invariants_hold: report.ok(),
+            wall_secs: report.wall_secs,
+            share_pct: pct,
+            loss_gap: gap,
+            honest_share: report.honest_share,
+            attacker_share: report.attacker_share,
+        });
+    }
+    Ok(cells)
+}
+
 /// Read a real-mode `sim-report.json` (written by `run --real --compare-clean`) as a cell.
 pub fn real_cell(report: &serde_json::Value) -> Option<RealCell> {
     let last = |key: &str| {
@@ -261,8 +355,15 @@ pub fn real_cell(report: &serde_json::Value) -> Option<RealCell> {
     }
     let peers: u64 = nodes.values().sum();
     let byz = peers - nodes.get("honest").copied().unwrap_or(0);
+    let invariants_hold = report["invariants"].as_array().is_some_and(|v| {
+        v.iter()
+            .all(|i| i["holds"] == serde_json::Value::Bool(true))
+    });
     Some(RealCell {
         scenario: report["scenario"].as_str()?.to_owned(),
+        attack: None,
+        invariants_hold,
+        wall_secs: report["wall_secs"].as_f64().unwrap_or(0.0),
         share_pct: (byz * 100).checked_div(peers)? as u32,
         loss_gap: relative_gap(a, c).unwrap_or(0.0),
         honest_share: report["honest_share"].as_f64()?,
@@ -338,16 +439,22 @@ impl Heatmap {
             )
         });
         if !self.real.is_empty() {
-            s.push_str("\nReal mode (one run each, its own attack-free swarm as the baseline):\n\n| scenario | Byzantine share | loss gap | honest share | attacker share |\n|---|---:|---:|---:|---:|\n");
+            s.push_str("\nReal mode (one run each against an attack-free swarm of the same honest peers):\n\n| scenario | Byzantine share | loss gap | honest share | attacker share | invariants | swarm wall |\n|---|---:|---:|---:|---:|---|---:|\n");
             for r in &self.real {
                 let _ = writeln!(
                     s,
-                    "| {} | {} % | {:+.2} % | {:.2} % | {:.2} % |",
+                    "| {} | {} % | {:+.2} % | {:.2} % | {:.2} % | {} | {:.0} s |",
                     r.scenario,
                     r.share_pct,
                     r.loss_gap * 100.0,
                     r.honest_share * 100.0,
-                    r.attacker_share * 100.0
+                    r.attacker_share * 100.0,
+                    if r.invariants_hold {
+                        "hold"
+                    } else {
+                        "**broken**"
+                    },
+                    r.wall_secs
                 );
             }
         }
@@ -410,8 +517,9 @@ impl Heatmap {
                     squares.push((col as i32, y, c.loss_gap));
                 }
             }
-            if let Some(r) = self.real.iter().find(|r| match attack {
-                Attack::Mixed => r.scenario.contains("mixed"),
+            if let Some(r) = self.real.iter().find(|r| match (r.attack, attack) {
+                (Some(a), b) => a == *b,
+                (None, Attack::Mixed) => r.scenario.contains("mixed"),
                 _ => false,
             }) {
                 squares.push((SHARES.len() as i32, y, r.loss_gap));
@@ -503,5 +611,45 @@ mod tests {
         assert_eq!(c.share_pct, 30);
         assert!((c.loss_gap - 0.1 / 3.0).abs() < 1e-9);
         assert!(real_cell(&serde_json::json!({"scenario": "x"})).is_none());
+    }
+
+    #[test]
+    fn the_real_column_runs_what_real_nodes_can_show_and_reports_a_broken_cell() {
+        let mut b = base();
+        b.modes = vec![crate::scenario::Mode::Real];
+        let attacks: Vec<Attack> = real_attacks(&b, 30).into_iter().map(|(a, _)| a).collect();
+        assert_eq!(Attack::Copycat.name(), "copycat");
+        assert_eq!(Attack::ColludingValidators.name(), "colluding-validators");
+        // Scaled and noise poisons and Sybils have no real-mode injection point.
+        assert_eq!(
+            attacks,
+            vec![
+                Attack::FreeRider,
+                Attack::Copycat,
+                Attack::Alie,
+                Attack::Stale,
+                Attack::SignFlip,
+                Attack::Mixed,
+                Attack::ColludingValidators
+            ]
+        );
+        let mut h = run(&base(), 1, 1, Some(1), 1, || {}).unwrap();
+        h.real.push(RealCell {
+            scenario: "h · stale (r − 2) · 30 %".into(),
+            attack: Some(Attack::Stale),
+            invariants_hold: false,
+            wall_secs: 200.0,
+            share_pct: 30,
+            loss_gap: 0.02,
+            honest_share: 0.7,
+            attacker_share: 0.3,
+        });
+        let md = h.to_markdown();
+        assert!(
+            md.contains("| +2.00 % | 70.00 % | 30.00 % | **broken** | 200 s |"),
+            "{md}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        h.to_svg(&dir.path().join("h.svg")).unwrap();
     }
 }

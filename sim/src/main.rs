@@ -4,7 +4,7 @@
 //! l402-sim run sim/scenarios/honest.toml --seed 7 [--rounds 10] [--json] [--plot out.svg] [--check-replay] [--threads N]
 //! l402-sim run --real sim/scenarios/real-mixed.toml [--rounds 5] [--dir d] [--compare-clean] [--json]
 //! l402-sim sweep sim/scenarios/poisoners-30pct.toml --seeds 256 [--check-replay] [--baseline] [--threads N]
-//! l402-sim heatmap [sim/scenarios/heatmap.toml] [--seeds 3] [--real-report d/sim-report.json] [--dir out]
+//! l402-sim heatmap [sim/scenarios/heatmap.toml] [--seeds 3] [--real-report d/sim-report.json] [--real-column sim/scenarios/real-heatmap.toml] [--dir out]
 //! ```
 //!
 //! Exit status: 0 when every invariant holds, 1 when one breaks (the seed and the command that
@@ -96,6 +96,21 @@ enum Cmd {
         /// --compare-clean`); repeatable.
         #[arg(long)]
         real_report: Vec<PathBuf>,
+        /// Also measure a real-mode column on this base scenario (its honest peers are the
+        /// workers): one real swarm per attack real nodes can show at `--real-share`, against
+        /// one attack-free swarm; data dirs and reports under `<dir>/real/`.
+        #[arg(long)]
+        real_column: Option<PathBuf>,
+        /// The real column's Byzantine share, percent.
+        #[arg(long, default_value_t = 30)]
+        real_share: u32,
+        /// Rounds of each real swarm (default: the real base's).
+        #[arg(long)]
+        real_rounds: Option<u64>,
+        /// Only these attacks in the real column (e.g. `copycat,stale`; default: every attack
+        /// real nodes can show).
+        #[arg(long, value_delimiter = ',')]
+        real_attacks: Vec<String>,
         /// Where to write heatmap.{json,md,svg}.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
@@ -323,6 +338,10 @@ fn real_main() -> anyhow::Result<bool> {
             rounds,
             threads,
             real_report,
+            real_column,
+            real_share,
+            real_rounds,
+            real_attacks,
             dir,
         } => {
             let sc = load(&scenario)?;
@@ -343,6 +362,41 @@ fn real_main() -> anyhow::Result<bool> {
                 h.real.push(cell);
             }
             std::fs::create_dir_all(&dir)?;
+            if let Some(base) = &real_column {
+                let base = load(base)?;
+                let exe = l402_node::cli::demo::NodeExe {
+                    path: std::env::current_exe()?,
+                    prefix: vec!["node".into()],
+                };
+                let started = std::time::Instant::now();
+                let cells = heatmap::real_column(
+                    &base,
+                    real_share,
+                    real_rounds,
+                    &dir.join("real"),
+                    exe,
+                    &real_attacks,
+                    |what| {
+                        eprintln!(
+                            "real column: {what} ({:.0} s so far)",
+                            started.elapsed().as_secs_f64()
+                        )
+                    },
+                )?;
+                eprintln!(
+                    "real column: {} swarms and the baseline in {:.0} s",
+                    cells.len(),
+                    started.elapsed().as_secs_f64()
+                );
+                for c in cells.iter().filter(|c| !c.invariants_hold) {
+                    eprintln!(
+                        "INVARIANT VIOLATION (real mode): {}; see {}/real/",
+                        c.scenario,
+                        dir.display()
+                    );
+                }
+                h.real.extend(cells);
+            }
             std::fs::write(dir.join("heatmap.json"), serde_json::to_vec_pretty(&h)?)?;
             std::fs::write(dir.join("heatmap.md"), h.to_markdown())?;
             h.to_svg(&dir.join("heatmap.svg"))?;
@@ -365,7 +419,7 @@ fn real_main() -> anyhow::Result<bool> {
                     );
                 }
             }
-            Ok(failing == 0)
+            Ok(failing == 0 && h.real.iter().all(|c| c.invariants_hold))
         }
         Cmd::Sweep {
             scenario,

@@ -20,8 +20,11 @@
 //!   are paid only up to the round the colluders are convicted in, at most one round's escrow,
 //!   the convicted sit in no later committee, and honest peers get ≥ 95 % of every later round.
 //!
-//! Real runs are not bit-reproducible: keys come from the OS RNG and rounds follow wall-clock
-//! deadlines. The seed names the scenario's run; the replay command re-runs the same swarm.
+//! Every node's keys are derived from the scenario's seed and the node's name (`demo
+//! --key-seed`), so a swarm and its attack-free twin share their honest peers' keys and data
+//! shards, and the loss gap measures the attack rather than another draw of shards. Real runs
+//! are still not bit-reproducible: rounds follow wall-clock deadlines, and which submissions
+//! make them depends on the machine's load. The replay command re-runs the same swarm.
 //!
 //! Spec: specs/L2T-12-sim.md#real-mode
 
@@ -77,6 +80,13 @@ pub fn swarm_args(
     if p.honest == 0 {
         anyhow::bail!("real mode needs at least one honest peer (the others copy its blobs)");
     }
+    if v.lazy > 0 && v.lazy_score != l402_node::runtime::exec::LAZY_SCORE {
+        anyhow::bail!(
+            "real mode's lazy validators attest {} (validators.lazy_score = {})",
+            l402_node::runtime::exec::LAZY_SCORE,
+            v.lazy_score
+        );
+    }
     Ok(DemoArgs {
         rounds,
         peers,
@@ -94,14 +104,22 @@ pub fn swarm_args(
         validators: v.pool,
         colluding: v.colluding,
         equivocating: v.equivocating,
+        lazy: v.lazy,
         dealer_fault: dealer_faults(sc, rounds),
         committee: Some(v.committee.min(v.pool) as u32),
         k: v.k as u32,
         submit_secs: None,
         dir: Some(dir),
+        // Keys from the scenario's seed and each node's name: the attack-free twin of a swarm
+        // (`--compare-clean`, the heatmap's real column) has the same honest peers, with the
+        // same data shards.
+        key_seed: Some(sc.seed),
         json: true,
-        kill_peer: false,
-        kill_coordinator: false,
+        // `faults.crash`: the demo SIGKILLs the first peer once its round-1 escrow HTLCs are
+        // held and the coordinator mid-round 2 (escrows locked), and restarts both from their
+        // data dirs — the moments a crash could lose sats or accepted work.
+        kill_peer: sc.faults.crash > 0.0,
+        kill_coordinator: sc.faults.crash > 0.0,
         bounty: false,
         node_exe: Some(exe),
     })
@@ -243,6 +261,16 @@ impl RealReport {
         self.invariants.iter().all(|i| i.holds)
     }
 
+    /// Write `sim-report.{json,md}` and the plots into `dir`.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::write(
+            dir.join("sim-report.json"),
+            serde_json::to_vec_pretty(self)?,
+        )?;
+        std::fs::write(dir.join("sim-report.md"), self.to_markdown())?;
+        self.plots(dir)
+    }
+
     /// Write `loss.svg` (held-out loss per round, with the attack-free swarm's when compared)
     /// and `sats.svg` (sats paid per actor type) into `dir`.
     pub fn plots(&self, dir: &Path) -> anyhow::Result<()> {
@@ -350,31 +378,26 @@ pub fn run_real(sc: &Scenario, opts: &RealOptions, exe: NodeExe) -> anyhow::Resu
         Some(d) => d.clone(),
         None => tempfile_dir()?,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let args = swarm_args(sc, rounds, dir.join("swarm"), exe.clone())?;
-    let demo = rt
-        .block_on(run_demo(&args))
-        .context("the real-mode swarm")?;
+    let demo = swarm(sc, rounds, &dir.join("swarm"), exe.clone()).context("the real-mode swarm")?;
     let clean = if opts.compare_clean {
         let c = sc.without_adversaries();
-        let cargs = swarm_args(&c, rounds, dir.join("clean"), exe)?;
-        Some(
-            rt.block_on(run_demo(&cargs))
-                .context("the attack-free swarm")?,
-        )
+        Some(swarm(&c, rounds, &dir.join("clean"), exe).context("the attack-free swarm")?)
     } else {
         None
     };
     let report = figures(sc, rounds, &demo, clean.as_ref());
-    std::fs::write(
-        dir.join("sim-report.json"),
-        serde_json::to_vec_pretty(&report)?,
-    )?;
-    std::fs::write(dir.join("sim-report.md"), report.to_markdown())?;
-    report.plots(&dir)?;
+    report.write(&dir)?;
     Ok(report)
+}
+
+/// Run `sc`'s swarm for `rounds` rounds with its nodes' data dirs under `dir`; the demo's JSON
+/// report (what [`figures`] reads).
+pub fn swarm(sc: &Scenario, rounds: u64, dir: &Path, exe: NodeExe) -> anyhow::Result<Value> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let args = swarm_args(sc, rounds, dir.to_path_buf(), exe)?;
+    rt.block_on(run_demo(&args))
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
@@ -598,6 +621,7 @@ pub fn figures(sc: &Scenario, rounds: u64, demo: &Value, clean: Option<&Value>) 
         },
     });
     invariants.extend(evidence_invariants(sc, rounds, demo, &evidence));
+    invariants.extend(crash_invariant(sc, rounds, demo));
     invariants.extend(corruption_invariant(demo, &by));
     if let Some(c) = &clean_heldout_loss {
         let last = |v: &[(u64, f64)]| v.iter().find(|(r, _)| *r == rounds).map(|(_, l)| *l);
@@ -640,6 +664,38 @@ pub fn figures(sc: &Scenario, rounds: u64, demo: &Value, clean: Option<&Value>) 
     }
 }
 
+/// With `faults.crash`: the peer killed with its escrow held and the coordinator killed
+/// mid-round restarted (the demo records each kill); that nothing was lost is the hold-invoice
+/// and round invariants.
+fn crash_invariant(sc: &Scenario, rounds: u64, demo: &Value) -> Option<RealInvariant> {
+    if sc.faults.crash <= 0.0 {
+        return None;
+    }
+    let restarts: Vec<String> = demo["restarts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "{} in round {} ({})",
+                r["node"].as_str().unwrap_or("?"),
+                r["round"],
+                r["escrow_at_kill"]
+            )
+        })
+        .collect();
+    let expected = if rounds >= 2 { 2 } else { 1 };
+    Some(RealInvariant {
+        name: "SIGKILLed nodes restarted from their data dirs and the run went on".into(),
+        holds: restarts.len() == expected,
+        detail: if restarts.is_empty() {
+            "no node was killed".into()
+        } else {
+            restarts.join("; ")
+        },
+    })
+}
+
 /// With corrupting providers whose work was merged: the coordinator caught their bytes (BLAKE3
 /// verification), never failed a fetch, and completed each blob from another holder.
 fn corruption_invariant(
@@ -672,15 +728,20 @@ fn corruption_invariant(
     })
 }
 
-/// The validators a demo ran as colluders (by node name).
-fn colluders(demo: &Value) -> Vec<String> {
+/// The validators a demo ran with `behaviour` (by node name).
+fn validators_behaving(demo: &Value, behaviour: &str) -> Vec<String> {
     demo["nodes"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|n| n["roles"]["validator_behaviour"] == "colluding")
+        .filter(|n| n["roles"]["validator_behaviour"] == behaviour)
         .filter_map(|n| n["name"].as_str().map(str::to_owned))
         .collect()
+}
+
+/// The validators a demo ran as colluders (by node name).
+fn colluders(demo: &Value) -> Vec<String> {
+    validators_behaving(demo, "colluding")
 }
 
 /// Colluders at or above k (A9): they can release bad work while they hold a quorum, so the
@@ -914,9 +975,12 @@ fn evidence_invariants(
         });
         byzantine.extend(equivocators);
     }
-    let colluders = colluders(demo);
-    if !colluders.is_empty() {
-        let missing: Vec<&String> = colluders
+    for behaviour in ["colluding", "lazy"] {
+        let cheats = validators_behaving(demo, behaviour);
+        if cheats.is_empty() {
+            continue;
+        }
+        let missing: Vec<&String> = cheats
             .iter()
             .filter(|v| {
                 !proven
@@ -925,19 +989,22 @@ fn evidence_invariants(
             })
             .collect();
         out.push(RealInvariant {
-            name: "every colluding validator is named in proven wrong-score evidence".into(),
+            name: format!("every {behaviour} validator is named in proven wrong-score evidence"),
             holds: missing.is_empty(),
             detail: if missing.is_empty() {
                 format!(
-                    "{} ({} pieces, published by the coordinator's audit)",
-                    colluders.join(", "),
-                    proven.iter().filter(|e| e.kind == "wrong_score").count()
+                    "{} ({} pieces against them, published by the coordinator's audit)",
+                    cheats.join(", "),
+                    proven
+                        .iter()
+                        .filter(|e| e.kind == "wrong_score" && cheats.contains(&e.accused))
+                        .count()
                 )
             } else {
                 format!("none against {missing:?}")
             },
         });
-        byzantine.extend(colluders);
+        byzantine.extend(cheats);
     }
     let framed: Vec<String> = proven
         .iter()
@@ -1154,6 +1221,59 @@ mod tests {
             .map(|i| i.name.as_str())
             .collect();
         assert_eq!(broken.len(), 2, "{broken:?}");
+    }
+
+    #[test]
+    fn colluders_at_k_are_held_to_the_bounded_break_and_crashes_to_their_restarts() {
+        let mut sc = scenario();
+        sc.validators.colluding = 2;
+        let sub = |peer: &str, b: &str, id: &str, paid: u64, refunded: u64| json!({"peer": peer, "behaviour": b, "submission": id, "paid_sat": paid, "refunded_sat": refunded, "evaluations": [eval("accept"), eval("accept")]});
+        let two_rounds = |late_attacker: u64, committee2: &[&str]| {
+            let mut d = demo(&["a"], 100, true);
+            d["rounds"] = json!([
+                {"round": 1, "heldout_loss": 5.2, "submissions": [sub("peer-0", "honest", "a", 0, 100), sub("peer-1", "sign-flip", "b", 100, 0)]},
+                {"round": 2, "heldout_loss": 5.0, "submissions": [sub("peer-0", "honest", "c", 100, 0), sub("peer-1", "sign-flip", "d", late_attacker, 100 - late_attacker)]},
+            ]);
+            d["checkpoint_checks"] = json!([
+                {"round": 1, "ok": true, "merged": ["a", "b"]},
+                {"round": 2, "ok": true, "merged": ["c", "d"]},
+            ]);
+            d["committees"] = json!([{"round": 1, "committee": ["v0", "v1", "v2"]}, {"round": 2, "committee": committee2}]);
+            for (i, b) in ["colluding", "colluding", "honest"].iter().enumerate() {
+                d["nodes"].as_array_mut().unwrap().push(json!({"name": format!("validator-{i}"), "kind": "validator", "nostr": format!("v{i}"), "roles": {"validator_behaviour": b}, "holds": []}));
+            }
+            let piece = |accused: &str| json!({"round": 1, "kind": "wrong_score", "accused": accused, "author": "c0", "proves": "x", "verified": true});
+            d["evidence"] = json!([piece("v0"), piece("v1")]);
+            d
+        };
+        let r = figures(&sc, 2, &two_rounds(0, &["v2"]), None);
+        let broken = |r: &RealReport| -> Vec<String> {
+            r.invariants
+                .iter()
+                .filter(|i| !i.holds)
+                .map(|i| i.name.clone())
+                .collect()
+        };
+        assert!(broken(&r).is_empty(), "{:?}", r.invariants);
+        // Paid after the conviction, or a convicted validator drawn again: the break is not
+        // bounded.
+        let r = figures(&sc, 2, &two_rounds(100, &["v2"]), None);
+        assert!(broken(&r).contains(&"the damage is bounded to one round's escrow".to_owned()));
+        let r = figures(&sc, 2, &two_rounds(0, &["v0", "v2"]), None);
+        assert_eq!(
+            broken(&r),
+            vec!["convicted validators sit in no later committee"]
+        );
+        // Crashes: both kills must be on record.
+        sc.faults.crash = 0.1;
+        let mut d = two_rounds(0, &["v2"]);
+        let r = figures(&sc, 2, &d, None);
+        assert_eq!(
+            broken(&r),
+            vec!["SIGKILLed nodes restarted from their data dirs and the run went on"]
+        );
+        d["restarts"] = json!([{"node": "peer-0", "round": 1, "escrow_at_kill": "held"}, {"node": "coordinator", "round": 2, "escrow_at_kill": "locked"}]);
+        assert!(figures(&sc, 2, &d, None).ok());
     }
 
     #[test]

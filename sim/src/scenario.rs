@@ -507,21 +507,14 @@ impl Scenario {
         let unsupported: Vec<&str> = match mode {
             Mode::Fast => Vec::new(),
             Mode::Real => {
-                let v = &self.validators;
-                let mut u: Vec<&str> = [
-                    ("peers.replayers", p.replayers),
-                    ("peers.sybils", p.sybils),
-                    ("validators.lazy", v.lazy),
-                ]
-                .into_iter()
-                .filter(|(_, n)| *n > 0)
-                .map(|(k, _)| k)
-                .collect();
+                let mut u: Vec<&str> =
+                    [("peers.replayers", p.replayers), ("peers.sybils", p.sybils)]
+                        .into_iter()
+                        .filter(|(_, n)| *n > 0)
+                        .map(|(k, _)| k)
+                        .collect();
                 if p.poisoners > 0 && p.poison != PoisonKind::SignFlip {
                     u.push("peers.poison other than sign-flip");
-                }
-                if self.faults.crash > 0.0 {
-                    u.push("faults.crash");
                 }
                 u
             }

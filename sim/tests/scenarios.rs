@@ -69,6 +69,7 @@ const SHIPPED: &[&str] = &[
     "real-evidence",
     "corrupting-provider",
     "real-colluding-at-k",
+    "real-heatmap",
 ];
 
 #[test]
@@ -370,7 +371,7 @@ fn real_colluding_at_k_in_fast_mode() {
 
 #[test]
 fn real_only_scenarios_are_refused_in_fast_mode() {
-    for name in ["real-20", "real-small", "real-calibration"] {
+    for name in ["real-20", "real-small", "real-calibration", "real-heatmap"] {
         let e = l402_sim::Simulation::new(&scenario(name), 1).unwrap_err();
         assert!(e.to_string().contains("does not support Fast mode"), "{e}");
     }

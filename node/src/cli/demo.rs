@@ -65,6 +65,10 @@ pub struct DemoArgs {
     /// the pair as evidence.
     #[arg(long, default_value_t = 0)]
     pub equivocating: usize,
+    /// Of those (after the colluding and equivocating ones), lazy validators: they accept
+    /// every submission with a fixed score, unevaluated; the coordinator's audit convicts them.
+    #[arg(long, default_value_t = 0)]
+    pub lazy: usize,
     /// The coordinator corrupts the escrow dealings of round ROUND as KIND (wrong-share,
     /// garbage-ciphertext, wrong-payment-hash); repeatable. Validators and workers publish the
     /// evidence; `l402-node evidence` checks it as a third party.
@@ -73,6 +77,11 @@ pub struct DemoArgs {
     /// Committee size n per submission (default: every validator).
     #[arg(long)]
     pub committee: Option<u32>,
+    /// Derive every node's keys from this seed and the node's name instead of the OS RNG, so
+    /// a swarm and its attack-free twin give their common nodes the same keys (the same honest
+    /// peers then train on the same data shards). Test swarms only.
+    #[arg(long)]
+    pub key_seed: Option<u64>,
     /// Quorum k.
     #[arg(long, default_value_t = 2)]
     pub k: u32,
@@ -315,11 +324,12 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
             args.k
         ));
     }
-    if args.colluding + args.equivocating > validators {
+    if args.colluding + args.equivocating + args.lazy > validators {
         return Err(anyhow!(
-            "--colluding {} and --equivocating {} exceed --validators {validators}",
+            "--colluding {}, --equivocating {} and --lazy {} exceed --validators {validators}",
             args.colluding,
-            args.equivocating
+            args.equivocating,
+            args.lazy
         ));
     }
     // Peers are initialised before the validators, so that colluding validators know their
@@ -354,6 +364,12 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
             .args(["--esplora", &chain.url()])
             .args(["--lightning-listen", &format!("127.0.0.1:{ln_port}")])
             .args(["--gateway", &format!("127.0.0.1:{gw_port}")]);
+        if let Some(seed) = args.key_seed {
+            let mut h = blake3::Hasher::new_derive_key("l402-node demo key seed v1");
+            h.update(&seed.to_be_bytes());
+            h.update(name.as_bytes());
+            init.args(["--key-seed", h.finalize().to_hex().as_str()]);
+        }
         match kind.as_str() {
             "coordinator" => {
                 // A sponsor posts its bounty on the running node (`bounty post`, below).
@@ -379,6 +395,8 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<Value> {
                     }
                 } else if v < args.colluding + args.equivocating {
                     init.args(["--validator-behaviour", "equivocating"]);
+                } else if v < args.colluding + args.equivocating + args.lazy {
+                    init.args(["--validator-behaviour", "lazy"]);
                 }
             }
             b => {

@@ -68,8 +68,9 @@ pub struct InitArgs {
     pub validator_fee: Option<u64>,
     /// Validator behaviour (the simulator's real mode): `colluding` accepts the `--favour`
     /// peers' submissions unevaluated and rejects every other one; `equivocating` evaluates
-    /// honestly and also publishes the opposite verdict, signed.
-    #[arg(long, requires = "validator_fee", value_parser = ["honest", "colluding", "equivocating"])]
+    /// honestly and also publishes the opposite verdict, signed; `lazy` accepts everything
+    /// with a fixed score, without fetching or evaluating.
+    #[arg(long, requires = "validator_fee", value_parser = ["honest", "colluding", "equivocating", "lazy"])]
     pub validator_behaviour: Option<String>,
     /// A peer (Nostr public key, hex) a colluding validator favours; repeatable.
     #[arg(long, requires = "validator_behaviour")]
@@ -78,6 +79,54 @@ pub struct InitArgs {
     /// ROUND as KIND (wrong-share, garbage-ciphertext, wrong-payment-hash); repeatable.
     #[arg(long, value_name = "ROUND:KIND", requires = "coordinator")]
     pub dealer_fault: Vec<crate::config::DealingFaultAt>,
+    /// Derive the node's keys (Nostr, iroh, Lightning seed) from this 32-byte hex seed instead
+    /// of the OS RNG: for reproducible test swarms only (`demo --key-seed`), never for a node
+    /// that holds real money.
+    #[arg(long, hide = true, value_name = "HEX")]
+    pub key_seed: Option<String>,
+}
+
+/// The node's keys from the OS RNG, or derived from `seed` (BLAKE3 in key-derivation mode, one
+/// context per key; a Nostr secret outside the curve order is re-derived with a counter).
+fn node_keys(seed: Option<&str>) -> anyhow::Result<NodeKeys> {
+    let Some(seed) = seed else {
+        let mut rng = rand::rngs::OsRng;
+        let nostr = nostr_sdk::prelude::Keys::generate();
+        let mut iroh = [0u8; 32];
+        rng.fill_bytes(&mut iroh);
+        let mut ln = [0u8; 64];
+        rng.fill_bytes(&mut ln);
+        return Ok(NodeKeys {
+            nostr: nostr.secret_key().to_secret_hex(),
+            iroh: hex::encode(iroh),
+            lightning_seed: hex::encode(ln),
+        });
+    };
+    let seed: [u8; 32] = hex::decode(seed)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| anyhow::anyhow!("--key-seed: want 64 hex characters"))?;
+    let derive = |ctx: &str, out: &mut [u8]| {
+        let mut h = blake3::Hasher::new_derive_key(ctx);
+        h.update(&seed);
+        h.finalize_xof().fill(out);
+    };
+    let nostr = (0u32..)
+        .find_map(|i| {
+            let mut k = [0u8; 32];
+            derive(&format!("l402-node init key-seed nostr {i}"), &mut k);
+            nostr_sdk::prelude::SecretKey::from_slice(&k).ok()
+        })
+        .ok_or_else(|| anyhow::anyhow!("--key-seed: no valid Nostr key"))?;
+    let mut iroh = [0u8; 32];
+    derive("l402-node init key-seed iroh", &mut iroh);
+    let mut ln = [0u8; 64];
+    derive("l402-node init key-seed lightning", &mut ln);
+    Ok(NodeKeys {
+        nostr: nostr.to_secret_hex(),
+        iroh: hex::encode(iroh),
+        lightning_seed: hex::encode(ln),
+    })
 }
 
 /// Run `init`.
@@ -86,17 +135,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
         nostr_sdk::prelude::PublicKey::from_hex(k)
             .map_err(|e| anyhow::anyhow!("--favour {k}: not a Nostr public key: {e}"))?;
     }
-    let mut rng = rand::rngs::OsRng;
-    let nostr = nostr_sdk::prelude::Keys::generate();
-    let mut iroh = [0u8; 32];
-    rng.fill_bytes(&mut iroh);
-    let mut seed = [0u8; 64];
-    rng.fill_bytes(&mut seed);
-    let keys = NodeKeys {
-        nostr: nostr.secret_key().to_secret_hex(),
-        iroh: hex::encode(iroh),
-        lightning_seed: hex::encode(seed),
-    };
+    let keys = node_keys(args.key_seed.as_deref())?;
     let config = NodeConfig {
         relays: args.relays,
         esplora_url: args.esplora,
@@ -149,7 +188,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
     println!(
         "initialised {} (nostr {})",
         args.data_dir.display(),
-        nostr.public_key().to_hex()
+        keys.nostr_keys()?.public_key().to_hex()
     );
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use l402_protocol::blobmeta::{PeerKey, Placement, RoundKey};
 use l402_protocol::events::{
@@ -198,6 +199,9 @@ pub struct Components {
     /// after each attestation its machine publishes, it signs and publishes the opposite verdict
     /// for the same evaluation. `None`: honest.
     pub equivocate: Option<Keys>,
+    /// A lazy validator (the simulator's real mode, `ValidatorRole::behaviour`): it attests
+    /// "accept" with [`LAZY_SCORE`] for every submission without fetching or evaluating it.
+    pub lazy: bool,
 }
 
 /// What an equivocating validator signs next to its attestation `a`: the same evaluation (run,
@@ -222,6 +226,13 @@ pub fn conflicting_attestation(keys: &Keys, a: &AttestationEvent) -> Option<Atte
 /// The score a colluding validator attests for its coalition (a 10 % held-out gain, above
 /// every tranche threshold of the default schedule), and minus it for everyone else.
 pub const COLLUDING_SCORE: i64 = 100_000;
+
+/// How long the near-copy check waits for an earlier submission's blob it does not hold yet.
+pub const EARLIER_FETCH_SECS: u64 = 10;
+
+/// The score a lazy validator attests for every submission, unevaluated (0.03 nats, the fast
+/// mode's `validators.lazy_score`).
+pub const LAZY_SCORE: i64 = 30_000;
 
 impl Components {
     /// Check a validator's fee invoice against its signed opt-in before paying it: the amount
@@ -463,6 +474,10 @@ impl Components {
         let Some((peer, size)) = self.book.get(&submission) else {
             return Ok(failed_eval(RejectCode::Unavailable));
         };
+        if self.lazy {
+            tracing::info!(run = %open.run_id, round = open.round, submission = %submission, peer = %peer, "lazy attestation (not fetched, not evaluated)");
+            return Ok((Score(LAZY_SCORE), Verdict::Accept));
+        }
         if let Some(coalition) = &self.collusion {
             // Byzantine (real mode): what this validator feeds its own machine; the machine,
             // the quorum and the escrow are unchanged.
@@ -553,24 +568,45 @@ impl Components {
         .map_err(ExecError::from)
     }
 
-    /// The blobs of `submission`'s round announced before it that this node holds (it
-    /// evaluated them): what the near-copy check compares with. Blobs it does not hold are not
-    /// fetched (they may not be released to it).
+    /// The blobs of `submission`'s round announced before it that this node holds or can fetch:
+    /// what the near-copy check compares with. Evaluations run concurrently, so an earlier blob
+    /// this validator is about to evaluate may not be held yet (a copycat's copy was once
+    /// evaluated alongside its victim, compared with nothing and paid): each earlier blob not
+    /// held is asked of its author, which serves it only if it was released to this node (it is
+    /// on that submission's committee) and refuses at once otherwise; each ask is bounded by
+    /// [`EARLIER_FETCH_SECS`].
     async fn held_earlier(
         &self,
         open: &RoundOpen,
         submission: &SubmissionId,
     ) -> Vec<(SubmissionId, Vec<u8>)> {
         let mut out = Vec::new();
+        let placement = round_placement(&open.run_id, open.round);
         for (id, e) in self.book.earlier(submission) {
             if e.round != (open.run_id.clone(), open.round) {
                 continue;
             }
             let blob = blob_id(&e.blob);
-            if matches!(self.blobs.store().is_complete(&blob).await, Ok(true)) {
-                if let Ok(b) = self.blobs.read(&blob).await {
-                    out.push((id, b));
+            let held = matches!(self.blobs.store().is_complete(&blob).await, Ok(true));
+            let bytes = if held {
+                self.blobs.read(&blob).await.ok()
+            } else {
+                let author = [e.author];
+                let ask = self.fetch(&e.blob, e.size, &author, placement.clone());
+                match tokio::time::timeout(Duration::from_secs(EARLIER_FETCH_SECS), ask).await {
+                    Ok(Ok(b)) => Some(b),
+                    Ok(Err(err)) => {
+                        tracing::debug!(submission = %submission, earlier = %id, error = %err, "earlier blob not released to us: not compared");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::debug!(submission = %submission, earlier = %id, "earlier blob not fetched in time: not compared");
+                        None
+                    }
                 }
+            };
+            if let Some(b) = bytes {
+                out.push((id, b));
             }
         }
         out

@@ -188,8 +188,15 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<(Node, Runtime, Arc<Lightn
         }
         _ => None,
     };
+    let lazy = matches!(&cfg.roles.validator, Some(v) if v.behaviour.as_deref() == Some("lazy"));
+    if lazy {
+        tracing::warn!(
+            "this validator is lazy (real-mode simulation): it accepts everything unevaluated"
+        );
+    }
     let components = Components {
         collusion,
+        lazy,
         equivocate,
         lightning: lightning.clone(),
         discovery,
