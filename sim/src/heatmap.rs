@@ -314,21 +314,11 @@ pub fn real_column(
         let demo = crate::real::swarm(&sc, rounds, &d.join("swarm"), exe.clone())?;
         let report = crate::real::figures(&sc, rounds, &demo, Some(&clean));
         report.write(&d)?;
-        let last = |v: &[(u64, f64)]| v.iter().max_by_key(|p| p.0).map(|p| p.1);
-        let gap = last(&report.heldout_loss)
-            .zip(last(&clean_report.heldout_loss))
-            .and_then(|(a, c)| relative_gap(a, c))
-            .unwrap_or(0.0);
-        cells.push(RealCell {
-            scenario: sc.name.clone(),
-            attack: Some(attack),
-            invariants_hold: report.ok(),
-            wall_secs: report.wall_secs,
-            share_pct: pct,
-            loss_gap: gap,
-            honest_share: report.honest_share,
-            attacker_share: report.attacker_share,
-        });
+        // The same reading as a `--real-report` file's.
+        let mut cell = real_cell(&serde_json::to_value(&report)?)
+            .ok_or_else(|| anyhow::anyhow!("{}: the report has no loss comparison", sc.name))?;
+        cell.attack = Some(attack);
+        cells.push(cell);
     }
     Ok(cells)
 }

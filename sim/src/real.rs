@@ -1133,6 +1133,10 @@ mod tests {
         let r = figures(&scenario(), 1, &demo(&["a"], 0, true), Some(&clean));
         let gap = r.invariants.last().unwrap();
         assert!(!gap.holds && gap.detail.contains("+8.33 %"), "{gap:?}");
+        // The heatmap's real column reads the report as a `--real-report` file is read.
+        let cell = crate::heatmap::real_cell(&serde_json::to_value(&r).unwrap()).unwrap();
+        assert!((cell.loss_gap - 0.4 / 4.8).abs() < 1e-9, "{cell:?}");
+        assert_eq!((cell.share_pct, cell.invariants_hold), (50, false));
     }
 
     #[test]

@@ -524,6 +524,27 @@ impl Components {
         Ok((score, verdict))
     }
 
+    /// Await a scoring job of machine `key` (an evaluation, or an audit's replay): a failure is
+    /// logged and scores as `Unavailable`; the duration goes to the timeline as `step`. Returns
+    /// the score, the verdict and the milliseconds taken.
+    async fn timed(
+        &self,
+        key: &MachineKey,
+        submission: SubmissionId,
+        step: &'static str,
+        job: impl std::future::Future<Output = Result<(Score, Verdict), ExecError>>,
+    ) -> (Score, Verdict, u64) {
+        let t = std::time::Instant::now();
+        let (score, verdict) = job.await.unwrap_or_else(|e| {
+            tracing::warn!(machine = %key, submission = %submission, step, error = %e, "scoring failed: answered as unavailable");
+            failed_eval(RejectCode::Unavailable)
+        });
+        let ms = t.elapsed().as_millis() as u64;
+        self.timeline
+            .duration(key.run.as_str(), key.round, step, ms);
+        (score, verdict, ms)
+    }
+
     /// `Audit` (the coordinator): replay a disputed submission's evaluation exactly as a
     /// validator scores it — the checkpoint, the blob (from its author or any committee member
     /// that fetched it), candle on the eval seed's batch — without the near-copy check, whose
@@ -841,20 +862,9 @@ impl Components {
                 let (this, open, key, reports) =
                     (self.clone(), open.clone(), key.clone(), reports.clone());
                 tokio::spawn(async move {
-                    let t = std::time::Instant::now();
-                    let (score, verdict) = match this
-                        .evaluate(&open, submission, phase, checkpoint, blob, eval_seed.0)
-                        .await
-                    {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::warn!(machine = %key, submission = %submission, error = %e, "evaluation failed");
-                            failed_eval(RejectCode::Unavailable)
-                        }
-                    };
-                    let ms = t.elapsed().as_millis() as u64;
-                    this.timeline
-                        .duration(key.run.as_str(), key.round, "evaluate", ms);
+                    let job =
+                        this.evaluate(&open, submission, phase, checkpoint, blob, eval_seed.0);
+                    let (score, verdict, ms) = this.timed(&key, submission, "evaluate", job).await;
                     tracing::info!(machine = %key, submission = %submission, blob = %blob, phase = phase_label(phase), score = score.0, verdict = ?verdict, ms, "evaluated");
                     let fee_invoice = this.fee_invoice(&key, submission, phase);
                     let _ = reports.send(Report {
@@ -878,20 +888,9 @@ impl Components {
                 let (this, open, key, reports) =
                     (self.clone(), open.clone(), key.clone(), reports.clone());
                 tokio::spawn(async move {
-                    let t = std::time::Instant::now();
-                    let (score, verdict) = match this
-                        .replay(&open, submission, checkpoint, blob, eval_seed.0)
-                        .await
-                    {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::warn!(machine = %key, submission = %submission, blob = %blob, error = %e, "audit replay failed: nobody is convicted on it");
-                            failed_eval(RejectCode::Unavailable)
-                        }
-                    };
-                    let ms = t.elapsed().as_millis() as u64;
-                    this.timeline
-                        .duration(key.run.as_str(), key.round, "audit", ms);
+                    // A failed replay answers `Unavailable`: nobody is convicted on it.
+                    let job = this.replay(&open, submission, checkpoint, blob, eval_seed.0);
+                    let (score, verdict, ms) = this.timed(&key, submission, "audit", job).await;
                     tracing::info!(machine = %key, submission = %submission, blob = %blob, score = score.0, verdict = ?verdict, ms, "audited a disputed evaluation by replay");
                     let _ = reports.send(Report {
                         key: Some(key),
