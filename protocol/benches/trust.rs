@@ -144,15 +144,20 @@ fn escrow(c: &mut Criterion) {
     g.bench_function("reconstruct_k3", |b| {
         b.iter(|| d5.reconstruct(black_box(&shares)).expect("preimage"))
     });
-    // Share checks alone: the textbook Feldman check (baseline), the one-MSM check, and k
-    // shares checked one by one against one batch check (what reconstruction does).
+    // Share checks alone: the textbook Feldman check (baseline), the one-MSM check (the
+    // previous way), Horner's rule over the small index (today's `verify_share`, at the largest
+    // index n), and k shares checked one by one against one batch check (what reconstruction
+    // does).
     for (k, n) in [(3, 5), (11, 16)] {
         let s = vss::share_random(&mut ChaCha20Rng::from_seed([3; 32]), k, n);
         g.bench_function(format!("baseline_verify_share_reference_k{k}"), |b| {
             b.iter(|| vss::verify_share_reference(&s.commitments, black_box(&s.shares[0])))
         });
         g.bench_function(format!("verify_share_msm_k{k}"), |b| {
-            b.iter(|| vss::verify_share(&s.commitments, black_box(&s.shares[0])))
+            b.iter(|| vss::verify_share_msm(&s.commitments, black_box(&s.shares[n - 1])))
+        });
+        g.bench_function(format!("verify_share_horner_k{k}"), |b| {
+            b.iter(|| vss::verify_share(&s.commitments, black_box(&s.shares[n - 1])))
         });
         g.bench_function(format!("baseline_verify_{k}_shares_one_by_one_k{k}"), |b| {
             b.iter(|| {
@@ -247,6 +252,22 @@ fn escrow(c: &mut Criterion) {
             .expect("valid")
         })
     });
+    // The DLEQ check inside the VRF check and the complaint check: both sides as `lincomb`s with
+    // one inversion per hashed point (baseline, the previous way) against `z·G` from the
+    // generator table and one batch inversion.
+    {
+        use k256::{ProjectivePoint, Scalar};
+        let x = Scalar::from(0x1234_5678_9abc_def0u64);
+        let base2 = ProjectivePoint::GENERATOR * Scalar::from(99u64);
+        let (p1, p2) = (ProjectivePoint::GENERATOR * x, base2 * x);
+        let proof = escrow::dleq::prove(&x, &base2, b"bench", &[7; 32]);
+        g.bench_function("baseline_dleq_verify_lincomb", |b| {
+            b.iter(|| escrow::dleq::verify_lincomb(&p1, &base2, &p2, b"bench", black_box(&proof)))
+        });
+        g.bench_function("dleq_verify", |b| {
+            b.iter(|| escrow::dleq::verify(&p1, &base2, &p2, b"bench", black_box(&proof)))
+        });
+    }
     let (bad, _) = deal_with(&dealer, &p5, &[1; 32], Corruption::WrongShare(0)).expect("deal");
     let complaint = BadShareComplaint::new(&bad, &vs16[0], &[3; 32]).expect("complaint");
     g.bench_function("third_party_checks_complaint", |b| {

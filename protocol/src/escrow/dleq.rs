@@ -8,10 +8,13 @@
 //! Spec: specs/L2T-05-escrow.md#bad-share-complaint
 
 use k256::elliptic_curve::ops::{LinearCombination, MulByGenerator};
+use k256::elliptic_curve::{BatchNormalize, Group};
 use k256::{ProjectivePoint, Scalar};
 use sha2::{Digest, Sha256};
 
-use super::vss::{point_to_bytes, scalar_from_bytes, scalar_from_hash, scalar_to_bytes};
+use super::vss::{
+    affine_to_bytes, point_to_bytes, scalar_from_bytes, scalar_from_hash, scalar_to_bytes,
+};
 
 /// A DLEQ proof `(c, z)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,8 +37,20 @@ fn challenge(
     h.update(b"l402/dleq/v1\0");
     h.update((ctx.len() as u64).to_be_bytes());
     h.update(ctx);
-    for p in [p1, base2, p2, a1, a2] {
-        h.update(point_to_bytes(p));
+    let points = [*p1, *base2, *p2, *a1, *a2];
+    if points.iter().any(|p| bool::from(p.is_identity())) {
+        // k256's batch inversion panics on a point at infinity whose `z` is an unreduced zero
+        // (found by the test below), so a steered commitment takes the point-by-point path.
+        for p in &points {
+            h.update(point_to_bytes(p));
+        }
+    } else {
+        // One field inversion for the five points (Montgomery's trick) instead of one each.
+        for p in
+            &<ProjectivePoint as BatchNormalize<[ProjectivePoint; 5]>>::batch_normalize(&points)
+        {
+            h.update(affine_to_bytes(p));
+        }
     }
     scalar_from_hash(h.finalize().into())
 }
@@ -76,10 +91,35 @@ pub fn verify(
     let (Some(c), Some(z)) = (scalar_from_bytes(&proof.c), scalar_from_bytes(&proof.z)) else {
         return false;
     };
-    // Each side as one multi-scalar multiplication (k256's interleaved `lincomb`).
-    let a1 = ProjectivePoint::lincomb(&ProjectivePoint::GENERATOR, &z, p1, &-c);
+    // `z·G` from k256's precomputed generator table, `c·p1` apart; the second side as one
+    // multi-scalar multiplication (k256's interleaved `lincomb`).
+    let a1 = ProjectivePoint::mul_by_generator(&z) - *p1 * c;
     let a2 = ProjectivePoint::lincomb(base2, &z, p2, &-c);
     challenge(ctx, p1, base2, p2, &a1, &a2) == c
+}
+
+/// The previous [`verify`]: both sides as `lincomb`s, each point normalised on its own. Kept as
+/// the benchmark's baseline and as a second oracle in the tests.
+pub fn verify_lincomb(
+    p1: &ProjectivePoint,
+    base2: &ProjectivePoint,
+    p2: &ProjectivePoint,
+    ctx: &[u8],
+    proof: &DleqProof,
+) -> bool {
+    let (Some(c), Some(z)) = (scalar_from_bytes(&proof.c), scalar_from_bytes(&proof.z)) else {
+        return false;
+    };
+    let a1 = ProjectivePoint::lincomb(&ProjectivePoint::GENERATOR, &z, p1, &-c);
+    let a2 = ProjectivePoint::lincomb(base2, &z, p2, &-c);
+    let mut h = Sha256::new();
+    h.update(b"l402/dleq/v1\0");
+    h.update((ctx.len() as u64).to_be_bytes());
+    h.update(ctx);
+    for p in [p1, base2, p2, &a1, &a2] {
+        h.update(point_to_bytes(p));
+    }
+    scalar_from_hash(h.finalize().into()) == c
 }
 
 #[cfg(test)]
@@ -105,5 +145,26 @@ mod tests {
         ));
         let wrong = ProjectivePoint::GENERATOR * Scalar::from(5u64);
         assert!(!verify(&wrong, &e, &p2, b"ctx", &proof));
+        // The previous check agrees on each case.
+        assert!(verify_lincomb(&p1, &e, &p2, b"ctx", &proof));
+        assert!(!verify_lincomb(&p1, &e, &p2, b"other", &proof));
+        assert!(!verify_lincomb(&wrong, &e, &p2, b"ctx", &proof));
+    }
+
+    /// A prover who knows the logs can steer both commitments to the point at infinity
+    /// (`z = c·x`); the check then fails instead of panicking on its one-byte encoding.
+    #[test]
+    fn commitments_at_infinity_fail_without_panicking() {
+        let x = Scalar::from(7u64);
+        let e = ProjectivePoint::GENERATOR * Scalar::from(11u64);
+        let c = Scalar::from(3u64);
+        let proof = DleqProof {
+            c: scalar_to_bytes(&c),
+            z: scalar_to_bytes(&(c * x)),
+        };
+        let (p1, p2) = (ProjectivePoint::GENERATOR * x, e * x);
+        assert!(!verify(&p1, &e, &p2, b"ctx", &proof));
+        assert!(!verify_lincomb(&p1, &e, &p2, b"ctx", &proof));
+        assert_eq!(point_to_bytes(&ProjectivePoint::IDENTITY), [0u8; 33]);
     }
 }
