@@ -25,6 +25,25 @@ pub struct DleqProof {
     pub z: [u8; 32],
 }
 
+impl DleqProof {
+    /// `(c, z)` as scalars, if both are canonical.
+    fn scalars(&self) -> Option<(Scalar, Scalar)> {
+        Some((scalar_from_bytes(&self.c)?, scalar_from_bytes(&self.z)?))
+    }
+}
+
+/// The Fiat–Shamir challenge over the context and the five encoded points.
+fn challenge_of(ctx: &[u8], points: impl IntoIterator<Item = [u8; 33]>) -> Scalar {
+    let mut h = Sha256::new();
+    h.update(b"l402/dleq/v1\0");
+    h.update((ctx.len() as u64).to_be_bytes());
+    h.update(ctx);
+    for p in points {
+        h.update(p);
+    }
+    scalar_from_hash(h.finalize().into())
+}
+
 fn challenge(
     ctx: &[u8],
     p1: &ProjectivePoint,
@@ -33,26 +52,16 @@ fn challenge(
     a1: &ProjectivePoint,
     a2: &ProjectivePoint,
 ) -> Scalar {
-    let mut h = Sha256::new();
-    h.update(b"l402/dleq/v1\0");
-    h.update((ctx.len() as u64).to_be_bytes());
-    h.update(ctx);
     let points = [*p1, *base2, *p2, *a1, *a2];
     if points.iter().any(|p| bool::from(p.is_identity())) {
         // k256's batch inversion panics on a point at infinity whose `z` is an unreduced zero
         // (found by the test below), so a steered commitment takes the point-by-point path.
-        for p in &points {
-            h.update(point_to_bytes(p));
-        }
-    } else {
-        // One field inversion for the five points (Montgomery's trick) instead of one each.
-        for p in
-            &<ProjectivePoint as BatchNormalize<[ProjectivePoint; 5]>>::batch_normalize(&points)
-        {
-            h.update(affine_to_bytes(p));
-        }
+        return challenge_of(ctx, points.iter().map(point_to_bytes));
     }
-    scalar_from_hash(h.finalize().into())
+    // One field inversion for the five points (Montgomery's trick) instead of one each.
+    let affine =
+        <ProjectivePoint as BatchNormalize<[ProjectivePoint; 5]>>::batch_normalize(&points);
+    challenge_of(ctx, affine.iter().map(affine_to_bytes))
 }
 
 /// Prove that `p1 = x·G` and `p2 = x·base2` share `x`. The nonce is derived from `x`, the
@@ -88,7 +97,7 @@ pub fn verify(
     ctx: &[u8],
     proof: &DleqProof,
 ) -> bool {
-    let (Some(c), Some(z)) = (scalar_from_bytes(&proof.c), scalar_from_bytes(&proof.z)) else {
+    let Some((c, z)) = proof.scalars() else {
         return false;
     };
     // `z·G` from k256's precomputed generator table, `c·p1` apart; the second side as one
@@ -107,19 +116,12 @@ pub fn verify_lincomb(
     ctx: &[u8],
     proof: &DleqProof,
 ) -> bool {
-    let (Some(c), Some(z)) = (scalar_from_bytes(&proof.c), scalar_from_bytes(&proof.z)) else {
+    let Some((c, z)) = proof.scalars() else {
         return false;
     };
     let a1 = ProjectivePoint::lincomb(&ProjectivePoint::GENERATOR, &z, p1, &-c);
     let a2 = ProjectivePoint::lincomb(base2, &z, p2, &-c);
-    let mut h = Sha256::new();
-    h.update(b"l402/dleq/v1\0");
-    h.update((ctx.len() as u64).to_be_bytes());
-    h.update(ctx);
-    for p in [p1, base2, p2, &a1, &a2] {
-        h.update(point_to_bytes(p));
-    }
-    scalar_from_hash(h.finalize().into()) == c
+    challenge_of(ctx, [p1, base2, p2, &a1, &a2].map(point_to_bytes)) == c
 }
 
 #[cfg(test)]
