@@ -167,6 +167,15 @@ fn eval_poly(coeffs: &[Scalar], x: Scalar) -> Scalar {
     coeffs.iter().rev().fold(Scalar::ZERO, |acc, c| acc * x + c)
 }
 
+/// A share's value, if the share can be checked at all: its index is at least 1 (`f(0)` is the
+/// secret, never a share) and its value a canonical scalar. Every Feldman check starts here.
+fn share_value(share: &Share) -> Option<Scalar> {
+    if share.index == 0 {
+        return None;
+    }
+    scalar_from_bytes(&share.value)
+}
+
 /// Feldman check: `f(i)·G = Σⱼ iʲ·Cⱼ`. The share index `i` is public and small (at most
 /// [`super::dealing::MAX_VALIDATORS`]), so the right side is evaluated by Horner's rule,
 /// `(…(C_{k−1}·i + C_{k−2})·i + …)·i + C₀`, with each `·i` a short double-and-add over the bits
@@ -176,10 +185,7 @@ fn eval_poly(coeffs: &[Scalar], x: Scalar) -> Scalar {
 /// multiplication.
 pub fn verify_share(commitments: &[ProjectivePoint], share: &Share) -> bool {
     use k256::elliptic_curve::ops::MulByGenerator;
-    if share.index == 0 {
-        return false;
-    }
-    let Some(v) = scalar_from_bytes(&share.value) else {
+    let Some(v) = share_value(share) else {
         return false;
     };
     let Some((top, lower)) = commitments.split_last() else {
@@ -209,10 +215,7 @@ fn mul_small(p: &ProjectivePoint, i: u32) -> ProjectivePoint {
 /// and as a second oracle in the tests.
 pub fn verify_share_msm(commitments: &[ProjectivePoint], share: &Share) -> bool {
     use k256::elliptic_curve::ops::{LinearCombinationExt, MulByGenerator};
-    if share.index == 0 {
-        return false;
-    }
-    let Some(v) = scalar_from_bytes(&share.value) else {
+    let Some(v) = share_value(share) else {
         return false;
     };
     let x = Scalar::from(u64::from(share.index));
@@ -232,10 +235,7 @@ pub fn verify_share_msm(commitments: &[ProjectivePoint], share: &Share) -> bool 
 /// The textbook Feldman check, one scalar multiplication per commitment: the baseline of the
 /// escrow benchmark and the oracle of [`verify_share`]'s tests.
 pub fn verify_share_reference(commitments: &[ProjectivePoint], share: &Share) -> bool {
-    if share.index == 0 {
-        return false;
-    }
-    let Some(v) = scalar_from_bytes(&share.value) else {
+    let Some(v) = share_value(share) else {
         return false;
     };
     let x = Scalar::from(u64::from(share.index));
@@ -275,10 +275,7 @@ pub fn verify_shares_batch(commitments: &[ProjectivePoint], shares: &[Share]) ->
     let mut coeff = vec![Scalar::ZERO; commitments.len()];
     let mut value = Scalar::ZERO;
     for s in shares {
-        if s.index == 0 {
-            return false;
-        }
-        let Some(v) = scalar_from_bytes(&s.value) else {
+        let Some(v) = share_value(s) else {
             return false;
         };
         // A 128-bit weight (enough for the soundness bound, and half the scalar work).
