@@ -25,7 +25,7 @@ use super::work::{
     blob_id, checkpoint_size, failed_eval, merge_order, phase_label, round_placement,
     SubmissionBook, TrainingWork,
 };
-use crate::blobs::{BlobNode, FetchRequest, ProviderAddr, ProviderId};
+use crate::blobs::{BlobError, BlobNode, FetchRequest, ProviderAddr, ProviderFailure, ProviderId};
 use crate::discovery::{Discovery, PublishError};
 use crate::lightning::{Invoice, LightningError, LightningEvent, LightningNode};
 use crate::train::codec::payload_bytes;
@@ -408,7 +408,8 @@ impl Components {
     }
 
     /// The blob of `submission` by `peer`, who released it to the committee; `None` (logged) if
-    /// it cannot be fetched: the validator attests it as unavailable.
+    /// it cannot be fetched, transient failures retried through the first half of what is left
+    /// of the attest window (SAFETY H39): the validator attests it as unavailable.
     pub async fn fetch_submission(
         &self,
         open: &RoundOpen,
@@ -417,12 +418,26 @@ impl Components {
         size: u64,
         peer: PublicKey,
     ) -> Option<Vec<u8>> {
-        let placement = round_placement(&open.run_id, open.round);
-        match self.fetch(&blob, size, &[peer], placement).await {
-            Ok(b) => Some(b),
-            Err(e) => {
-                tracing::warn!(submission = %submission, blob = %blob, error = %e, "submission blob unavailable");
-                None
+        // An author that is restarting (a crash, an upgrade) or has not opened its blob to the
+        // committee yet answers again within seconds: transient failures are retried through
+        // the first half of what is left of the attest window (the other half is for scoring
+        // and attesting) instead of scoring honest work `Unavailable` at the first refusal.
+        let start = super::unix_now();
+        let give_up = start + open.attest_deadline.saturating_sub(start) / 2;
+        let mut tries = 1u32;
+        loop {
+            let placement = round_placement(&open.run_id, open.round);
+            match self.fetch(&blob, size, &[peer], placement).await {
+                Ok(b) => return Some(b),
+                Err(e) if is_transient(&e) && super::unix_now() + REFETCH_SECS < give_up => {
+                    tracing::info!(submission = %submission, blob = %blob, tries, error = %e, "submission blob not served yet; retrying");
+                    tokio::time::sleep(Duration::from_secs(REFETCH_SECS)).await;
+                    tries += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(submission = %submission, blob = %blob, tries, error = %e, "submission blob unavailable");
+                    return None;
+                }
             }
         }
     }
@@ -969,6 +984,26 @@ pub fn check_refund_invoice(
     Ok(inv)
 }
 
+/// Seconds between attempts to fetch a submission its author did not serve.
+const REFETCH_SECS: u64 = 2;
+
+/// Whether a failed fetch may succeed when tried again: every provider was unreachable,
+/// stalled, broke off, refused or did not hold the blob (yet); none sent bytes that fail the
+/// BLAKE3 check or proved another size (a provider that does that is not retried).
+fn is_transient(e: &ExecError) -> bool {
+    match e {
+        ExecError::Blob(BlobError::AllProvidersFailed { attempts, .. }) => {
+            attempts.iter().all(|(_, f)| {
+                !matches!(
+                    f,
+                    ProviderFailure::Corrupt(_) | ProviderFailure::SizeMismatch { .. }
+                )
+            })
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -979,6 +1014,44 @@ mod tests {
     use ldk_node::lightning_invoice::{Currency, InvoiceBuilder, PaymentSecret};
 
     use super::*;
+
+    /// A fetch is retried when its author could not serve the blob yet (unreachable, killed
+    /// mid-transfer, stalled, refused, not holding it), never after wrong bytes or a wrong size.
+    #[test]
+    fn only_transient_fetch_failures_are_retried() {
+        let failed = |f: ProviderFailure| {
+            ExecError::Blob(BlobError::AllProvidersFailed {
+                hash: "ab".into(),
+                attempts: vec![
+                    (ProviderId([1; 32]), ProviderFailure::NotFound),
+                    (ProviderId([2; 32]), f),
+                ],
+            })
+        };
+        for f in [
+            ProviderFailure::Connect("refused".into()),
+            ProviderFailure::Stalled { phase: "body" },
+            ProviderFailure::Refused,
+            ProviderFailure::NotFound,
+            ProviderFailure::Transfer("reset".into()),
+        ] {
+            assert!(is_transient(&failed(f.clone())), "{f}");
+        }
+        for f in [
+            ProviderFailure::Corrupt("bad chunk".into()),
+            ProviderFailure::SizeMismatch {
+                provided: 1,
+                announced: 2,
+            },
+        ] {
+            assert!(!is_transient(&failed(f.clone())), "{f}");
+        }
+        let capped = ExecError::Blob(BlobError::SizeOverCap {
+            announced: 9,
+            cap: 1,
+        });
+        assert!(!is_transient(&capped));
+    }
 
     /// A real signed regtest BOLT11 invoice (lightning-invoice, as ldk-node builds them).
     fn bolt11(hash: [u8; 32], amount_msat: u64) -> String {
