@@ -538,9 +538,6 @@ impl World {
         }
     }
 
-    /// Attestation events on the relay, decoded.
-    /// The attestation an equivocating validator `v` signs next to `ev` (if `ev` is one of its
-    /// attestations): the same evaluation with the opposite verdict.
     /// The equivocator's opposite attestation to `ev`, signed once per original: a restart
     /// republishes the original (which the relay deduplicates) and must not mint a fresh
     /// conflicting event each time (with several equivocators and frequent crashes those fresh
@@ -554,6 +551,8 @@ impl World {
         Some(c)
     }
 
+    /// The attestation an equivocating validator `v` signs next to `ev` (if `ev` is one of its
+    /// attestations): the same evaluation with the opposite verdict.
     fn sign_conflicting(&mut self, v: usize, ev: &Event) -> Option<Event> {
         let a = parse::<events::AttestationEvent>(ev, None).ok()?;
         let mut body = a.attestation.body().clone();
@@ -578,6 +577,7 @@ impl World {
         .ok()
     }
 
+    /// Attestation events on the relay, decoded.
     fn attestations(&self) -> Vec<Verified<events::AttestationEvent>> {
         self.relay
             .iter()
