@@ -25,7 +25,11 @@ fn demo_pays_honest_peers_refunds_the_free_rider_and_the_copier_and_the_model_im
         .output()
         .expect("demo runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "demo failed: {stderr}");
+    assert!(
+        out.status.success(),
+        "demo failed: {stderr}\nthe nodes' last warnings:\n{}",
+        last_warnings(dir.path())
+    );
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     // Shown only if an assertion below fails (libtest captures it otherwise).
     eprintln!("{stderr}\n{report:#}");
@@ -222,4 +226,32 @@ fn demo_pays_honest_peers_refunds_the_free_rider_and_the_copier_and_the_model_im
         checks.iter().all(|c| c["ok"] == Value::Bool(true)),
         "{checks:?}"
     );
+}
+
+/// The last warnings and errors of each node's log under `dir` (the data dir goes with the
+/// tempdir, so a failed CI run shows them here or nowhere).
+fn last_warnings(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut logs: Vec<_> = entries
+        .flatten()
+        .map(|e| e.path().join("node.log"))
+        .filter(|p| p.exists())
+        .collect();
+    logs.sort();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("no route"))
+            .collect();
+        out.push_str(&format!("== {}\n", log.display()));
+        for l in &lines[lines.len().saturating_sub(12)..] {
+            out.push_str(&l.chars().take(300).collect::<String>());
+            out.push('\n');
+        }
+    }
+    out
 }

@@ -354,6 +354,51 @@ async fn held_payment_survives_a_payee_restart_and_is_claimed() -> anyhow::Resul
     Ok(())
 }
 
+/// A payment refused because the only channel's partner is offline is a typed `NoRoute`, counts
+/// as not started (a restart may pay it), and `pay_when_routable` sends it once the partner is
+/// back: what a peer paying a restarting coordinator meets.
+#[tokio::test(flavor = "multi_thread")]
+async fn payment_waits_for_a_restarting_payee_and_goes_out() -> anyhow::Result<()> {
+    let mut kit = two_nodes_with_channel().await?;
+    let preimage = Preimage([0x52; 32]);
+    let hash = preimage.payment_hash();
+    let invoice = kit
+        .node(1)
+        .create_hold_invoice(hash, AMOUNT_MSAT, "reconnect", 3600)?;
+    let config = kit.stop(1).await?;
+    let payer = kit.shared(0);
+    payer
+        .wait_for(WAIT, "the channel partner offline", |n| {
+            n.channels()
+                .iter()
+                .all(|c| c.is_ready && !c.is_usable)
+                .then_some(())
+        })
+        .await?;
+    // Nothing can leave: a typed refusal, and the payment does not count as started.
+    assert!(matches!(payer.pay(&invoice), Err(LightningError::NoRoute(h)) if h == hash));
+    assert!(!payer.outbound_started(hash));
+    // Waiting for the partner: sent as soon as it is back.
+    let waiting = {
+        let (payer, invoice) = (payer.clone(), invoice.clone());
+        tokio::spawn(async move { payer.pay_when_routable(&invoice, WAIT).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "gave up while the partner was away");
+    kit.start_again(1, config).await?;
+    assert_eq!(waiting.await??, hash);
+    assert!(payer.outbound_started(hash));
+    kit.node(1).wait_hold_claimable(hash, WAIT).await?;
+    kit.node(1).claim(hash, &preimage)?;
+    assert!(matches!(
+        payer.wait_payment(hash, WAIT).await?,
+        PaymentOutcome::Succeeded { preimage: Some(p), .. } if p == preimage
+    ));
+    drop(payer);
+    kit.shutdown().await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn routed_hold_invoice_through_an_announced_hub() -> anyhow::Result<()> {
     init_tracing();

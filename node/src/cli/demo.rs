@@ -809,12 +809,25 @@ async fn gateway_checks(http: &reqwest::Client, nodes: &[DemoNode]) -> anyhow::R
         .find(|n| n.kind != "coordinator" && n.kind != "validator")
         .context("no peer to pay from")?
         .gateway;
-    let paid = post(
+    let paid = match post(
         http,
         &format!("{payer}/admin/pay"),
         json!({"bolt11": parsed.invoice}),
     )
-    .await?;
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            // Say what the payer's channels looked like: the first thing to read when it fails.
+            let channels = get(http, &format!("{payer}/status"))
+                .await
+                .map(|st| st["channels"].clone())
+                .unwrap_or(Value::Null);
+            return Err(e.context(format!(
+                "paying the checkpoint; the payer's channels: {channels}"
+            )));
+        }
+    };
     let preimage = paid["preimage"].as_str().context("preimage")?.to_owned();
     let (ok, body, _) = status_of(Some(format!("L402 {mac}:{preimage}"))).await?;
     let (ok_lsat, body2, _) = status_of(Some(format!("LSAT token=\"{mac}:{preimage}\""))).await?;

@@ -61,6 +61,11 @@ pub enum LightningError {
     /// Not a BOLT11 invoice for this network.
     #[error("invalid invoice: {0}")]
     InvalidInvoice(String),
+    /// The node found no route for a payment now: no usable channel with enough outbound
+    /// liquidity (a channel partner offline or reconnecting, or too little balance), or the
+    /// invoice has expired. Nothing left the node; the same invoice may be paid again.
+    #[error("lightning pay failed: no route for payment {0} now (no usable channel with enough outbound, or the invoice expired)")]
+    NoRoute(PaymentHash),
     /// A wait ran out of time.
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout {

@@ -670,9 +670,59 @@ impl LightningNode {
             .node
             .bolt11_payment()
             .send(&invoice.0, None)
-            .map_err(|e| LightningError::node("pay", e))?;
+            .map_err(|e| match e {
+                // ldk-node's word for `RetryableSendFailure::{RouteNotFound, PaymentExpired,
+                // OnionPacketSizeExceeded}`: refused before any HTLC left, so not started.
+                ldk_node::NodeError::PaymentSendingFailed => {
+                    self.inner.tracker().sent.remove(&hash);
+                    LightningError::NoRoute(hash)
+                }
+                e => LightningError::node("pay", e),
+            })?;
         tracing::debug!(payment_hash = %hash, node = %self.inner.label, "payment sent");
         Ok(hash)
+    }
+
+    /// Pays like [`Self::pay`]; but when the node finds no route while some of its channels
+    /// are ready with their partner not connected (the partner restarting, or this node just
+    /// restarted and the redial is in flight), it waits for a partner to come back and tries
+    /// again, until `within` has passed. A wallet does the same: a payment refused only
+    /// because a channel is reconnecting is not a failed payment. Other refusals return at once.
+    pub async fn pay_when_routable(
+        &self,
+        invoice: &Invoice,
+        within: Duration,
+    ) -> Result<PaymentHash, LightningError> {
+        let start = tokio::time::Instant::now();
+        loop {
+            let err = match self.pay(invoice) {
+                Ok(hash) => return Ok(hash),
+                Err(e @ LightningError::NoRoute(_)) => e,
+                Err(e) => return Err(e),
+            };
+            let down = self.reconnecting_channels();
+            let left = within.saturating_sub(start.elapsed());
+            if down == 0 || left.is_zero() {
+                return Err(err);
+            }
+            tracing::info!(payment_hash = %invoice.payment_hash(), node = %self.inner.label, reconnecting = down, "no route while channel partners reconnect: waiting for one");
+            let back = self
+                .wait_for(left, "a channel partner to reconnect", |n| {
+                    (n.reconnecting_channels() < down).then_some(())
+                })
+                .await;
+            if back.is_err() {
+                return Err(err);
+            }
+        }
+    }
+
+    /// Channels that are ready but not usable: the partner is not connected.
+    fn reconnecting_channels(&self) -> usize {
+        self.channels()
+            .iter()
+            .filter(|c| c.is_ready && !c.is_usable)
+            .count()
     }
 
     /// A live stream of events from now on. A subscriber that falls more than
@@ -820,8 +870,11 @@ impl LightningNode {
         }
     }
 
-    /// Whether an outgoing payment of `payment_hash` was ever started (pending, succeeded or
-    /// failed), in this run or before a restart: paying again would be refused as a duplicate.
+    /// Whether an outgoing payment of `payment_hash` was started in this run, or is pending or
+    /// succeeded from before a restart: paying it again would be a duplicate. A payment that
+    /// failed before a restart moved nothing (ldk-node reports `Failed` only once every HTLC
+    /// is resolved back, or none left), so a restarted node may try it again, and ldk-node
+    /// itself refuses a second payment only while one is pending or after success.
     pub fn outbound_started(&self, payment_hash: PaymentHash) -> bool {
         if self.inner.tracker().sent.contains(&payment_hash) {
             return true;
@@ -831,7 +884,10 @@ impl LightningNode {
             .payment(&ldk_node::lightning::ln::channelmanager::PaymentId(
                 payment_hash.0,
             ))
-            .is_some_and(|d| d.direction == ldk_node::payment::PaymentDirection::Outbound)
+            .is_some_and(|d| {
+                d.direction == ldk_node::payment::PaymentDirection::Outbound
+                    && d.status != ldk_node::payment::PaymentStatus::Failed
+            })
     }
 
     /// Waits for the outcome of an outgoing payment.

@@ -299,12 +299,32 @@ impl Testkit {
     /// (ldk-node itself redials only every 60 s, and an acceptor does not know its opener's
     /// address) and waits until its channels are usable again.
     pub async fn restart(&mut self, i: usize) -> Result<(), TestkitError> {
+        let config = self.stop(i).await?;
+        self.start_again(i, config).await
+    }
+
+    /// Stops node `i` (its partners see it go offline) and returns its config, for
+    /// [`Self::start_again`].
+    pub async fn stop(&mut self, i: usize) -> Result<LightningConfig, TestkitError> {
         let node = self.nodes[i]
             .take()
             .ok_or_else(|| TestkitError::Check(format!("node {i} is not running")))?;
         let node = unshare(node)?;
         let config = node.config().clone();
         node.stop().await?;
+        Ok(config)
+    }
+
+    /// Starts a node stopped by [`Self::stop`] from the same data dir, redials every other
+    /// node and waits until its channels are usable again.
+    pub async fn start_again(
+        &mut self,
+        i: usize,
+        config: LightningConfig,
+    ) -> Result<(), TestkitError> {
+        if self.nodes[i].is_some() {
+            return Err(TestkitError::Check(format!("node {i} is running")));
+        }
         let node = LightningNode::start(config).await?;
         for (j, other) in self.nodes.iter().enumerate() {
             if let (true, Some(other)) = (j != i, other) {

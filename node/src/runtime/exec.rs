@@ -234,7 +234,44 @@ pub const EARLIER_FETCH_SECS: u64 = 10;
 /// mode's `validators.lazy_score`).
 pub const LAZY_SCORE: i64 = 30_000;
 
+/// How long a payment the executor makes (an escrow HTLC, a toll refund, a validator fee) keeps
+/// waiting in the background for a reconnecting channel partner before it is given up (then a
+/// restart asks for it again: `outbound_started` does not count a payment that never left).
+pub const PAY_ROUTE_WAIT: Duration = Duration::from_secs(120);
+
 impl Components {
+    /// Pay `inv`. A send refused for want of a route while channel partners reconnect (the
+    /// payee or this node restarting) is tried again in the background as they come back, for
+    /// up to [`PAY_ROUTE_WAIT`], so the executor never waits on a reconnect and the payment is
+    /// not dropped at the first refusal. Any other refusal is returned.
+    fn pay_or_retry(
+        &self,
+        key: &MachineKey,
+        inv: &Invoice,
+        what: &'static str,
+    ) -> Result<(), LightningError> {
+        let hash = inv.payment_hash();
+        match self.lightning.pay(inv) {
+            Ok(_) => Ok(()),
+            Err(LightningError::NoRoute(_)) => {
+                tracing::info!(machine = %key, payment_hash = %hash, what, "no route now: retrying as channel partners reconnect");
+                let (ln, inv, key) = (self.lightning.clone(), inv.clone(), key.clone());
+                tokio::spawn(async move {
+                    match ln.pay_when_routable(&inv, PAY_ROUTE_WAIT).await {
+                        Ok(_) => {
+                            tracing::info!(machine = %key, payment_hash = %hash, what, "sent after a partner reconnected")
+                        }
+                        Err(e) => {
+                            tracing::warn!(machine = %key, payment_hash = %hash, what, error = %e, "payment given up (a restart asks for it again)")
+                        }
+                    }
+                });
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Check a validator's fee invoice against its signed opt-in before paying it: the amount
     /// at most the `fee_msat` it announced, the payee its announced Lightning key, not expired.
     /// (The attestation that carries it is signed by the validator; this keeps a validator from
@@ -409,7 +446,7 @@ impl Components {
 
     /// The blob of `submission` by `peer`, who released it to the committee; `None` (logged) if
     /// it cannot be fetched, transient failures retried through the first half of what is left
-    /// of the attest window (SAFETY H39): the validator attests it as unavailable.
+    /// of the attest window (SAFETY H40): the validator attests it as unavailable.
     pub async fn fetch_submission(
         &self,
         open: &RoundOpen,
@@ -790,8 +827,8 @@ impl Components {
                     if self.lightning.outbound_started(hash) {
                         continue; // paid before (a resumed coordinator): idempotent per hash
                     }
-                    match self.lightning.pay(&inv) {
-                        Ok(_) => {
+                    match self.pay_or_retry(key, &inv, "escrow HTLC") {
+                        Ok(()) => {
                             tracing::info!(machine = %key, submission = %submission, peer = %peer, payment_hash = %hash, amount_msat = inv.amount_msat(), "escrow HTLC sent")
                         }
                         Err(e) => {
@@ -849,7 +886,7 @@ impl Components {
                     &self.lightning.node_id().serialize(),
                 )?;
                 if !self.lightning.outbound_started(inv.payment_hash()) {
-                    self.lightning.pay(&inv)?;
+                    self.pay_or_retry(key, &inv, "toll refund")?;
                     tracing::info!(machine = %key, submission = %submission, peer = %peer, payment_hash = %inv.payment_hash(), amount_msat, "toll refunded (submission refused)");
                 }
             }
@@ -863,7 +900,7 @@ impl Components {
             Action::PayValidatorFee { validator, bolt11 } => {
                 let inv = self.fee_invoice_checked(&validator, &bolt11)?;
                 if !self.lightning.outbound_started(inv.payment_hash()) {
-                    self.lightning.pay(&inv)?;
+                    self.pay_or_retry(key, &inv, "validator fee")?;
                     tracing::info!(machine = %key, validator = %validator, payment_hash = %inv.payment_hash(), amount_msat = inv.amount_msat(), "validator fee sent");
                 }
             }

@@ -39,6 +39,9 @@ use crate::train::{attack, Checkpoint};
 
 /// How long a peer waits for its token payment to settle.
 const PAY_WAIT: Duration = Duration::from_secs(60);
+/// How long a token purchase waits for a reconnecting channel partner (the coordinator
+/// restarting) before it gives up on the round.
+const ROUTE_WAIT: Duration = Duration::from_secs(20);
 
 /// What the gateway needs to sell submission tokens.
 #[derive(Debug, Clone)]
@@ -539,7 +542,7 @@ async fn buy_token(node: &Node, gateway: &str, open: &RoundOpen) -> anyhow::Resu
         ));
     }
     let ln = &node.components.lightning;
-    ln.pay(&invoice)?;
+    ln.pay_when_routable(&invoice, ROUTE_WAIT).await?;
     match ln.wait_payment(invoice.payment_hash(), PAY_WAIT).await? {
         PaymentOutcome::Succeeded {
             preimage: Some(p), ..
