@@ -14,7 +14,8 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use l402_protocol::escrow::{self, vss};
 use l402_protocol::escrow::{
-    deal, deal_with, BadShareComplaint, Corruption, DealingParams, TrancheSpec,
+    deal, deal_in_offer, deal_with, BadShareComplaint, Corruption, DealingParams, OfferCipher,
+    ShareChannel, TrancheSpec,
 };
 use l402_protocol::events::{sign_event, validate_event, BlobHash, RunId, Score, SubmissionId};
 use l402_protocol::l402;
@@ -132,6 +133,64 @@ fn escrow(c: &mut Criterion) {
     });
     g.bench_function("deal_n16_k11", |b| {
         b.iter(|| deal(&dealer, &p16, &[1; 32]).expect("deal"))
+    });
+    // One offer's 4 dealings (3 tranches and a holdback) to a committee of 5: each with an
+    // ephemeral key of its own (the previous way: 20 ECDH) against one for the offer (5 ECDH);
+    // then one member opening its 4 shares, one ECDH per dealing against one per offer.
+    let offer_params: Vec<_> = (0..4u32)
+        .map(|t| DealingParams {
+            tranche: t,
+            ..params(&pks16[..5], 3)
+        })
+        .collect();
+    g.bench_function("baseline_offer_4_dealings_own_ephemerals_n5_k3", |b| {
+        b.iter(|| {
+            offer_params
+                .iter()
+                .map(|p| deal(&dealer, p, &[1; 32]).expect("deal"))
+                .collect::<Vec<_>>()
+        })
+    });
+    g.bench_function("offer_4_dealings_one_ephemeral_n5_k3", |b| {
+        b.iter(|| {
+            let cipher = OfferCipher::new(&[2; 32], &pks16[..5]).expect("cipher");
+            offer_params
+                .iter()
+                .map(|p| {
+                    deal_in_offer(&dealer, p, &[1; 32], &cipher, Corruption::None).expect("deal")
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    let own: Vec<_> = offer_params
+        .iter()
+        .map(|p| deal(&dealer, p, &[1; 32]).expect("deal").0)
+        .collect();
+    let cipher = OfferCipher::new(&[2; 32], &pks16[..5]).expect("cipher");
+    let shared: Vec<_> = offer_params
+        .iter()
+        .map(|p| {
+            deal_in_offer(&dealer, p, &[1; 32], &cipher, Corruption::None)
+                .expect("deal")
+                .0
+        })
+        .collect();
+    g.bench_function("baseline_member_opens_4_dealings_own_ephemerals", |b| {
+        b.iter(|| {
+            own.iter()
+                .map(|d| d.open_share(black_box(&vs16[0])).expect("share"))
+                .collect::<Vec<_>>()
+        })
+    });
+    g.bench_function("member_opens_4_dealings_one_ephemeral", |b| {
+        b.iter(|| {
+            let me = vs16[0].public_key();
+            let ch = ShareChannel::new(vs16[0].secret_key(), &cipher.ephemeral()).expect("channel");
+            shared
+                .iter()
+                .map(|d| d.open_share_via(&ch, black_box(&me)).expect("share"))
+                .collect::<Vec<_>>()
+        })
     });
     let (d5, _) = deal(&dealer, &p5, &[1; 32]).expect("deal");
     g.bench_function("open_and_check_share_k3", |b| {

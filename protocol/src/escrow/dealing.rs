@@ -264,6 +264,23 @@ impl SignedDealing {
         self.check_plain_share(index, &pt)
     }
 
+    /// [`SignedDealing::open_share`] over `ch`, the channel of this dealing's ephemeral key `E`
+    /// with `validator`'s key ([`ShareChannel::new`] from the validator's secret and `E`): a
+    /// member opening the dealings of one offer, which share `E`, derives it once.
+    pub fn open_share_via(
+        &self,
+        ch: &ShareChannel,
+        validator: &PublicKey,
+    ) -> Result<Share, ShareError> {
+        let index = self
+            .body
+            .share_index(validator)
+            .ok_or(ShareError::NotAValidator)?;
+        let ct = &self.body.shares[index as usize - 1];
+        let pt = ch.open(ct)?;
+        self.check_plain_share(index, &pt)
+    }
+
     pub(crate) fn check_plain_share(&self, index: u32, pt: &[u8]) -> Result<Share, ShareError> {
         self.check_against_commitments(scalar_share(index, pt)?)
     }
@@ -467,8 +484,62 @@ pub enum Corruption {
     WrongPaymentHash,
 }
 
+/// The dealer's encryption side of one offer: one ephemeral key `E` for every dealing of the
+/// offer, and `E`'s NIP-44 conversation key with each committee member, so the ECDH is done
+/// once per member rather than once per dealing and member. A complaint reveals one member's
+/// conversation key, so it exposes that member's shares of the whole offer; a complaint verifies
+/// only against a dealer that signed a bad share, whose own escrow is all it weakens
+/// (L2T-05 §dealing).
+pub struct OfferCipher {
+    eph: Keys,
+    channels: Vec<(PublicKey, ShareChannel)>,
+}
+
+impl std::fmt::Debug for OfferCipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OfferCipher")
+            .field("ephemeral", &self.eph.public_key())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OfferCipher {
+    /// `E` drawn from `ChaCha20(seed)` (a seed of its own, never a dealing's), and its channel
+    /// with each member of `committee`.
+    pub fn new(seed: &[u8; 32], committee: &[PublicKey]) -> Result<Self, DealingError> {
+        let mut rng = ChaCha20Rng::from_seed(*seed);
+        let eph = loop {
+            let mut b = [0u8; 32];
+            rng.fill_bytes(&mut b);
+            if let Ok(sk) = SecretKey::from_slice(&b) {
+                break Keys::new(sk);
+            }
+        };
+        let channels = committee
+            .iter()
+            .map(|v| {
+                ShareChannel::new(eph.secret_key(), v)
+                    .map(|c| (*v, c))
+                    .map_err(|_| DealingError::Encrypt)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { eph, channels })
+    }
+
+    /// The ephemeral key `E` the offer's dealings carry.
+    pub fn ephemeral(&self) -> PublicKey {
+        self.eph.public_key()
+    }
+}
+
+/// The seed of the [`OfferCipher`] of a lone dealing made by [`deal_with`] from `seed`:
+/// domain-separated, so `E`'s secret is never a draw of the dealing's own stream.
+fn lone_ephemeral_seed(seed: &[u8; 32]) -> [u8; 32] {
+    blake3::derive_key("l402/escrow/ephemeral/v1", seed)
+}
+
 /// Deal a fresh preimage for one tranche, honestly. All randomness (polynomial, ephemeral key,
-/// NIP-44 nonces, signature aux) is drawn from `ChaCha20(seed)`, so a restarted dealer re-deals
+/// NIP-44 nonces, signature aux) flows from `seed`, so a restarted dealer re-deals
 /// byte-identically.
 pub fn deal(
     dealer: &Keys,
@@ -478,28 +549,47 @@ pub fn deal(
     deal_with(dealer, p, seed, Corruption::None)
 }
 
-/// [`deal`] with an optional [`Corruption`].
+/// [`deal`] with an optional [`Corruption`]: a lone dealing, with an ephemeral key of its own
+/// (derived from `seed`).
 pub fn deal_with(
     dealer: &Keys,
     p: &DealingParams<'_>,
     seed: &[u8; 32],
     corruption: Corruption,
 ) -> Result<(SignedDealing, Preimage), DealingError> {
+    let cipher = OfferCipher::new(&lone_ephemeral_seed(seed), p.validators)?;
+    deal_in_offer(dealer, p, seed, &cipher, corruption)
+}
+
+/// One dealing of an offer whose dealings share `cipher`'s ephemeral key (made for the same
+/// committee, in the same order). The polynomial, NIP-44 nonces and signature aux are drawn
+/// from `ChaCha20(seed)`, so a restarted dealer with the same seeds re-deals byte-identically.
+pub fn deal_in_offer(
+    dealer: &Keys,
+    p: &DealingParams<'_>,
+    seed: &[u8; 32],
+    cipher: &OfferCipher,
+    corruption: Corruption,
+) -> Result<(SignedDealing, Preimage), DealingError> {
     let n = p.validators.len();
     if p.k == 0 || p.k > n || n > MAX_VALIDATORS {
         return Err(DealingError::Malformed("k and n"));
     }
+    if cipher.channels.len() != n
+        || cipher
+            .channels
+            .iter()
+            .zip(p.validators)
+            .any(|((a, _), b)| a != b)
+    {
+        return Err(DealingError::Malformed(
+            "offer cipher made for another committee",
+        ));
+    }
     let mut rng = ChaCha20Rng::from_seed(*seed);
     let sharing = vss::share_random(&mut rng, p.k, n);
-    let eph = loop {
-        let mut b = [0u8; 32];
-        rng.fill_bytes(&mut b);
-        if let Ok(sk) = SecretKey::from_slice(&b) {
-            break Keys::new(sk);
-        }
-    };
     let mut shares = Vec::with_capacity(n);
-    for (i, (v, sh)) in p.validators.iter().zip(&sharing.shares).enumerate() {
+    for (i, ((_, ch), sh)) in cipher.channels.iter().zip(&sharing.shares).enumerate() {
         let mut value = sh.value;
         if corruption == Corruption::WrongShare(i) {
             let s =
@@ -513,8 +603,7 @@ pub fn deal_with(
             junk[0] = 2;
             base64::engine::general_purpose::STANDARD.encode(junk)
         } else {
-            nip44::encrypt_with_rng(&mut rng, eph.secret_key(), v, value, nip44::Version::V2)
-                .map_err(|_| DealingError::Encrypt)?
+            ch.seal(&mut rng, &value)
         };
         shares.push(ct);
     }
@@ -538,7 +627,7 @@ pub fn deal_with(
             .iter()
             .map(vss::point_to_bytes)
             .collect(),
-        ephemeral: eph.public_key(),
+        ephemeral: cipher.ephemeral(),
         shares,
         dealer: dealer.public_key(),
     };

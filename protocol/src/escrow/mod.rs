@@ -21,8 +21,8 @@ pub mod tranche;
 pub mod vss;
 
 pub use dealing::{
-    deal, deal_with, Corruption, DealingBody, DealingError, DealingParams, ShareChannel,
-    ShareError, SignedDealing, MAX_DEALING_BYTES, MAX_VALIDATORS,
+    deal, deal_in_offer, deal_with, Corruption, DealingBody, DealingError, DealingParams,
+    OfferCipher, ShareChannel, ShareError, SignedDealing, MAX_DEALING_BYTES, MAX_VALIDATORS,
 };
 pub use evidence::{
     BadShareComplaint, DealerFault, EvidenceError, MalformedDealingEvidence, WrongPreimageEvidence,

@@ -124,6 +124,62 @@ fn inconsistent_share_is_caught_by_its_holder_and_proven_to_a_third_party() {
 }
 
 #[test]
+fn offer_dealings_share_one_ephemeral_and_complaints_still_prove_the_dealer() {
+    let f = Fixture::new(4);
+    let pks = f.pks();
+    let params = |tranche: u32| DealingParams {
+        run_id: &f.run,
+        round: 7,
+        submission: SubmissionId([5; 32]),
+        peer: f.peer.public_key(),
+        tranche,
+        spec: TrancheSpec {
+            amount_msat: 10_000,
+            threshold: Score(1_000),
+            holdback: false,
+        },
+        claim_deadline: 1_000,
+        validators: &pks,
+        k: 2,
+    };
+    let cipher = OfferCipher::new(&[0x33; 32], &pks).unwrap();
+    let deal = |t: u32, seed: u8, c: Corruption| {
+        deal_in_offer(&f.dealer, &params(t), &[seed; 32], &cipher, c).unwrap()
+    };
+    let (bad, _) = deal(0, 1, Corruption::WrongShare(1));
+    let (good, preimage) = deal(1, 2, Corruption::None);
+    assert_eq!(bad.body().ephemeral, cipher.ephemeral());
+    assert_eq!(good.body().ephemeral, cipher.ephemeral());
+    // Same seeds, same bytes (a restarted dealer re-deals the offer identically).
+    assert_eq!(deal(1, 2, Corruption::None).0.encode(), good.encode());
+    // Each member opens the offer's dealings over one channel, as `open_share` would.
+    for v in &f.validators {
+        let ch = ShareChannel::new(v.secret_key(), &cipher.ephemeral()).unwrap();
+        for d in [&bad, &good] {
+            assert_eq!(d.open_share_via(&ch, &v.public_key()), d.open_share(v));
+        }
+    }
+    // The bad share is proven against the dealer with the shared `E`; the same member cannot
+    // accuse the offer's good dealing.
+    let c = BadShareComplaint::new(&bad, &f.validators[1], &[3; 32]).unwrap();
+    assert_eq!(
+        BadShareComplaint::decode(&c.encode()).unwrap().verify(),
+        Ok(DealerFault::Inconsistent)
+    );
+    let false_claim = BadShareComplaint::new(&good, &f.validators[1], &[3; 32]).unwrap();
+    assert_eq!(false_claim.verify(), Err(EvidenceError::NotFaulty));
+    // The good dealing still pays out with k released shares.
+    let shares = released(&f, &good, &[0, 3]);
+    assert_eq!(good.reconstruct(&shares), Ok(preimage));
+    // A cipher made for another committee is refused.
+    let other = OfferCipher::new(&[0x33; 32], &pks[..3]).unwrap();
+    assert!(matches!(
+        deal_in_offer(&f.dealer, &params(1), &[2; 32], &other, Corruption::None),
+        Err(DealingError::Malformed(_))
+    ));
+}
+
+#[test]
 fn undecryptable_share_is_proven() {
     let f = Fixture::new(4);
     let (d, _) = f.deal(2, Corruption::GarbageCiphertext(2));

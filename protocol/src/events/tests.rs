@@ -5,7 +5,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 use super::*;
-use crate::escrow::{deal, linear_schedule, DealingParams};
+use crate::escrow::{linear_schedule, DealingParams};
 use crate::quorum::{eval_seed, round_seed, AttestationBody, Phase, Tolerance, Verdict};
 
 pub(crate) fn keys(i: u8) -> Keys {
@@ -124,6 +124,8 @@ fn offer(round: u64, sub: SubmissionId, dealer: &Keys) -> EscrowOffer {
         crate::quorum::committee::prove(dealer, &ro.run_id, round, &ro.seed, &sub).unwrap();
     let members =
         crate::quorum::committee::draw(&ro.validators, &cseed, ro.committee_size(), 3).unwrap();
+    // One ephemeral key for the offer's dealings, as a coordinator deals (L2T-05 §dealing).
+    let cipher = crate::escrow::OfferCipher::new(&[0xee; 32], &members).unwrap();
     let dealings = ro
         .tranches
         .iter()
@@ -140,7 +142,15 @@ fn offer(round: u64, sub: SubmissionId, dealer: &Keys) -> EscrowOffer {
                 validators: &members,
                 k: ro.k as usize,
             };
-            deal(dealer, &p, &[i as u8; 32]).unwrap().0
+            crate::escrow::deal_in_offer(
+                dealer,
+                &p,
+                &[i as u8; 32],
+                &cipher,
+                crate::escrow::Corruption::None,
+            )
+            .unwrap()
+            .0
         })
         .collect();
     EscrowOffer {

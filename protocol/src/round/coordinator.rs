@@ -11,7 +11,7 @@ use nostr::{Event, Keys};
 use serde::{Deserialize, Serialize};
 
 use super::{ignored, op_seed, persist, restore, sign, Action, Input, PersistError, RoleError};
-use crate::escrow::{deal_with, Corruption, DealingParams};
+use crate::escrow::{deal_in_offer, Corruption, DealingParams, OfferCipher};
 use crate::events::{
     parse, AttestationEvent, Checkpoint, EscrowLock, EscrowOffer, Evidence, LockState, MergedList,
     MergedSubmission, Refusal, RoundOpen, RoundScope, Submission, SubmissionId, SubmissionRefusal,
@@ -341,6 +341,15 @@ impl Coordinator {
                 return;
             }
         };
+        // One ephemeral key for the offer's dealings: one ECDH per member, not per dealing.
+        let eph_seed = op_seed(&self.st.seed, "ephemeral", &[&id.0]);
+        let cipher = match OfferCipher::new(&eph_seed, &members) {
+            Ok(c) => c,
+            Err(e) => {
+                out.push(ignored(s.event(), format!("dealing failed: {e}")));
+                return;
+            }
+        };
         let mut dealings = Vec::with_capacity(open.tranches.len());
         for (i, spec) in open.tranches.iter().enumerate() {
             let p = DealingParams {
@@ -355,7 +364,13 @@ impl Coordinator {
                 k: open.k as usize,
             };
             let seed = op_seed(&self.st.seed, "deal", &[&id.0, &(i as u32).to_be_bytes()]);
-            match deal_with(&self.keys, &p, &seed, self.st.config.dealing_corruption) {
+            match deal_in_offer(
+                &self.keys,
+                &p,
+                &seed,
+                &cipher,
+                self.st.config.dealing_corruption,
+            ) {
                 Ok((d, _preimage)) => dealings.push(d),
                 Err(e) => {
                     out.push(ignored(s.event(), format!("dealing failed: {e}")));

@@ -309,10 +309,21 @@ impl Validator {
             return;
         }
         let mut complaints = Vec::new();
-        sub.shares = o
-            .dealings
-            .iter()
-            .map(|d| match d.open_share(&self.keys) {
+        // The offer's dealings share one ephemeral key `E` (L2T-05): one ECDH per distinct `E`.
+        let mut channels: Vec<(nostr::PublicKey, ShareChannel)> = Vec::new();
+        let mut shares = Vec::with_capacity(o.dealings.len());
+        for d in &o.dealings {
+            let e = d.body().ephemeral;
+            if !channels.iter().any(|(k, _)| *k == e) {
+                if let Ok(c) = ShareChannel::new(self.keys.secret_key(), &e) {
+                    channels.push((e, c));
+                }
+            }
+            let opened = match channels.iter().find(|(k, _)| *k == e) {
+                Some((_, ch)) => d.open_share_via(ch, &me),
+                None => Err(ShareError::Undecryptable),
+            };
+            shares.push(match opened {
                 Ok(s) => Some(s),
                 Err(ShareError::NotAValidator) => None,
                 Err(_) => {
@@ -322,8 +333,9 @@ impl Validator {
                     }
                     None
                 }
-            })
-            .collect();
+            });
+        }
+        sub.shares = shares;
         sub.offer = Some(o);
         let id = sub.submission.id().to_bytes();
         for (i, c) in complaints {
