@@ -170,6 +170,26 @@ pub fn parse<T: EventContent>(
     Ok(Verified::new(ev.clone(), value))
 }
 
+/// What [`parse`] returns for an event this process has just signed from `content` (the
+/// coordinator's own offer), without checking again what it made itself: the size and tag caps,
+/// the kind and `check` (the content's schema rule) run; the signatures, the event's and those
+/// inside the content, are not verified and the content is not decoded back.
+pub(crate) fn own<T: EventContent>(
+    ev: &Event,
+    content: T,
+    check: impl FnOnce(&T, &PublicKey) -> Result<(), RejectReason>,
+) -> Result<Verified<T>, RejectReason> {
+    let kind = cheap_checks(ev, None)?;
+    if kind != T::KIND {
+        return Err(RejectReason::WrongKind {
+            expected: T::KIND.as_u16(),
+            got: kind.as_u16(),
+        });
+    }
+    check(&content, &ev.pubkey)?;
+    Ok(Verified::new(ev.clone(), content))
+}
+
 /// Parse raw NIP-01 JSON, checking its length before parsing it.
 pub fn parse_json(json: &str, now: Option<Timestamp>) -> Result<VerifiedAny, RejectReason> {
     if json.len() > MAX_EVENT_BYTES {

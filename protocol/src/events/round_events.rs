@@ -305,7 +305,8 @@ struct EscrowOfferJson {
 }
 
 impl EscrowOffer {
-    fn check(&self, author: &PublicKey) -> Result<(), RejectReason> {
+    /// The schema rules between the offer and its dealings (`author`: the event's signer).
+    pub(crate) fn check(&self, author: &PublicKey) -> Result<(), RejectReason> {
         if self.dealings.is_empty() || self.dealings.len() > MAX_TRANCHES {
             return schema("dealing count");
         }

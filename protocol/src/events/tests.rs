@@ -549,6 +549,21 @@ fn tags_must_match_content() {
     assert!(validate_event(&e, now()).is_ok());
 }
 
+/// The coordinator keeps its own just-signed offer without re-verifying it (`parse::own`): the
+/// result equals what `parse` gives, and the schema rule still runs.
+#[test]
+fn own_offer_is_what_parse_returns() {
+    let o = offer(3, SubmissionId([1; 32]), &keys(1));
+    let e = signed(&o, &keys(1));
+    assert_eq!(
+        parse::own(&e, o.clone(), EscrowOffer::check),
+        parse::parse::<EscrowOffer>(&e, None)
+    );
+    let mut unbound = o.clone();
+    unbound.submission = SubmissionId([2; 32]);
+    assert!(parse::own(&e, unbound, EscrowOffer::check).is_err());
+}
+
 #[test]
 fn wrongly_bound_events_are_rejected() {
     // Attestation signed (inside) by validator 10 but published by validator 11.
