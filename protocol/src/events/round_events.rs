@@ -157,6 +157,18 @@ impl RoundOpen {
         self.committee_for_seed(&seed)
     }
 
+    /// The committee of a verified offer: its proof verified when the offer was decoded, over
+    /// the round seed it names, which must be this round's.
+    pub fn offer_committee(
+        &self,
+        offer: &Verified<EscrowOffer>,
+    ) -> Result<Vec<PublicKey>, CommitteeError> {
+        if offer.round_seed != self.seed {
+            return Err(CommitteeError::OtherRoundSeed);
+        }
+        self.committee_for_seed(&committee::seed_of(&offer.committee.gamma))
+    }
+
     /// The committee a committee seed draws from the pool (size [`RoundOpen::committee_size`],
     /// threshold `k`), in share order.
     pub fn committee_for_seed(&self, seed: &Seed32) -> Result<Vec<PublicKey>, CommitteeError> {
@@ -291,6 +303,9 @@ pub struct EscrowOffer {
     /// The coordinator's VRF proof that draws this submission's committee from the pool; every
     /// dealing's validators must be exactly that committee, in order.
     pub committee: CommitteeProof,
+    /// The round seed the proof was made over (the round open's): with it the proof is checked
+    /// once, when the event is decoded, rather than by every member and the worker.
+    pub round_seed: Seed32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -302,6 +317,7 @@ struct EscrowOfferJson {
     peer: PublicKey,
     dealings: Vec<String>,
     committee: CommitteeProof,
+    round_seed: Seed32,
 }
 
 impl EscrowOffer {
@@ -334,6 +350,21 @@ impl EscrowOffer {
             return schema("payment hashes must be distinct");
         }
         Ok(())
+    }
+
+    /// The committee proof, checked against the author's key over the offer's round seed
+    /// (decoding runs it; the coordinator's own just-made offer skips it).
+    fn check_committee_proof(&self, author: &PublicKey) -> Result<(), RejectReason> {
+        committee::verify(
+            author,
+            &self.run_id,
+            self.round,
+            &self.round_seed,
+            &self.submission,
+            &self.committee,
+        )
+        .map(|_| ())
+        .map_err(|e| RejectReason::Schema(format!("committee: {e}")))
     }
 }
 
@@ -368,6 +399,7 @@ impl EventContent for EscrowOffer {
             peer: self.peer,
             dealings: self.dealings.iter().map(SignedDealing::to_base64).collect(),
             committee: self.committee,
+            round_seed: self.round_seed,
         })
     }
     fn from_content(content: &str, author: &PublicKey) -> Result<Self, RejectReason> {
@@ -387,8 +419,10 @@ impl EventContent for EscrowOffer {
             peer: j.peer,
             dealings,
             committee: j.committee,
+            round_seed: j.round_seed,
         };
         a.check(author)?;
+        a.check_committee_proof(author)?;
         Ok(a)
     }
 }

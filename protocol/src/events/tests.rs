@@ -160,6 +160,7 @@ fn offer(round: u64, sub: SubmissionId, dealer: &Keys) -> EscrowOffer {
         peer: keys(2).public_key(),
         dealings,
         committee: proof,
+        round_seed: ro.seed,
     }
 }
 
@@ -562,6 +563,38 @@ fn own_offer_is_what_parse_returns() {
     let mut unbound = o.clone();
     unbound.submission = SubmissionId([2; 32]);
     assert!(parse::own(&e, unbound, EscrowOffer::check).is_err());
+}
+
+/// The offer's committee proof is checked once, at decode, over the round seed the offer names;
+/// a role then only compares that seed with its round's.
+#[test]
+fn offer_committee_proof_is_checked_at_decode_over_its_round_seed() {
+    let c = keys(1);
+    let o = offer(3, SubmissionId([1; 32]), &c);
+    let v = parse::parse::<EscrowOffer>(&signed(&o, &c), None).unwrap();
+    let ro = round_open(3);
+    assert_eq!(
+        ro.offer_committee(&v).unwrap(),
+        v.dealings[0].body().validators
+    );
+    // A round open with another seed does not take the committee from this offer.
+    let mut other = ro.clone();
+    other.seed = Seed32([9; 32]);
+    assert_eq!(
+        other.offer_committee(&v),
+        Err(crate::quorum::committee::CommitteeError::OtherRoundSeed)
+    );
+    // An offer naming a seed its proof was not made over is refused at decode.
+    let mut wrong = o.clone();
+    wrong.round_seed = Seed32([9; 32]);
+    assert!(matches!(
+        validate_event(&signed(&wrong, &c), now()),
+        Err(RejectReason::Schema(_))
+    ));
+    // So is a proof by another key than the author's.
+    let mut forged = o;
+    forged.committee = offer(3, SubmissionId([1; 32]), &keys(2)).committee;
+    assert!(validate_event(&signed(&forged, &c), now()).is_err());
 }
 
 #[test]

@@ -89,6 +89,9 @@ pub enum CommitteeError {
     /// The coordinator's key is not a valid curve point (never for a parsed Nostr key).
     #[error("coordinator key is not a curve point")]
     BadKey,
+    /// The offer's proof was made over another round seed than this round's.
+    #[error("committee proof made over another round seed")]
+    OtherRoundSeed,
     /// The draw itself failed (pool smaller than `n`, bad `k`).
     #[error(transparent)]
     Select(#[from] SelectError),
@@ -122,7 +125,9 @@ pub fn vrf_base(round_seed: &Seed32, submission: &SubmissionId) -> ProjectivePoi
     }
 }
 
-fn seed_of(gamma: &[u8; 33]) -> Seed32 {
+/// The committee seed a proof's output `gamma` names (a hash: cheap). It means something only
+/// for a proof that verified; an `events::EscrowOffer` is verified when it is decoded.
+pub fn seed_of(gamma: &[u8; 33]) -> Seed32 {
     let mut h = Sha256::new();
     h.update(b"l402/committee/v1\0");
     h.update(gamma);

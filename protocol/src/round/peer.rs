@@ -359,7 +359,7 @@ impl Peer {
             return;
         }
         let open = &self.st.open;
-        let members = match open.submission_committee(&o.author(), &sub, &o.committee) {
+        let members = match open.offer_committee(&o) {
             Ok(m) => m,
             Err(e) => {
                 out.push(ignored(o.event(), format!("committee: {e}")));

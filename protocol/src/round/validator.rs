@@ -286,7 +286,7 @@ impl Validator {
             self.st.foreign.insert(o.submission);
             return;
         }
-        let members = match open.submission_committee(&o.author(), &o.submission, &o.committee) {
+        let members = match open.offer_committee(&o) {
             Ok(m) => m,
             Err(e) => {
                 out.push(ignored(o.event(), format!("committee: {e}")));
