@@ -33,24 +33,27 @@ impl Fixture {
     fn pks(&self) -> Vec<PublicKey> {
         self.validators.iter().map(|k| k.public_key()).collect()
     }
-    fn deal(&self, k: usize, c: Corruption) -> (SignedDealing, Preimage) {
-        let pks = self.pks();
-        let p = DealingParams {
+    /// Tranche `tranche` of submission `[5; 32]` to `pks` with threshold `k`.
+    fn params<'a>(&'a self, pks: &'a [PublicKey], k: usize, tranche: u32) -> DealingParams<'a> {
+        DealingParams {
             run_id: &self.run,
             round: 7,
             submission: SubmissionId([5; 32]),
             peer: self.peer.public_key(),
-            tranche: 0,
+            tranche,
             spec: TrancheSpec {
                 amount_msat: 10_000,
                 threshold: Score(1_000),
                 holdback: false,
             },
             claim_deadline: 1_000,
-            validators: &pks,
+            validators: pks,
             k,
-        };
-        deal_with(&self.dealer, &p, &[9; 32], c).unwrap()
+        }
+    }
+    fn deal(&self, k: usize, c: Corruption) -> (SignedDealing, Preimage) {
+        let pks = self.pks();
+        deal_with(&self.dealer, &self.params(&pks, k, 0), &[9; 32], c).unwrap()
     }
 }
 
@@ -127,21 +130,7 @@ fn inconsistent_share_is_caught_by_its_holder_and_proven_to_a_third_party() {
 fn offer_dealings_share_one_ephemeral_and_complaints_still_prove_the_dealer() {
     let f = Fixture::new(4);
     let pks = f.pks();
-    let params = |tranche: u32| DealingParams {
-        run_id: &f.run,
-        round: 7,
-        submission: SubmissionId([5; 32]),
-        peer: f.peer.public_key(),
-        tranche,
-        spec: TrancheSpec {
-            amount_msat: 10_000,
-            threshold: Score(1_000),
-            holdback: false,
-        },
-        claim_deadline: 1_000,
-        validators: &pks,
-        k: 2,
-    };
+    let params = |tranche: u32| f.params(&pks, 2, tranche);
     let cipher = OfferCipher::new(&[0x33; 32], &pks).unwrap();
     let deal = |t: u32, seed: u8, c: Corruption| {
         deal_in_offer(&f.dealer, &params(t), &[seed; 32], &cipher, c).unwrap()
