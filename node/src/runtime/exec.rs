@@ -243,16 +243,17 @@ impl Components {
     /// Pay `inv`. A send refused for want of a route while channel partners reconnect (the
     /// payee or this node restarting) is tried again in the background as they come back, for
     /// up to [`PAY_ROUTE_WAIT`], so the executor never waits on a reconnect and the payment is
-    /// not dropped at the first refusal. Any other refusal is returned.
+    /// not dropped at the first refusal. Any other refusal is returned. `Ok(true)`: sent now;
+    /// `Ok(false)`: left to the background retry.
     fn pay_or_retry(
         &self,
         key: &MachineKey,
         inv: &Invoice,
         what: &'static str,
-    ) -> Result<(), LightningError> {
+    ) -> Result<bool, LightningError> {
         let hash = inv.payment_hash();
         match self.lightning.pay(inv) {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             Err(LightningError::NoRoute(_)) => {
                 tracing::info!(machine = %key, payment_hash = %hash, what, "no route now: retrying as channel partners reconnect");
                 let (ln, inv, key) = (self.lightning.clone(), inv.clone(), key.clone());
@@ -266,7 +267,7 @@ impl Components {
                         }
                     }
                 });
-                Ok(())
+                Ok(false)
             }
             Err(e) => Err(e),
         }
@@ -828,7 +829,8 @@ impl Components {
                         continue; // paid before (a resumed coordinator): idempotent per hash
                     }
                     match self.pay_or_retry(key, &inv, "escrow HTLC") {
-                        Ok(()) => {
+                        Ok(false) => {}
+                        Ok(true) => {
                             tracing::info!(machine = %key, submission = %submission, peer = %peer, payment_hash = %hash, amount_msat = inv.amount_msat(), "escrow HTLC sent")
                         }
                         Err(e) => {
@@ -885,8 +887,9 @@ impl Components {
                     amount_msat,
                     &self.lightning.node_id().serialize(),
                 )?;
-                if !self.lightning.outbound_started(inv.payment_hash()) {
-                    self.pay_or_retry(key, &inv, "toll refund")?;
+                if !self.lightning.outbound_started(inv.payment_hash())
+                    && self.pay_or_retry(key, &inv, "toll refund")?
+                {
                     tracing::info!(machine = %key, submission = %submission, peer = %peer, payment_hash = %inv.payment_hash(), amount_msat, "toll refunded (submission refused)");
                 }
             }
@@ -899,8 +902,9 @@ impl Components {
             }
             Action::PayValidatorFee { validator, bolt11 } => {
                 let inv = self.fee_invoice_checked(&validator, &bolt11)?;
-                if !self.lightning.outbound_started(inv.payment_hash()) {
-                    self.pay_or_retry(key, &inv, "validator fee")?;
+                if !self.lightning.outbound_started(inv.payment_hash())
+                    && self.pay_or_retry(key, &inv, "validator fee")?
+                {
                     tracing::info!(machine = %key, validator = %validator, payment_hash = %inv.payment_hash(), amount_msat = inv.amount_msat(), "validator fee sent");
                 }
             }
