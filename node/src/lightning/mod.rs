@@ -700,7 +700,7 @@ impl LightningNode {
                 Err(e @ LightningError::NoRoute(_)) => e,
                 Err(e) => return Err(e),
             };
-            let down = self.reconnecting_channels();
+            let down = self.reconnecting_partners().len();
             let left = within.saturating_sub(start.elapsed());
             if down == 0 || left.is_zero() {
                 return Err(err);
@@ -708,7 +708,7 @@ impl LightningNode {
             tracing::info!(payment_hash = %invoice.payment_hash(), node = %self.inner.label, reconnecting = down, "no route while channel partners reconnect: waiting for one");
             let back = self
                 .wait_for(left, "a channel partner to reconnect", |n| {
-                    (n.reconnecting_channels() < down).then_some(())
+                    (n.reconnecting_partners().len() < down).then_some(())
                 })
                 .await;
             if back.is_err() {
@@ -717,12 +717,14 @@ impl LightningNode {
         }
     }
 
-    /// Channels that are ready but not usable: the partner is not connected.
-    fn reconnecting_channels(&self) -> usize {
+    /// The partners of channels that are ready but not usable: not connected (restarting, or
+    /// a redial in flight).
+    pub fn reconnecting_partners(&self) -> Vec<PublicKey> {
         self.channels()
-            .iter()
+            .into_iter()
             .filter(|c| c.is_ready && !c.is_usable)
-            .count()
+            .map(|c| c.counterparty)
+            .collect()
     }
 
     /// A live stream of events from now on. A subscriber that falls more than

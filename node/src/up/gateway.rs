@@ -463,7 +463,7 @@ async fn checkpoint(
 }
 
 /// How long `/admin/pay` waits for a reconnecting channel partner before it reports no route.
-const PAY_ROUTE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+const ADMIN_PAY_ROUTE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Deserialize)]
 struct PayRequest {
@@ -485,7 +485,7 @@ async fn admin_pay(
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let ln = &node.components.lightning;
-    if let Err(e) = ln.pay_when_routable(&inv, PAY_ROUTE_WAIT).await {
+    if let Err(e) = ln.pay_when_routable(&inv, ADMIN_PAY_ROUTE_WAIT).await {
         return error(StatusCode::BAD_REQUEST, e);
     }
     match ln

@@ -316,12 +316,7 @@ async fn redial(node: Node) {
     loop {
         tick.tick().await;
         let ln = &node.components.lightning;
-        let down: Vec<_> = ln
-            .channels()
-            .into_iter()
-            .filter(|c| c.is_ready && !c.is_usable)
-            .map(|c| c.counterparty)
-            .collect();
+        let down = ln.reconnecting_partners();
         if down.is_empty() {
             continue;
         }

@@ -254,14 +254,8 @@ impl SignedDealing {
     /// Errors other than [`ShareError::NotAValidator`] are the dealer's fault: the validator
     /// should publish [`super::evidence::BadShareComplaint::new`].
     pub fn open_share(&self, validator: &Keys) -> Result<Share, ShareError> {
-        let index = self
-            .body
-            .share_index(&validator.public_key())
-            .ok_or(ShareError::NotAValidator)?;
-        let ct = &self.body.shares[index as usize - 1];
-        let pt = nip44::decrypt_to_bytes(validator.secret_key(), &self.body.ephemeral, ct)
-            .map_err(|_| ShareError::Undecryptable)?;
-        self.check_plain_share(index, &pt)
+        let ch = ShareChannel::new(validator.secret_key(), &self.body.ephemeral)?;
+        self.open_share_via(&ch, &validator.public_key())
     }
 
     /// [`SignedDealing::open_share`] over `ch`, the channel of this dealing's ephemeral key `E`

@@ -158,6 +158,17 @@ pub fn parse<T: EventContent>(
     ev: &Event,
     now: Option<Timestamp>,
 ) -> Result<Verified<T>, RejectReason> {
+    cheap_checks_of::<T>(ev, now)?;
+    check_signature(ev)?;
+    let value = decode::<T>(ev)?;
+    Ok(Verified::new(ev.clone(), value))
+}
+
+/// [`cheap_checks`], and the event is of `T`'s kind.
+fn cheap_checks_of<T: EventContent>(
+    ev: &Event,
+    now: Option<Timestamp>,
+) -> Result<(), RejectReason> {
     let kind = cheap_checks(ev, now)?;
     if kind != T::KIND {
         return Err(RejectReason::WrongKind {
@@ -165,9 +176,7 @@ pub fn parse<T: EventContent>(
             got: kind.as_u16(),
         });
     }
-    check_signature(ev)?;
-    let value = decode::<T>(ev)?;
-    Ok(Verified::new(ev.clone(), value))
+    Ok(())
 }
 
 /// What [`parse`] returns for an event this process has just signed from `content` (the
@@ -179,13 +188,7 @@ pub(crate) fn own<T: EventContent>(
     content: T,
     check: impl FnOnce(&T, &PublicKey) -> Result<(), RejectReason>,
 ) -> Result<Verified<T>, RejectReason> {
-    let kind = cheap_checks(ev, None)?;
-    if kind != T::KIND {
-        return Err(RejectReason::WrongKind {
-            expected: T::KIND.as_u16(),
-            got: kind.as_u16(),
-        });
-    }
+    cheap_checks_of::<T>(ev, None)?;
     check(&content, &ev.pubkey)?;
     Ok(Verified::new(ev.clone(), content))
 }
