@@ -65,6 +65,9 @@ pub struct MachineStatus {
     /// (wrong-score evidence published; left out of the run's later pools), Nostr keys, hex.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub convicted: Vec<String>,
+    /// Coordinator: the submissions it took (ids, hex); a copy of an earlier blob is not one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accepted: Vec<String>,
 }
 
 fn htlc(s: &HtlcState) -> &'static str {
@@ -119,6 +122,7 @@ pub fn machines(driver: &Driver<MachineKey>) -> Vec<MachineStatus> {
                 evaluations: Vec::new(),
                 committee: Vec::new(),
                 convicted: Vec::new(),
+                accepted: Vec::new(),
             };
             match m {
                 Machine::Coordinator(c) => {
@@ -129,6 +133,7 @@ pub fn machines(driver: &Driver<MachineKey>) -> Vec<MachineStatus> {
                         .map(|v| v.to_hex())
                         .collect();
                     s.convicted = c.convicted().iter().map(|v| v.to_hex()).collect();
+                    s.accepted = c.accepted().map(|id| id.to_string()).collect();
                     if let Some(ck) = c.checkpoint() {
                         s.checkpoint = Some(ck.checkpoint.to_hex());
                         s.merged = usize::try_from(ck.merged_count).ok();

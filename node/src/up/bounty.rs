@@ -28,6 +28,7 @@ use crate::bounty::net::{self, TINY_LM_METRIC};
 use crate::bounty::sandbox::{Isolation, Limits};
 use crate::bounty::{diff, example_bench, local};
 use crate::config::{BountyTerms, CoordinatorRole, PeerRole};
+use crate::runtime::status::MachineStatus;
 use crate::runtime::unix_now;
 
 /// What a sponsor posted.
@@ -43,13 +44,40 @@ pub struct Sponsored {
     /// the attestation accepted.
     pub scores: BTreeMap<(u64, SubmissionId), Vec<(i64, Verdict)>>,
     /// Submissions seen: author, diff, `created_at`.
-    pub subs: BTreeMap<(u64, SubmissionId), (PublicKey, BlobHash, u64)>,
+    pub subs: Seen,
+    /// Submissions the coordinator took, per round. Of two submissions of one diff it takes
+    /// the first to arrive, which the `created_at` seconds cannot always tell.
+    pub accepted: BTreeSet<(u64, SubmissionId)>,
     /// The escrow schedule each round offered.
     pub schedules: BTreeMap<u64, Vec<TrancheSpec>>,
     /// Each round's tree and its held-out metric (round 0: the baseline).
     pub rounds: Vec<BoardRound>,
     /// Whether the bounty is over (pool exhausted or rounds done).
     pub completed: bool,
+}
+
+/// Submissions seen per (round, id): author, diff, `created_at`.
+type Seen = BTreeMap<(u64, SubmissionId), (PublicKey, BlobHash, u64)>;
+
+/// The first submission of each diff in each round: the one the coordinator took (it keeps the
+/// first to arrive and ignores a later copy), else, none taken yet, the earliest seen by
+/// (`created_at`, id). Two submissions in the same second are told apart only by the first.
+fn first_of_each_diff(
+    subs: &Seen,
+    accepted: &BTreeSet<(u64, SubmissionId)>,
+) -> BTreeMap<(u64, BlobHash), SubmissionId> {
+    let mut first: BTreeMap<(u64, BlobHash), SubmissionId> = BTreeMap::new();
+    for (key @ (round, id), (_, diff, _)) in subs {
+        if accepted.contains(key) {
+            first.insert((*round, *diff), *id);
+        }
+    }
+    let mut seen: Vec<_> = subs.iter().collect();
+    seen.sort_by_key(|((round, id), (_, _, at))| (*round, *at, *id));
+    for ((round, id), (_, diff, _)) in seen {
+        first.entry((*round, *diff)).or_insert(*id);
+    }
+    first
 }
 
 /// Post the example bounty `role.run` with the baseline tree stored as a pinned public blob;
@@ -92,6 +120,7 @@ pub async fn post(
             sent: BTreeSet::new(),
             scores: BTreeMap::new(),
             subs: BTreeMap::new(),
+            accepted: BTreeSet::new(),
             schedules: BTreeMap::new(),
             rounds: Vec::new(),
             completed: false,
@@ -185,11 +214,28 @@ impl Sponsored {
         }
     }
 
-    /// Record every event waiting on `rx` and show the board again if one was this bounty's.
-    pub fn absorb(&mut self, rx: &mut tokio::sync::broadcast::Receiver<VerifiedAny>, node: &Node) {
+    /// Record every event waiting on `rx` and what this bounty's coordinator machines took
+    /// (`status`), and show the board again if anything changed.
+    pub fn absorb(
+        &mut self,
+        rx: &mut tokio::sync::broadcast::Receiver<VerifiedAny>,
+        status: &[MachineStatus],
+        node: &Node,
+    ) {
         let mut seen = false;
         while let Ok(ev) = rx.try_recv() {
             seen |= self.observe(&ev);
+        }
+        let run = self.bounty.bounty_id.as_str();
+        for m in status
+            .iter()
+            .filter(|m| m.run == run && m.role == "coordinator")
+        {
+            for id in &m.accepted {
+                if let Ok(id) = SubmissionId::from_hex(id) {
+                    seen |= self.accepted.insert((m.round, id));
+                }
+            }
         }
         if seen {
             self.publish(node);
@@ -200,12 +246,17 @@ impl Sponsored {
     pub fn board(&self) -> BoardBounty {
         let b = &self.bounty;
         let mut leaderboard = Vec::new();
-        let mut first_of: BTreeMap<(u64, BlobHash), SubmissionId> = BTreeMap::new();
         let mut subs: Vec<_> = self.subs.iter().collect();
-        subs.sort_by_key(|((round, id), (_, _, at))| (*round, *at, *id));
+        // Within a second, what the coordinator took before what it did not.
+        subs.sort_by_key(|(key @ (round, id), (_, _, at))| {
+            (*round, *at, !self.accepted.contains(key), *id)
+        });
+        let first_of = first_of_each_diff(&self.subs, &self.accepted);
         for ((round, id), (agent, diff, at)) in subs {
-            let copy_of = first_of.get(&(*round, *diff)).copied();
-            first_of.entry((*round, *diff)).or_insert(*id);
+            let copy_of = first_of
+                .get(&(*round, *diff))
+                .copied()
+                .filter(|first| first != id);
             let atts = self.scores.get(&(*round, *id)).cloned().unwrap_or_default();
             let scores: Vec<i64> = atts.iter().map(|(s, _)| *s).collect();
             let median = l402_protocol::bounty::median(&scores);
@@ -639,5 +690,36 @@ pub async fn admin_submit(
         )
         .into_response(),
         Err(e) => error(StatusCode::BAD_GATEWAY, format!("{e:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_copy_is_the_one_the_coordinator_did_not_take_even_in_the_same_second() {
+        let author = nostr_sdk::prelude::Keys::generate().public_key();
+        let diff = BlobHash([7; 32]);
+        let (low, high) = (SubmissionId([1; 32]), SubmissionId([2; 32]));
+        let subs: Seen = [
+            ((1, low), (author, diff, 100)),
+            ((1, high), (author, diff, 100)),
+        ]
+        .into_iter()
+        .collect();
+        // Nothing taken yet: the earliest by (created_at, id).
+        assert_eq!(
+            first_of_each_diff(&subs, &BTreeSet::new()).get(&(1, diff)),
+            Some(&low)
+        );
+        // The coordinator took the higher id (it arrived first): that one is the original.
+        let taken = [(1, high)].into_iter().collect();
+        assert_eq!(
+            first_of_each_diff(&subs, &taken).get(&(1, diff)),
+            Some(&high)
+        );
+        // Another round's diff is its own.
+        assert_eq!(first_of_each_diff(&subs, &taken).get(&(2, diff)), None);
     }
 }

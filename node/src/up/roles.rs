@@ -366,7 +366,7 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
             }
             status.changed().await?;
             if let Some(s) = sponsored.as_mut() {
-                s.absorb(&mut events, &node);
+                s.absorb(&mut events, &status.borrow(), &node);
             }
         };
         let (merged, convicted) = status
@@ -403,7 +403,7 @@ async fn coordinator(node: Node, role: CoordinatorRole) -> anyhow::Result<()> {
         };
         progress.record(summary.clone());
         if let Some(s) = sponsored.as_mut() {
-            s.absorb(&mut events, &node);
+            s.absorb(&mut events, &status.borrow(), &node);
             s.record_round(round, ck, loss);
             s.publish(&node);
         }

@@ -173,6 +173,12 @@ impl Coordinator {
         &self.st.convicted
     }
 
+    /// The submissions this round took (escrow offered), in id order. A later submission of
+    /// the same blob is never among them: first come is kept, the copy is ignored.
+    pub fn accepted(&self) -> impl Iterator<Item = SubmissionId> + '_ {
+        self.st.subs.keys().copied()
+    }
+
     /// Persist (versioned CBOR).
     pub fn to_bytes(&self) -> Vec<u8> {
         persist(ROLE, self.keys.public_key(), &self.st)
