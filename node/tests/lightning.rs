@@ -358,7 +358,8 @@ async fn held_payment_survives_a_payee_restart_and_is_claimed() -> anyhow::Resul
 /// as not started (a restart may pay it), and `pay_when_routable` sends it once the partner is
 /// back: what a peer paying a restarting coordinator meets.
 #[tokio::test(flavor = "multi_thread")]
-async fn payment_waits_for_a_restarting_payee_and_goes_out() -> anyhow::Result<()> {
+async fn payment_waits_for_a_restarting_payee_and_goes_out_or_ends_at_shutdown(
+) -> anyhow::Result<()> {
     let mut kit = two_nodes_with_channel().await?;
     let preimage = Preimage([0x52; 32]);
     let hash = preimage.payment_hash();
@@ -394,6 +395,33 @@ async fn payment_waits_for_a_restarting_payee_and_goes_out() -> anyhow::Result<(
         payer.wait_payment(hash, WAIT).await?,
         PaymentOutcome::Succeeded { preimage: Some(p), .. } if p == preimage
     ));
+    // Shutting down while a payment waits for its route: the wait ends at once, typed, and
+    // lets go of its clone, so the node can be stopped cleanly.
+    let second = kit.node(1).create_hold_invoice(
+        Preimage([0x53; 32]).payment_hash(),
+        AMOUNT_MSAT,
+        "shutdown",
+        3600,
+    )?;
+    let _ = kit.stop(1).await?;
+    payer
+        .wait_for(WAIT, "the channel partner offline", |n| {
+            n.reconnecting_partners().len().eq(&1).then_some(())
+        })
+        .await?;
+    let waiting = {
+        let (payer, second) = (payer.clone(), second.clone());
+        tokio::spawn(async move { payer.pay_when_routable(&second, WAIT).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "gave up while the partner was away");
+    payer.begin_stop();
+    let ended = tokio::time::timeout(Duration::from_secs(5), waiting).await??;
+    assert!(
+        matches!(ended, Err(LightningError::Stopping(_))),
+        "{ended:?}"
+    );
+    assert!(!payer.outbound_started(second.payment_hash()));
     drop(payer);
     kit.shutdown().await?;
     Ok(())

@@ -66,6 +66,9 @@ pub enum LightningError {
     /// invoice has expired. Nothing left the node; the same invoice may be paid again.
     #[error("lightning pay failed: no route for payment {0} now (no usable channel with enough outbound, or the invoice expired)")]
     NoRoute(PaymentHash),
+    /// The node is stopping ([`super::LightningNode::begin_stop`]): a wait ended unmet.
+    #[error("the lightning node is stopping: stopped waiting for {0}")]
+    Stopping(String),
     /// A wait ran out of time.
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout {

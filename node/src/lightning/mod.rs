@@ -332,6 +332,15 @@ impl LightningNode {
         })
     }
 
+    /// The first half of [`Self::stop`], callable while other tasks still share the node: the
+    /// dispatcher stops after the event in hand, and every wait ([`Self::wait_for`],
+    /// [`Self::pay_when_routable`]) ends with [`LightningError::Stopping`], so the tasks
+    /// holding clones let go. Payments already sent stay in flight; ldk-node resumes them.
+    pub fn begin_stop(&self) {
+        // `send_replace`: the value flips even when no receiver is left (`send` would not).
+        self.stop.send_replace(true);
+    }
+
     /// Stops the dispatcher (after the event in hand is handled) and then the node.
     pub async fn stop(mut self) -> Result<(), LightningError> {
         let _ = self.stop.send(true);
@@ -687,7 +696,8 @@ impl LightningNode {
     /// are ready with their partner not connected (the partner restarting, or this node just
     /// restarted and the redial is in flight), it waits for a partner to come back and tries
     /// again, until `within` has passed. A wallet does the same: a payment refused only
-    /// because a channel is reconnecting is not a failed payment. Other refusals return at once.
+    /// because a channel is reconnecting is not a failed payment. Other refusals return at once;
+    /// a wait cut short by [`Self::begin_stop`] returns [`LightningError::Stopping`].
     pub async fn pay_when_routable(
         &self,
         invoice: &Invoice,
@@ -711,8 +721,10 @@ impl LightningNode {
                     (n.reconnecting_partners().len() < down).then_some(())
                 })
                 .await;
-            if back.is_err() {
-                return Err(err);
+            match back {
+                Ok(()) => {}
+                Err(stopping @ LightningError::Stopping(_)) => return Err(stopping),
+                Err(_) => return Err(err),
             }
         }
     }
@@ -744,7 +756,8 @@ impl LightningNode {
 
     /// Waits until `probe` returns `Some`. Re-checks after every state change the dispatcher
     /// publishes and, for conditions no event announces (balances after the commitment dance,
-    /// peer reconnection, gossip), every [`config::RECHECK_INTERVAL`].
+    /// peer reconnection, gossip), every [`config::RECHECK_INTERVAL`]. Ends with
+    /// [`LightningError::Stopping`] once the node begins to stop.
     pub async fn wait_for<T>(
         &self,
         timeout: Duration,
@@ -752,23 +765,30 @@ impl LightningNode {
         mut probe: impl FnMut(&Self) -> Option<T>,
     ) -> Result<T, LightningError> {
         let mut rx = self.inner.changed.subscribe();
+        let mut stop = self.stop.subscribe();
         let fut = async {
             loop {
+                if *stop.borrow_and_update() {
+                    return Err(LightningError::Stopping(what.to_string()));
+                }
                 let _ = rx.borrow_and_update();
                 if let Some(v) = probe(self) {
-                    return v;
+                    return Ok(v);
                 }
                 tokio::select! {
                     _ = rx.changed() => {}
+                    _ = stop.changed() => {}
                     _ = tokio::time::sleep(config::RECHECK_INTERVAL) => {}
                 }
             }
         };
         tokio::time::timeout(timeout, fut)
             .await
-            .map_err(|_| LightningError::Timeout {
-                what: what.to_string(),
-                after: timeout,
+            .unwrap_or_else(|_| {
+                Err(LightningError::Timeout {
+                    what: what.to_string(),
+                    after: timeout,
+                })
             })
     }
 

@@ -301,12 +301,32 @@ async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Ok(d) = Arc::try_unwrap(discovery) {
         d.shutdown().await;
     }
-    match Arc::try_unwrap(lightning) {
-        Ok(ln) => ln.stop().await?,
-        Err(_) => tracing::warn!("lightning node still shared at shutdown"),
+    // A payment waiting for its route (`Components::pay_or_retry`) holds a clone: ending the
+    // node's waits makes it let go (the restart's `resume` asks for that payment again).
+    lightning.begin_stop();
+    let mut lightning = lightning;
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_RELEASE_WAIT;
+    loop {
+        match Arc::try_unwrap(lightning) {
+            Ok(ln) => break ln.stop().await?,
+            Err(shared) if tokio::time::Instant::now() < deadline => {
+                lightning = shared;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(shared) => {
+                tracing::warn!(
+                    clones = Arc::strong_count(&shared) - 1,
+                    "lightning node still shared at shutdown: not stopped cleanly"
+                );
+                break;
+            }
+        }
     }
     Ok(())
 }
+
+/// How long a shutdown waits for the tasks sharing the Lightning node to let go of it.
+const SHUTDOWN_RELEASE_WAIT: Duration = Duration::from_secs(5);
 
 /// Redial channel partners that are not connected, at the Lightning addresses their node
 /// announcements give: ldk-node redials only every 60 s, and the side that accepted a channel
