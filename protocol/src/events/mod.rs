@@ -40,6 +40,7 @@ pub use round_events::{
     AttestationEvent, Checkpoint, EscrowLock, EscrowOffer, HoldbackWindow, LockState, MergedList,
     MergedListError, MergedSubmission, Refusal, ReleasedShare, RoundOpen, RoundScope, ScopeError,
     Submission, SubmissionRefusal, TrancheInvoice, CHECKPOINT_VERSION, MAX_MERGED_LIST_BYTES,
+    OFFER_CONTENT_VERSION,
 };
 
 /// Largest accepted event, as serialised NIP-01 JSON, in bytes.

@@ -56,12 +56,20 @@ pub(crate) fn to_json<T: Serialize>(t: &T) -> String {
 
 /// JSON-decode content and check the version field `v`.
 pub(crate) fn from_json<T: DeserializeOwned>(s: &str) -> Result<T, RejectReason> {
+    from_json_versions(s, &[super::CONTENT_VERSION])
+}
+
+/// [`from_json`] for a content type that decodes any of `versions` (its `v` tells them apart).
+pub(crate) fn from_json_versions<T: DeserializeOwned>(
+    s: &str,
+    versions: &[u32],
+) -> Result<T, RejectReason> {
     #[derive(serde::Deserialize)]
     struct V {
         v: u32,
     }
     let v: V = serde_json::from_str(s).map_err(|e| RejectReason::BadContent(e.to_string()))?;
-    if v.v != super::CONTENT_VERSION {
+    if !versions.contains(&v.v) {
         return Err(RejectReason::UnsupportedVersion(v.v));
     }
     serde_json::from_str(s).map_err(|e| RejectReason::BadContent(e.to_string()))

@@ -163,10 +163,13 @@ impl RoundOpen {
         &self,
         offer: &Verified<EscrowOffer>,
     ) -> Result<Vec<PublicKey>, CommitteeError> {
-        if offer.round_seed != self.seed {
-            return Err(CommitteeError::OtherRoundSeed);
+        match &offer.round_seed {
+            Some(seed) if *seed != self.seed => Err(CommitteeError::OtherRoundSeed),
+            Some(_) => self.committee_for_seed(&committee::seed_of(&offer.committee.gamma)),
+            // A version-1 offer: its proof was not checked at decode; check it here, over
+            // this round's seed.
+            None => self.submission_committee(&offer.author(), &offer.submission, &offer.committee),
         }
-        self.committee_for_seed(&committee::seed_of(&offer.committee.gamma))
     }
 
     /// The committee a committee seed draws from the pool (size [`RoundOpen::committee_size`],
@@ -304,9 +307,16 @@ pub struct EscrowOffer {
     /// dealing's validators must be exactly that committee, in order.
     pub committee: CommitteeProof,
     /// The round seed the proof was made over (the round open's): with it the proof is checked
-    /// once, when the event is decoded, rather than by every member and the worker.
-    pub round_seed: Seed32,
+    /// once, when the event is decoded, rather than by every member and the worker. Content
+    /// [`OFFER_CONTENT_VERSION`] carries it; `None` only for a version-1 offer (made before,
+    /// e.g. restored from an earlier build's store), whose proof each role checks over its
+    /// round's seed ([`RoundOpen::offer_committee`]).
+    pub round_seed: Option<Seed32>,
 }
+
+/// Content version of [`EscrowOffer`]: 2 names the round seed (`round_seed`). Version 1 (no
+/// seed) is still decoded.
+pub const OFFER_CONTENT_VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct EscrowOfferJson {
@@ -317,7 +327,8 @@ struct EscrowOfferJson {
     peer: PublicKey,
     dealings: Vec<String>,
     committee: CommitteeProof,
-    round_seed: Seed32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    round_seed: Option<Seed32>,
 }
 
 impl EscrowOffer {
@@ -353,13 +364,17 @@ impl EscrowOffer {
     }
 
     /// The committee proof, checked against the author's key over the offer's round seed
-    /// (decoding runs it; the coordinator's own just-made offer skips it).
+    /// (decoding runs it; the coordinator's own just-made offer skips it). A version-1 offer
+    /// names no seed: its proof is left to [`RoundOpen::offer_committee`].
     fn check_committee_proof(&self, author: &PublicKey) -> Result<(), RejectReason> {
+        let Some(seed) = &self.round_seed else {
+            return Ok(());
+        };
         committee::verify(
             author,
             &self.run_id,
             self.round,
-            &self.round_seed,
+            seed,
             &self.submission,
             &self.committee,
         )
@@ -392,7 +407,12 @@ impl EventContent for EscrowOffer {
     }
     fn to_content(&self) -> String {
         to_json(&EscrowOfferJson {
-            v: super::CONTENT_VERSION,
+            // A version-1 offer re-encodes as one (its signature covers those bytes).
+            v: if self.round_seed.is_some() {
+                OFFER_CONTENT_VERSION
+            } else {
+                super::CONTENT_VERSION
+            },
             run_id: self.run_id.clone(),
             round: self.round,
             submission: self.submission,
@@ -403,7 +423,19 @@ impl EventContent for EscrowOffer {
         })
     }
     fn from_content(content: &str, author: &PublicKey) -> Result<Self, RejectReason> {
-        let j: EscrowOfferJson = from_json(content)?;
+        let j: EscrowOfferJson = super::parse::from_json_versions(
+            content,
+            &[super::CONTENT_VERSION, OFFER_CONTENT_VERSION],
+        )?;
+        match (j.v, &j.round_seed) {
+            (OFFER_CONTENT_VERSION, None) => {
+                return schema("a version-2 offer names its round seed")
+            }
+            (v, Some(_)) if v != OFFER_CONTENT_VERSION => {
+                return schema("only a version-2 offer names a round seed")
+            }
+            _ => {}
+        }
         if j.dealings.len() > MAX_TRANCHES {
             return schema("dealing count");
         }

@@ -160,7 +160,7 @@ fn offer(round: u64, sub: SubmissionId, dealer: &Keys) -> EscrowOffer {
         peer: keys(2).public_key(),
         dealings,
         committee: proof,
-        round_seed: ro.seed,
+        round_seed: Some(ro.seed),
     }
 }
 
@@ -586,7 +586,7 @@ fn offer_committee_proof_is_checked_at_decode_over_its_round_seed() {
     );
     // An offer naming a seed its proof was not made over is refused at decode.
     let mut wrong = o.clone();
-    wrong.round_seed = Seed32([9; 32]);
+    wrong.round_seed = Some(Seed32([9; 32]));
     assert!(matches!(
         validate_event(&signed(&wrong, &c), now()),
         Err(RejectReason::Schema(_))
@@ -595,6 +595,66 @@ fn offer_committee_proof_is_checked_at_decode_over_its_round_seed() {
     let mut forged = o;
     forged.committee = offer(3, SubmissionId([1; 32]), &keys(2)).committee;
     assert!(validate_event(&signed(&forged, &c), now()).is_err());
+}
+
+/// A version-1 offer (no round seed; what builds before content version 2 signed and stored)
+/// still decodes, and each role checks its committee proof over the round's seed instead.
+/// Version 2 must name the seed; other versions are refused, typed.
+#[test]
+fn version_1_offers_still_decode_and_their_proof_is_checked_by_the_role() {
+    let c = keys(1);
+    let mut v1 = offer(3, SubmissionId([1; 32]), &c);
+    v1.round_seed = None;
+    let e = signed(&v1, &c);
+    assert!(e.content.contains("\"v\":1") && !e.content.contains("round_seed"));
+    let v = parse::parse::<EscrowOffer>(&e, None).unwrap();
+    assert_eq!(v.round_seed, None);
+    let ro = round_open(3);
+    assert_eq!(
+        ro.offer_committee(&v).unwrap(),
+        v.dealings[0].body().validators
+    );
+    // Its proof is checked by the role: another round's seed does not verify it ...
+    let mut other = ro.clone();
+    other.seed = Seed32([9; 32]);
+    assert!(other.offer_committee(&v).is_err());
+    // ... nor does a proof by another key than the author's (which decodes: nothing to check
+    // it over at decode).
+    let mut forged = v1.clone();
+    forged.committee = offer(3, SubmissionId([1; 32]), &keys(2)).committee;
+    let forged = parse::parse::<EscrowOffer>(&signed(&forged, &c), None).unwrap();
+    assert!(ro.offer_committee(&forged).is_err());
+    // Version 2 without the seed, version 1 with one, and an unknown version: refused.
+    let with_v = |from: &str, to: &str| {
+        let content = e.content.replace(from, to);
+        raw(e.kind.as_u16(), &content, e.tags.clone().to_vec(), &c)
+    };
+    let v2_no_seed = with_v("\"v\":1", &format!("\"v\":{OFFER_CONTENT_VERSION}"));
+    assert!(matches!(
+        validate_event(&v2_no_seed, now()),
+        Err(RejectReason::Schema(_))
+    ));
+    let v9 = with_v("\"v\":1", "\"v\":9");
+    assert_eq!(
+        validate_event(&v9, now()).err(),
+        Some(RejectReason::UnsupportedVersion(9))
+    );
+    let current = signed(&offer(3, SubmissionId([1; 32]), &c), &c);
+    assert!(current
+        .content
+        .contains(&format!("\"v\":{OFFER_CONTENT_VERSION}")));
+    let v1_with_seed = raw(
+        current.kind.as_u16(),
+        &current
+            .content
+            .replace(&format!("\"v\":{OFFER_CONTENT_VERSION}"), "\"v\":1"),
+        current.tags.clone().to_vec(),
+        &c,
+    );
+    assert!(matches!(
+        validate_event(&v1_with_seed, now()),
+        Err(RejectReason::Schema(_))
+    ));
 }
 
 #[test]

@@ -391,7 +391,7 @@ impl Coordinator {
             peer: author,
             dealings,
             committee: proof,
-            round_seed: open.seed,
+            round_seed: Some(open.seed),
         };
         let ev = sign(&self.keys, &self.st.seed, now, "offer", &[&id.0], &offer);
         // Our own offer, just signed: kept as the relays' `parse` would return it, without
