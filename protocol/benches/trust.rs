@@ -17,7 +17,9 @@ use l402_protocol::escrow::{
     deal, deal_in_offer, deal_with, BadShareComplaint, Corruption, DealingParams, OfferCipher,
     ShareChannel, TrancheSpec,
 };
-use l402_protocol::events::{sign_event, validate_event, BlobHash, RunId, Score, SubmissionId};
+use l402_protocol::events::{
+    sig, sign_event, validate_event, BlobHash, RunId, Score, SubmissionId,
+};
 use l402_protocol::l402;
 use l402_protocol::quorum::{self, AttestationBody, Phase, Verdict};
 use nostr::nips::nip44;
@@ -191,6 +193,65 @@ fn escrow(c: &mut Criterion) {
                 .map(|d| d.open_share_via(&ch, black_box(&me)).expect("share"))
                 .collect::<Vec<_>>()
         })
+    });
+    // A member's 4 Feldman checks: the commitments decompressed at each check (as before) vs
+    // the points the dealing decompressed once when it was decoded.
+    let me = vs16[0].public_key();
+    let ch = ShareChannel::new(vs16[0].secret_key(), &cipher.ephemeral()).expect("channel");
+    let opened: Vec<_> = shared
+        .iter()
+        .map(|d| d.open_share_via(&ch, &me).expect("share"))
+        .collect();
+    g.bench_function("baseline_member_checks_4_shares_decompressing", |b| {
+        b.iter(|| {
+            shared
+                .iter()
+                .zip(&opened)
+                .all(|(d, s)| vss::verify_share(&d.body().commitment_points(), black_box(s)))
+        })
+    });
+    g.bench_function("member_checks_4_shares_points_kept", |b| {
+        b.iter(|| {
+            shared
+                .iter()
+                .zip(&opened)
+                .all(|(d, s)| vss::verify_share(d.commitment_points(), black_box(s)))
+        })
+    });
+    // Signing a protocol object: deriving the keypair from the secret each time (as before) vs
+    // the keypair `Keys` keeps; the same BIP-340 signature.
+    g.bench_function("baseline_sign_object_deriving_keypair", |b| {
+        b.iter(|| {
+            let msg = nostr::secp256k1::Message::from_digest(sig::signing_digest(
+                sig::DOMAIN_ATTESTATION,
+                black_box(b"bench"),
+            ));
+            let kp =
+                nostr::secp256k1::Keypair::from_secret_key(nostr::SECP256K1, dealer.secret_key());
+            nostr::SECP256K1
+                .sign_schnorr_with_aux_rand(&msg, &kp, &[0; 32])
+                .serialize()
+        })
+    });
+    g.bench_function("sign_object_kept_keypair", |b| {
+        b.iter(|| {
+            sig::sign(
+                &dealer,
+                sig::DOMAIN_ATTESTATION,
+                black_box(b"bench"),
+                &[0; 32],
+            )
+        })
+    });
+    // A validator's release channel to a worker it met in an earlier round: the ECDH again
+    // (as before) vs the remembered conversation key.
+    let worker = key(9, 9).public_key();
+    g.bench_function("baseline_release_channel_derived", |b| {
+        b.iter(|| ShareChannel::new(vs16[0].secret_key(), black_box(&worker)).expect("channel"))
+    });
+    ShareChannel::between(&vs16[0], &worker).expect("channel");
+    g.bench_function("release_channel_remembered", |b| {
+        b.iter(|| ShareChannel::between(&vs16[0], black_box(&worker)).expect("channel"))
     });
     let (d5, _) = deal(&dealer, &p5, &[1; 32]).expect("deal");
     g.bench_function("open_and_check_share_k3", |b| {

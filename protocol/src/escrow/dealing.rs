@@ -99,6 +99,11 @@ impl DealingBody {
     /// Decode and check the structure: `1 ≤ k ≤ n ≤ MAX_VALIDATORS`, distinct validators,
     /// `k` valid commitment points, `n` share ciphertexts within the size cap, non-zero amount.
     pub fn decode(b: &[u8]) -> Result<Self, DealingError> {
+        Self::decode_with_points(b).map(|(body, _)| body)
+    }
+
+    /// [`DealingBody::decode`], with the commitment points the check decompressed.
+    fn decode_with_points(b: &[u8]) -> Result<(Self, Vec<ProjectivePoint>), DealingError> {
         let r = MapReader::decode(
             b,
             MAX_DEALING_BYTES,
@@ -143,11 +148,12 @@ impl DealingBody {
             shares,
             dealer: pk(r.bytes(16)?, "dealer key")?,
         };
-        body.check_structure()?;
-        Ok(body)
+        let points = body.check_structure()?;
+        Ok((body, points))
     }
 
-    fn check_structure(&self) -> Result<(), DealingError> {
+    /// The structure rules; returns the commitments decompressed (each checked to be a point).
+    fn check_structure(&self) -> Result<Vec<ProjectivePoint>, DealingError> {
         let n = self.validators.len();
         let k = self.k as usize;
         if k == 0 || k > n || n > MAX_VALIDATORS {
@@ -162,13 +168,12 @@ impl DealingBody {
         if self.commitments.len() != k {
             return Err(DealingError::Malformed("commitment count"));
         }
-        if self
+        let points = self
             .commitments
             .iter()
-            .any(|c| vss::point_from_bytes(c).is_none())
-        {
-            return Err(DealingError::Malformed("commitment point"));
-        }
+            .map(|c| vss::point_from_bytes(c))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(DealingError::Malformed("commitment point"))?;
         if self.shares.len() != n {
             return Err(DealingError::Malformed("share count"));
         }
@@ -185,7 +190,7 @@ impl DealingBody {
         if vss::lift_x(self.ephemeral.as_bytes()).is_none() {
             return Err(DealingError::Malformed("ephemeral key"));
         }
-        Ok(())
+        Ok(points)
     }
 
     /// The commitments as points (validated at decode/deal time).
@@ -211,12 +216,20 @@ pub struct SignedDealing {
     body: DealingBody,
     body_bytes: Vec<u8>,
     sig: [u8; 64],
+    /// `body.commitments` decompressed, once: every member's share check and the worker's
+    /// reconstruction use them (decompressing is a field square root per point).
+    points: Vec<ProjectivePoint>,
 }
 
 impl SignedDealing {
     /// The dealt tranche.
     pub fn body(&self) -> &DealingBody {
         &self.body
+    }
+
+    /// The Feldman commitments `C₀ … C_{k−1}` as points.
+    pub fn commitment_points(&self) -> &[ProjectivePoint] {
+        &self.points
     }
 
     /// Canonical encoding `{0: 1, 1: body bytes, 2: signature}`.
@@ -227,7 +240,7 @@ impl SignedDealing {
     /// Decode: cap → canonical outer map → body structure → signature by the body's dealer.
     pub fn decode(b: &[u8]) -> Result<Self, DealingError> {
         let (body_bytes, sig) = decode_signed(b)?;
-        let body = DealingBody::decode(&body_bytes)?;
+        let (body, points) = DealingBody::decode_with_points(&body_bytes)?;
         if !sig::verify(&body.dealer, DOMAIN_DEALING, &body_bytes, &sig) {
             return Err(DealingError::BadSignature);
         }
@@ -235,6 +248,7 @@ impl SignedDealing {
             body,
             body_bytes,
             sig,
+            points,
         })
     }
 
@@ -280,7 +294,7 @@ impl SignedDealing {
     }
 
     fn check_against_commitments(&self, share: Share) -> Result<Share, ShareError> {
-        if !vss::verify_share(&self.body.commitment_points(), &share) {
+        if !vss::verify_share(&self.points, &share) {
             return Err(ShareError::Inconsistent);
         }
         Ok(share)
@@ -339,11 +353,7 @@ impl SignedDealing {
 
     /// Reconstruct the preimage from released shares (see [`vss::reconstruct`]).
     pub fn reconstruct(&self, shares: &[Share]) -> Result<Preimage, vss::ReconstructError> {
-        vss::reconstruct(
-            &self.body.commitment_points(),
-            shares,
-            &self.body.payment_hash,
-        )
+        vss::reconstruct(&self.points, shares, &self.body.payment_hash)
     }
 }
 
@@ -366,6 +376,24 @@ impl ShareChannel {
             .map_err(|_| ShareError::Undecryptable)
     }
 
+    /// The channel between two long-lived keys, `ours` and `other` (a validator and a worker):
+    /// [`Self::new`], remembered for the process ([`conversation_memo`]). The same validator
+    /// and worker meet round after round, and their conversation key never changes (NIP-44
+    /// clients cache it the same way). Not for an offer's one-off ephemeral key.
+    pub fn between(ours: &Keys, other: &PublicKey) -> Result<Self, ShareError> {
+        let key = (ours.public_key(), *other);
+        if let Some(ck) = conversation_memo().get(&key) {
+            return Ok(Self(*ck));
+        }
+        let ch = Self::new(ours.secret_key(), other)?;
+        let mut memo = conversation_memo();
+        if memo.len() >= CONVERSATION_MEMO_CAP {
+            memo.clear();
+        }
+        memo.insert(key, ch.0);
+        Ok(ch)
+    }
+
     fn seal<R: RngCore + CryptoRng>(&self, rng: &mut R, value: &[u8; 32]) -> String {
         use base64::Engine;
         // Encrypting 32 bytes under a valid key cannot fail (the only errors are for empty or
@@ -386,6 +414,22 @@ impl ShareChannel {
         }
         nip44::v2::decrypt_to_bytes(&self.0, &payload).map_err(|_| ShareError::Undecryptable)
     }
+}
+
+/// Most conversation keys [`ShareChannel::between`] remembers; it forgets them all when full (a
+/// pure memo: forgetting changes nothing but the cost of the next derivation).
+pub const CONVERSATION_MEMO_CAP: usize = 1 << 17;
+
+/// The process's conversation keys per (our key, their key). A `BTreeMap`, not a `HashMap`:
+/// the crate reads no RNG, and std's hasher seeds itself from the OS.
+fn conversation_memo() -> std::sync::MutexGuard<
+    'static,
+    std::collections::BTreeMap<(PublicKey, PublicKey), nip44::v2::ConversationKey>,
+> {
+    static MEMO: std::sync::Mutex<
+        std::collections::BTreeMap<(PublicKey, PublicKey), nip44::v2::ConversationKey>,
+    > = std::sync::Mutex::new(std::collections::BTreeMap::new());
+    MEMO.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A decrypted share plaintext as the share at `index`: exactly 32 bytes, a canonical scalar.
@@ -625,7 +669,7 @@ pub fn deal_in_offer(
         shares,
         dealer: dealer.public_key(),
     };
-    body.check_structure()?;
+    let points = body.check_structure()?;
     let body_bytes = body.encode();
     let mut aux = [0u8; 32];
     rng.fill_bytes(&mut aux);
@@ -635,6 +679,7 @@ pub fn deal_in_offer(
             body,
             body_bytes,
             sig,
+            points,
         },
         sharing.preimage,
     ))

@@ -215,7 +215,8 @@ impl WrongPreimageEvidence {
         let body = self.dealing.body();
         let s: Scalar =
             vss::scalar_from_bytes(&self.secret.0).ok_or(EvidenceError::BadProof("secret"))?;
-        let c0 = body
+        let c0 = self
+            .dealing
             .commitment_points()
             .first()
             .copied()

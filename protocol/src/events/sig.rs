@@ -7,7 +7,7 @@
 //!
 //! Spec: specs/L2T-01-events.md#signed-objects
 
-use nostr::secp256k1::{schnorr, Keypair, Message, XOnlyPublicKey};
+use nostr::secp256k1::{schnorr, Message, XOnlyPublicKey};
 use nostr::{Keys, PublicKey, SECP256K1};
 use sha2::{Digest, Sha256};
 
@@ -29,11 +29,41 @@ pub fn signing_digest(domain: &str, bytes: &[u8]) -> [u8; 32] {
 /// as everything random in this crate).
 pub fn sign(keys: &Keys, domain: &str, bytes: &[u8], aux: &[u8; 32]) -> [u8; 64] {
     let msg = Message::from_digest(signing_digest(domain, bytes));
-    let kp = Keypair::from_secret_key(SECP256K1, keys.secret_key());
-    SECP256K1
-        .sign_schnorr_with_aux_rand(&msg, &kp, aux)
+    // `Keys` keeps its keypair; signing through it spares deriving the keypair again (a
+    // generator multiplication per signature). `Aux` hands BIP-340 exactly `aux`, so the
+    // signature is the one `sign_schnorr_with_aux_rand` makes.
+    keys.sign_schnorr_with_ctx(SECP256K1, &msg, &mut Aux(*aux))
         .serialize()
 }
+
+/// An "RNG" that yields the given BIP-340 auxiliary bytes: secp256k1's `sign_schnorr_with_rng`
+/// draws exactly 32 bytes of aux from it. (Deterministic on purpose: all randomness in this
+/// crate is an argument.)
+struct Aux([u8; 32]);
+
+impl rand::RngCore for Aux {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for (d, a) in dest.iter_mut().zip(self.0.iter().cycle()) {
+            *d = *a;
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rand::CryptoRng for Aux {}
 
 /// Check a signature made by [`sign`].
 pub fn verify(pk: &PublicKey, domain: &str, bytes: &[u8], sig: &[u8; 64]) -> bool {
@@ -52,6 +82,17 @@ pub fn verify(pk: &PublicKey, domain: &str, bytes: &[u8], sig: &[u8; 64]) -> boo
 mod tests {
     use super::*;
     use nostr::SecretKey;
+
+    #[test]
+    fn signs_as_bip340_with_the_given_aux() {
+        let keys = Keys::new(SecretKey::from_slice(&[7u8; 32]).unwrap());
+        let kp = nostr::secp256k1::Keypair::from_secret_key(SECP256K1, keys.secret_key());
+        for aux in [[0u8; 32], [0x5a; 32]] {
+            let msg = Message::from_digest(signing_digest(DOMAIN_DEALING, b"abc"));
+            let want = SECP256K1.sign_schnorr_with_aux_rand(&msg, &kp, &aux);
+            assert_eq!(sign(&keys, DOMAIN_DEALING, b"abc", &aux), want.serialize());
+        }
+    }
 
     #[test]
     fn sign_verify_domain_separated() {

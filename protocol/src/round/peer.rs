@@ -566,8 +566,10 @@ impl Peer {
             return;
         };
         let validator = a.author();
-        // One conversation key for all the shares of this attestation.
-        let channel = ShareChannel::new(self.keys.secret_key(), &validator);
+        // One conversation key for all the shares of this attestation, derived at the first
+        // share to open (remembered across rounds: `ShareChannel::between`).
+        let keys = &self.keys;
+        let mut channel = None;
         for rs in &a.shares {
             let Some(t) = self.st.tranches.get_mut(rs.tranche as usize) else {
                 continue;
@@ -583,6 +585,7 @@ impl Peer {
             // Decrypted only: the claim checks the interpolated preimage against the payment
             // hash, and checks shares against the commitments only if that fails.
             let share = channel
+                .get_or_insert_with(|| ShareChannel::between(keys, &validator))
                 .as_ref()
                 .map_err(|e| *e)
                 .and_then(|ch| d.decrypt_released_share(ch, &validator, &rs.ciphertext));
@@ -637,11 +640,11 @@ impl Peer {
                 Err(_) => {
                     // Fewer than k shares pass the Feldman check: drop the bad ones (and their
                     // validators from the passing set) so the claim waits for good ones.
-                    let points = d.body().commitment_points();
+                    let points = d.commitment_points();
                     let bad: Vec<u32> = t
                         .shares
                         .values()
-                        .filter(|s| !vss::verify_share(&points, s))
+                        .filter(|s| !vss::verify_share(points, s))
                         .map(|s| s.index)
                         .collect();
                     for i in bad {

@@ -477,8 +477,13 @@ impl Validator {
         };
         let mut rng = op_rng(&self.st.seed, "release", &label_parts);
         let mut shares = Vec::new();
-        let channel = ShareChannel::new(self.keys.secret_key(), &sub.submission.author()).ok();
-        if let (true, Some(ch)) = (verdict.is_accept(), channel) {
+        // Only an accepting attestation releases shares (the channel is remembered across
+        // rounds: `ShareChannel::between`).
+        let channel = verdict
+            .is_accept()
+            .then(|| ShareChannel::between(&self.keys, &sub.submission.author()).ok())
+            .flatten();
+        if let Some(ch) = channel {
             for (i, (d, share)) in offer.dealings.iter().zip(&sub.shares).enumerate() {
                 let spec = d.body().spec;
                 let phase_ok = spec.holdback == (phase == Phase::Holdback);
