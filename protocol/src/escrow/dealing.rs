@@ -154,6 +154,22 @@ impl DealingBody {
 
     /// The structure rules; returns the commitments decompressed (each checked to be a point).
     fn check_structure(&self) -> Result<Vec<ProjectivePoint>, DealingError> {
+        self.check_shape()?;
+        let points = self
+            .commitments
+            .iter()
+            .map(|c| vss::point_from_bytes(c))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(DealingError::Malformed("commitment point"))?;
+        if vss::lift_x(self.ephemeral.as_bytes()).is_none() {
+            return Err(DealingError::Malformed("ephemeral key"));
+        }
+        Ok(points)
+    }
+
+    /// The structure rules that need no curve arithmetic (counts, sizes, distinct validators,
+    /// amount): what the dealer checks of its own dealing, whose points it made.
+    fn check_shape(&self) -> Result<(), DealingError> {
         let n = self.validators.len();
         let k = self.k as usize;
         if k == 0 || k > n || n > MAX_VALIDATORS {
@@ -168,12 +184,6 @@ impl DealingBody {
         if self.commitments.len() != k {
             return Err(DealingError::Malformed("commitment count"));
         }
-        let points = self
-            .commitments
-            .iter()
-            .map(|c| vss::point_from_bytes(c))
-            .collect::<Option<Vec<_>>>()
-            .ok_or(DealingError::Malformed("commitment point"))?;
         if self.shares.len() != n {
             return Err(DealingError::Malformed("share count"));
         }
@@ -187,10 +197,7 @@ impl DealingBody {
         if self.spec.amount_msat == 0 {
             return Err(DealingError::Malformed("amount"));
         }
-        if vss::lift_x(self.ephemeral.as_bytes()).is_none() {
-            return Err(DealingError::Malformed("ephemeral key"));
-        }
-        Ok(points)
+        Ok(())
     }
 
     /// The commitments as points (validated at decode/deal time).
@@ -669,7 +676,18 @@ pub fn deal_in_offer(
         shares,
         dealer: dealer.public_key(),
     };
-    let points = body.check_structure()?;
+    // Our own points and ephemeral key (from `Keys`, so on the curve): only the shape needs
+    // checking, not a decompression of what we just compressed. The identity, whose encoding
+    // no decoder takes, is refused here as decoding would refuse it.
+    body.check_shape()?;
+    if sharing
+        .commitments
+        .iter()
+        .any(|c| *c == ProjectivePoint::IDENTITY)
+    {
+        return Err(DealingError::Malformed("commitment point"));
+    }
+    let points = sharing.commitments;
     let body_bytes = body.encode();
     let mut aux = [0u8; 32];
     rng.fill_bytes(&mut aux);
