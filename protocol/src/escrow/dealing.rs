@@ -680,11 +680,7 @@ pub fn deal_in_offer(
     // checking, not a decompression of what we just compressed. The identity, whose encoding
     // no decoder takes, is refused here as decoding would refuse it.
     body.check_shape()?;
-    if sharing
-        .commitments
-        .iter()
-        .any(|c| *c == ProjectivePoint::IDENTITY)
-    {
+    if sharing.commitments.contains(&ProjectivePoint::IDENTITY) {
         return Err(DealingError::Malformed("commitment point"));
     }
     let points = sharing.commitments;

@@ -170,53 +170,66 @@ pub fn is_l402_kind(kind: Kind) -> bool {
 /// An event that passed the whole pipeline, with its decoded content.
 ///
 /// Only this module constructs it. Deserialising one re-runs the verification (without the time
-/// window), so persisted state cannot smuggle in an unchecked event.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// window), so persisted state cannot smuggle in an unchecked event. Immutable and shared: a
+/// clone is a reference count, so every machine an event reaches (the worker, five committee
+/// members, the coordinator) holds the one copy.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Verified<T> {
+    inner: std::sync::Arc<VerifiedInner<T>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct VerifiedInner<T> {
     event: Event,
     value: T,
 }
 
+impl<T> Clone for Verified<T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: std::sync::Arc::clone(&self.inner),
+        }
+    }
+}
+
 impl<T> Verified<T> {
     pub(crate) fn new(event: Event, value: T) -> Self {
-        Self { event, value }
+        Self {
+            inner: std::sync::Arc::new(VerifiedInner { event, value }),
+        }
     }
     /// The signed event.
     pub fn event(&self) -> &Event {
-        &self.event
+        &self.inner.event
     }
     /// The decoded content.
     pub fn value(&self) -> &T {
-        &self.value
+        &self.inner.value
     }
     /// Author (verified signer).
     pub fn author(&self) -> PublicKey {
-        self.event.pubkey
+        self.inner.event.pubkey
     }
     /// Event id.
     pub fn id(&self) -> EventId {
-        self.event.id
+        self.inner.event.id
     }
     /// `created_at`.
     pub fn created_at(&self) -> Timestamp {
-        self.event.created_at
-    }
-    /// Split into event and content.
-    pub fn into_parts(self) -> (Event, T) {
-        (self.event, self.value)
+        self.inner.event.created_at
     }
 }
 
 impl<T> std::ops::Deref for Verified<T> {
     type Target = T;
     fn deref(&self) -> &T {
-        &self.value
+        &self.inner.value
     }
 }
 
 impl<T> serde::Serialize for Verified<T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.event.serialize(s)
+        self.inner.event.serialize(s)
     }
 }
 
