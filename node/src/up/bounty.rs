@@ -59,22 +59,31 @@ pub struct Sponsored {
 /// Submissions seen per (round, id): author, diff, `created_at`.
 type Seen = BTreeMap<(u64, SubmissionId), (PublicKey, BlobHash, u64)>;
 
+/// One entry of [`Seen`].
+type SeenEntry<'a> = (&'a (u64, SubmissionId), &'a (PublicKey, BlobHash, u64));
+
+/// The board's order: by round, then `created_at`; within a second, what the coordinator took
+/// before what it did not, then by id.
+fn board_order<'a>(subs: &'a Seen, accepted: &BTreeSet<(u64, SubmissionId)>) -> Vec<SeenEntry<'a>> {
+    let mut v: Vec<_> = subs.iter().collect();
+    v.sort_by_key(|(key @ (round, id), (_, _, at))| (*round, *at, !accepted.contains(key), *id));
+    v
+}
+
 /// The first submission of each diff in each round: the one the coordinator took (it keeps the
-/// first to arrive and ignores a later copy), else, none taken yet, the earliest seen by
-/// (`created_at`, id). Two submissions in the same second are told apart only by the first.
+/// first to arrive and ignores a later copy), else, none taken yet, the first in `ordered`
+/// ([`board_order`]). Two submissions in the same second are told apart only by the first.
 fn first_of_each_diff(
-    subs: &Seen,
+    ordered: &[SeenEntry<'_>],
     accepted: &BTreeSet<(u64, SubmissionId)>,
 ) -> BTreeMap<(u64, BlobHash), SubmissionId> {
     let mut first: BTreeMap<(u64, BlobHash), SubmissionId> = BTreeMap::new();
-    for (key @ (round, id), (_, diff, _)) in subs {
+    for (key @ (round, id), (_, diff, _)) in ordered {
         if accepted.contains(key) {
             first.insert((*round, *diff), *id);
         }
     }
-    let mut seen: Vec<_> = subs.iter().collect();
-    seen.sort_by_key(|((round, id), (_, _, at))| (*round, *at, *id));
-    for ((round, id), (_, diff, _)) in seen {
+    for ((round, id), (_, diff, _)) in ordered {
         first.entry((*round, *diff)).or_insert(*id);
     }
     first
@@ -246,12 +255,8 @@ impl Sponsored {
     pub fn board(&self) -> BoardBounty {
         let b = &self.bounty;
         let mut leaderboard = Vec::new();
-        let mut subs: Vec<_> = self.subs.iter().collect();
-        // Within a second, what the coordinator took before what it did not.
-        subs.sort_by_key(|(key @ (round, id), (_, _, at))| {
-            (*round, *at, !self.accepted.contains(key), *id)
-        });
-        let first_of = first_of_each_diff(&self.subs, &self.accepted);
+        let subs = board_order(&self.subs, &self.accepted);
+        let first_of = first_of_each_diff(&subs, &self.accepted);
         for ((round, id), (agent, diff, at)) in subs {
             let copy_of = first_of
                 .get(&(*round, *diff))
@@ -708,18 +713,15 @@ mod tests {
         ]
         .into_iter()
         .collect();
+        let first = |taken: &BTreeSet<(u64, SubmissionId)>| {
+            first_of_each_diff(&board_order(&subs, taken), taken)
+        };
         // Nothing taken yet: the earliest by (created_at, id).
-        assert_eq!(
-            first_of_each_diff(&subs, &BTreeSet::new()).get(&(1, diff)),
-            Some(&low)
-        );
+        assert_eq!(first(&BTreeSet::new()).get(&(1, diff)), Some(&low));
         // The coordinator took the higher id (it arrived first): that one is the original.
         let taken = [(1, high)].into_iter().collect();
-        assert_eq!(
-            first_of_each_diff(&subs, &taken).get(&(1, diff)),
-            Some(&high)
-        );
+        assert_eq!(first(&taken).get(&(1, diff)), Some(&high));
         // Another round's diff is its own.
-        assert_eq!(first_of_each_diff(&subs, &taken).get(&(2, diff)), None);
+        assert_eq!(first(&taken).get(&(2, diff)), None);
     }
 }

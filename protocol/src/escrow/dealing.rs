@@ -156,10 +156,7 @@ impl DealingBody {
     fn check_structure(&self) -> Result<Vec<ProjectivePoint>, DealingError> {
         self.check_shape()?;
         let points = self
-            .commitments
-            .iter()
-            .map(|c| vss::point_from_bytes(c))
-            .collect::<Option<Vec<_>>>()
+            .commitment_points()
             .ok_or(DealingError::Malformed("commitment point"))?;
         if vss::lift_x(self.ephemeral.as_bytes()).is_none() {
             return Err(DealingError::Malformed("ephemeral key"));
@@ -200,11 +197,12 @@ impl DealingBody {
         Ok(())
     }
 
-    /// The commitments as points (validated at decode/deal time).
-    pub fn commitment_points(&self) -> Vec<ProjectivePoint> {
+    /// The commitments decompressed; `None` if one is not a point. (A decoded
+    /// [`SignedDealing`] keeps them: [`SignedDealing::commitment_points`].)
+    pub fn commitment_points(&self) -> Option<Vec<ProjectivePoint>> {
         self.commitments
             .iter()
-            .filter_map(|c| vss::point_from_bytes(c))
+            .map(|c| vss::point_from_bytes(c))
             .collect()
     }
 
@@ -427,15 +425,15 @@ impl ShareChannel {
 /// pure memo: forgetting changes nothing but the cost of the next derivation).
 pub const CONVERSATION_MEMO_CAP: usize = 1 << 17;
 
-/// The process's conversation keys per (our key, their key). A `BTreeMap`, not a `HashMap`:
-/// the crate reads no RNG, and std's hasher seeds itself from the OS.
-fn conversation_memo() -> std::sync::MutexGuard<
-    'static,
-    std::collections::BTreeMap<(PublicKey, PublicKey), nip44::v2::ConversationKey>,
-> {
-    static MEMO: std::sync::Mutex<
-        std::collections::BTreeMap<(PublicKey, PublicKey), nip44::v2::ConversationKey>,
-    > = std::sync::Mutex::new(std::collections::BTreeMap::new());
+/// Conversation keys per (our key, their key). A `BTreeMap`, not a `HashMap`: the crate reads
+/// no RNG, and std's hasher seeds itself from the OS.
+type ConversationMemo =
+    std::collections::BTreeMap<(PublicKey, PublicKey), nip44::v2::ConversationKey>;
+
+/// The process's [`ConversationMemo`], locked.
+fn conversation_memo() -> std::sync::MutexGuard<'static, ConversationMemo> {
+    static MEMO: std::sync::Mutex<ConversationMemo> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
     MEMO.lock().unwrap_or_else(|p| p.into_inner())
 }
 

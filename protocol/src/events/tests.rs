@@ -565,6 +565,13 @@ fn own_offer_is_what_parse_returns() {
     assert!(parse::own(&e, unbound, EscrowOffer::check).is_err());
 }
 
+/// `ro` with a seed no offer of the tests was made over.
+fn with_other_seed(ro: &RoundOpen) -> RoundOpen {
+    let mut other = ro.clone();
+    other.seed = Seed32([9; 32]);
+    other
+}
+
 /// The offer's committee proof is checked once, at decode, over the round seed the offer names;
 /// a role then only compares that seed with its round's.
 #[test]
@@ -578,10 +585,8 @@ fn offer_committee_proof_is_checked_at_decode_over_its_round_seed() {
         v.dealings[0].body().validators
     );
     // A round open with another seed does not take the committee from this offer.
-    let mut other = ro.clone();
-    other.seed = Seed32([9; 32]);
     assert_eq!(
-        other.offer_committee(&v),
+        with_other_seed(&ro).offer_committee(&v),
         Err(crate::quorum::committee::CommitteeError::OtherRoundSeed)
     );
     // An offer naming a seed its proof was not made over is refused at decode.
@@ -615,9 +620,7 @@ fn version_1_offers_still_decode_and_their_proof_is_checked_by_the_role() {
         v.dealings[0].body().validators
     );
     // Its proof is checked by the role: another round's seed does not verify it ...
-    let mut other = ro.clone();
-    other.seed = Seed32([9; 32]);
-    assert!(other.offer_committee(&v).is_err());
+    assert!(with_other_seed(&ro).offer_committee(&v).is_err());
     // ... nor does a proof by another key than the author's (which decodes: nothing to check
     // it over at decode).
     let mut forged = v1.clone();
