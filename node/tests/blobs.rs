@@ -295,15 +295,17 @@ async fn fetched_blobs_are_re_provided_by_any_holder() -> Result<()> {
     let mut header = Header::new(ContentType::Checkpoint);
     header.run = Some("run-test".into());
     header.round = Some(1);
-    let published = origin
-        .publish(&header, payload.clone(), &Placement::public_in(round(1)))
-        .await?;
+    let published = step(
+        "publishing",
+        origin.publish(&header, payload.clone(), &Placement::public_in(round(1))),
+    )
+    .await??;
     let hash = published.id;
     let mut req = request(hash, published.size as usize, vec![origin.provider_id()]);
     req.placement = Placement::public_in(round(1));
     timeout(PATIENCE, first.fetch(&req)).await??;
     let origin_id = origin.provider_id();
-    origin.shutdown().await?;
+    step("the origin's shutdown", origin.shutdown()).await??;
 
     // The origin is gone; the first fetcher serves it.
     req.providers = vec![origin_id, first.provider_id()];
@@ -312,7 +314,7 @@ async fn fetched_blobs_are_re_provided_by_any_holder() -> Result<()> {
         report.attempts.last().map(|a| a.provider),
         Some(first.provider_id())
     );
-    let (opened, bytes) = second.open(&hash, 2 << 20).await?;
+    let (opened, bytes) = step("opening", second.open(&hash, 2 << 20)).await??;
     assert_eq!(bytes, payload);
     assert_eq!(opened.content_type, ContentType::Checkpoint);
     assert_eq!(
@@ -320,14 +322,16 @@ async fn fetched_blobs_are_re_provided_by_any_holder() -> Result<()> {
         (Some("run-test"), Some(1))
     );
     assert!(matches!(
-        second.open(&hash, 1000).await,
+        step("opening too small", second.open(&hash, 1000)).await?,
         Err(BlobError::BadContainer { .. })
     ));
-    let raw = first
-        .add_bytes(b"not a container".to_vec(), &Placement::pinned_public())
-        .await?;
+    let raw = step(
+        "adding raw bytes",
+        first.add_bytes(b"not a container".to_vec(), &Placement::pinned_public()),
+    )
+    .await??;
     assert!(matches!(
-        first.open(&raw, 1 << 20).await,
+        step("opening raw bytes", first.open(&raw, 1 << 20)).await?,
         Err(BlobError::BadContainer { .. })
     ));
 
@@ -335,7 +339,7 @@ async fn fetched_blobs_are_re_provided_by_any_holder() -> Result<()> {
     let again = timeout(PATIENCE, second.fetch(&req)).await??;
     assert!(again.already_held && again.attempts.is_empty());
     for node in [first, second] {
-        node.shutdown().await?;
+        step("a fetcher's shutdown", node.shutdown()).await??;
     }
     Ok(())
 }

@@ -39,6 +39,13 @@ use super::{
     AddressBook, BlobError, LocalStore, ProviderAddr, ProviderFailure, ProviderId,
 };
 
+/// How long a clean shutdown waits for the router: its handlers first, then the endpoint's
+/// close, which waits until every connection has entered draining. iroh bounds that by each
+/// peer's probe timeout, not absolutely; past this wait the router's task is aborted (dropping
+/// its handle does that) and the endpoint closes ungracefully, so peers time the connections
+/// out. A node's shutdown must end: it is what releases the store's lock for a restart.
+pub(crate) const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Fetch limits taken from [`BlobConfig`].
 #[derive(Clone, Debug)]
 struct Limits {
@@ -348,8 +355,15 @@ impl BlobTransport for IrohTransport {
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         async move {
-            if let Err(e) = self.router.shutdown().await {
-                warn!("router shutdown: {e}");
+            let endpoint = self.router.endpoint().id();
+            match timeout(SHUTDOWN_WAIT, self.router.shutdown()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(%endpoint, "router shutdown: {e}"),
+                Err(_) => warn!(
+                    %endpoint,
+                    wait_s = SHUTDOWN_WAIT.as_secs(),
+                    "router did not shut down in time; aborted it"
+                ),
             }
             self.access_task.abort();
         }

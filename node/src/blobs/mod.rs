@@ -282,9 +282,13 @@ impl BlobNode {
     pub async fn shutdown(self) -> Result<(), BlobError> {
         self.transport.shutdown().await;
         // iroh's `BlobsProtocol` already shuts the store down with the router; a second
-        // shutdown then finds the store's actor gone, which is the state we want.
-        if let Err(e) = self.store.shutdown().await {
-            tracing::debug!("store already shut down: {e}");
+        // shutdown then finds the store's actor gone, which is the state we want. Bounded like
+        // the router's: the store is an actor, and a shutdown that never answers must not hang
+        // the node (its own runtime is torn down in the background when the last handle drops).
+        match tokio::time::timeout(iroh_transport::SHUTDOWN_WAIT, self.store.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!("store already shut down: {e}"),
+            Err(_) => tracing::warn!("blob store did not answer its shutdown in time"),
         }
         Ok(())
     }

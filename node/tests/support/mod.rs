@@ -35,6 +35,14 @@ use tokio::sync::Notify;
 /// Generous bound for anything a test waits on (a loaded 2-core machine is slow).
 pub const PATIENCE: Duration = Duration::from_secs(120);
 
+/// Awaits `fut` for at most [`PATIENCE`]. A step that hangs fails the test and names itself,
+/// rather than holding the whole CI run until its own limit.
+pub async fn step<T>(what: &str, fut: impl std::future::Future<Output = T>) -> Result<T> {
+    tokio::time::timeout(PATIENCE, fut)
+        .await
+        .map_err(|_| anyhow!("{what} did not finish within {PATIENCE:?}"))
+}
+
 /// A deterministic secret key for test node `n`.
 pub fn key(n: u8) -> [u8; 32] {
     let mut k = [0u8; 32];
@@ -83,7 +91,11 @@ pub fn init_tracing() {
 /// Starts a node from `config` and publishes its address in the shared book.
 pub async fn start_with(config: BlobConfig, book: &AddressBook) -> Result<BlobNode> {
     init_tracing();
-    let node = BlobNode::start(config, book.clone()).await?;
+    let node = step(
+        "starting a blob node",
+        BlobNode::start(config, book.clone()),
+    )
+    .await??;
     book.insert(node.local_addr())?;
     Ok(node)
 }
