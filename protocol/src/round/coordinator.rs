@@ -118,6 +118,32 @@ impl Refund {
 pub struct Coordinator {
     keys: Keys,
     st: CoordinatorState,
+    /// Offers a driver computed ahead ([`Coordinator::prepare_offer`]); never persisted.
+    prepared: BTreeMap<SubmissionId, PreparedOffer>,
+}
+
+/// What [`Coordinator::make_offer`] produced: the signed offer event and the offer as the
+/// relays' `parse` would return it.
+#[derive(Clone, Debug)]
+struct MadeOffer {
+    ev: Option<Event>,
+    verified: Option<Verified<EscrowOffer>>,
+}
+
+/// An offer computed ahead of its submission's delivery ([`Coordinator::prepare_offer`]).
+#[derive(Clone, Debug)]
+pub struct PreparedOffer {
+    id: SubmissionId,
+    now: UnixTime,
+    made: Result<MadeOffer, String>,
+}
+
+impl PreparedOffer {
+    /// The offer event the coordinator will publish, if one could be made (a driver may run
+    /// the relays' checks of it ahead too).
+    pub fn event(&self) -> Option<&Event> {
+        self.made.as_ref().ok().and_then(|m| m.ev.as_ref())
+    }
 }
 
 impl Coordinator {
@@ -149,6 +175,7 @@ impl Coordinator {
                 ready: None,
                 convicted: BTreeSet::new(),
             },
+            prepared: BTreeMap::new(),
         })
     }
 
@@ -187,7 +214,11 @@ impl Coordinator {
     /// Restore with the same keys, then call [`Coordinator::resume`].
     pub fn from_bytes(keys: Keys, bytes: &[u8]) -> Result<Self, PersistError> {
         let st = restore(ROLE, keys.public_key(), bytes)?;
-        Ok(Self { keys, st })
+        Ok(Self {
+            keys,
+            st,
+            prepared: BTreeMap::new(),
+        })
     }
 
     fn scope(&self) -> RoundScope {
@@ -255,6 +286,8 @@ impl Coordinator {
                 score,
                 verdict,
             } => self.on_audited(now, submission, Replay { score, verdict }, &mut out),
+            // Offers prepared for submissions that never arrived (dropped on the way).
+            Input::Tick => self.prepared.retain(|_, p| p.now >= now),
             _ => {}
         }
         if now >= self.st.open.attest_deadline && self.st.aggregate.is_none() {
@@ -269,6 +302,7 @@ impl Coordinator {
             return;
         }
         let id = SubmissionId::of_event(s.event());
+        let prepared = self.prepared.remove(&id);
         if self.st.subs.contains_key(&id) {
             return;
         }
@@ -331,6 +365,39 @@ impl Coordinator {
             self.refuse(now, &s, id, refusal, out);
             return;
         }
+        let made = match prepared {
+            Some(p) if p.now == now => p.made,
+            _ => self.make_offer(now, id, author),
+        };
+        let MadeOffer { ev, verified } = match made {
+            Ok(m) => m,
+            Err(e) => {
+                out.push(ignored(s.event(), e));
+                return;
+            }
+        };
+        self.st.subs.insert(
+            id,
+            CSub {
+                submission: s,
+                offer: verified,
+                lock: None,
+                attestations: Vec::new(),
+            },
+        );
+        self.publish(ev, out);
+    }
+
+    /// The offer this coordinator publishes for submission `id` by `author`, received at `now`:
+    /// the committee's VRF draw, one dealing per tranche, the signed event. A pure function of
+    /// the keys, the seed and the round open, so [`Coordinator::prepare_offer`] may compute it
+    /// ahead. `Err` says why no offer could be made (the submission is then ignored).
+    fn make_offer(
+        &self,
+        now: UnixTime,
+        id: SubmissionId,
+        author: nostr::PublicKey,
+    ) -> Result<MadeOffer, String> {
         let open = self.st.open.value().clone();
         // This submission's committee: the VRF of our key over it draws `n` from the pool.
         let drawn = committee::prove(&self.keys, &open.run_id, open.round, &open.seed, &id)
@@ -340,22 +407,11 @@ impl Coordinator {
                     .map(|c| (proof, c))
                     .map_err(|e| format!("committee: {e}"))
             });
-        let (proof, members) = match drawn {
-            Ok(x) => x,
-            Err(e) => {
-                out.push(ignored(s.event(), e));
-                return;
-            }
-        };
+        let (proof, members) = drawn?;
         // One ephemeral key for the offer's dealings: one ECDH per member, not per dealing.
         let eph_seed = op_seed(&self.st.seed, "ephemeral", &[&id.0]);
-        let cipher = match OfferCipher::new(&eph_seed, &members) {
-            Ok(c) => c,
-            Err(e) => {
-                out.push(ignored(s.event(), format!("dealing failed: {e}")));
-                return;
-            }
-        };
+        let cipher =
+            OfferCipher::new(&eph_seed, &members).map_err(|e| format!("dealing failed: {e}"))?;
         let mut dealings = Vec::with_capacity(open.tranches.len());
         for (i, spec) in open.tranches.iter().enumerate() {
             let p = DealingParams {
@@ -370,19 +426,15 @@ impl Coordinator {
                 k: open.k as usize,
             };
             let seed = op_seed(&self.st.seed, "deal", &[&id.0, &(i as u32).to_be_bytes()]);
-            match deal_in_offer(
+            let (d, _preimage) = deal_in_offer(
                 &self.keys,
                 &p,
                 &seed,
                 &cipher,
                 self.st.config.dealing_corruption,
-            ) {
-                Ok((d, _preimage)) => dealings.push(d),
-                Err(e) => {
-                    out.push(ignored(s.event(), format!("dealing failed: {e}")));
-                    return;
-                }
-            }
+            )
+            .map_err(|e| format!("dealing failed: {e}"))?;
+            dealings.push(d);
         }
         let offer = EscrowOffer {
             run_id: open.run_id.clone(),
@@ -399,16 +451,44 @@ impl Coordinator {
         let verified = ev
             .as_ref()
             .and_then(|e| crate::events::parse::own(e, offer, EscrowOffer::check).ok());
-        self.st.subs.insert(
+        Ok(MadeOffer { ev, verified })
+    }
+
+    /// Computes, changing nothing, the offer [`Coordinator::handle`] would make for `s`
+    /// delivered at `now`, or `None` if `s` would be turned away before any offer work (out of
+    /// scope, already held, late, a token that does not verify). The offer is a pure function of
+    /// this coordinator's keys, seed and round open, so a driver may compute the offers of many
+    /// submissions at once, on any threads, and hand each back with
+    /// [`Coordinator::stash_offer`]; `handle` then takes it instead of computing it again. It
+    /// still applies every rule in order (a copy, the cap, token uses), so an offer prepared for
+    /// a submission it then refuses is dropped, and the outcome is the same as without.
+    pub fn prepare_offer(&self, now: UnixTime, s: &Verified<Submission>) -> Option<PreparedOffer> {
+        let id = SubmissionId::of_event(s.event());
+        if self.scope().check_submission(s).is_err()
+            || self.st.subs.contains_key(&id)
+            || now > self.st.open.submit_deadline
+        {
+            return None;
+        }
+        let ctx = l402::VerifyContext {
+            service: &self.st.config.service,
+            run: Some(&self.st.open.run_id),
+            now,
+            uses_so_far: 0,
+            presenter: Some(&s.author()),
+        };
+        l402::verify_token_string(&self.st.config.l402_secret, &s.token, &ctx).ok()?;
+        Some(PreparedOffer {
             id,
-            CSub {
-                submission: s,
-                offer: verified,
-                lock: None,
-                attestations: Vec::new(),
-            },
-        );
-        self.publish(ev, out);
+            now,
+            made: self.make_offer(now, id, s.author()),
+        })
+    }
+
+    /// Keeps an offer from [`Coordinator::prepare_offer`] for its submission's delivery. It is
+    /// not persisted: after a restart the offer is computed again, with the same result.
+    pub fn stash_offer(&mut self, prepared: PreparedOffer) {
+        self.prepared.insert(prepared.id, prepared);
     }
 
     fn refuse(

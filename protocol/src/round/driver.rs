@@ -26,7 +26,7 @@ use std::fmt;
 use nostr::Keys;
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Coordinator, Input, Peer, PersistError, Validator};
+use super::{Action, Coordinator, Input, Peer, PersistError, PreparedOffer, Validator};
 use crate::events::{PaymentHash, RoundOpen, RunId, UnixTime, Verified, VerifiedAny};
 
 /// Which role machine.
@@ -245,6 +245,15 @@ impl<K: Ord + Clone> Driver<K> {
     /// The machine of `key`.
     pub fn get(&self, key: &K) -> Option<&Machine> {
         self.machines.get(key)
+    }
+
+    /// Hands machine `key`, a coordinator, an offer computed ahead with
+    /// [`Coordinator::prepare_offer`] on a shared borrow (see there); nothing happens until the
+    /// submission's delivery. Ignored for any other machine.
+    pub fn stash_offer(&mut self, key: &K, offer: PreparedOffer) {
+        if let Some(Machine::Coordinator(c)) = self.machines.get_mut(key) {
+            c.stash_offer(offer);
+        }
     }
 
     /// Every machine, in key order.

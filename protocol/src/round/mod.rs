@@ -34,7 +34,7 @@ use crate::events::{
 };
 use crate::quorum::{Phase, Verdict};
 
-pub use coordinator::{Coordinator, CoordinatorConfig};
+pub use coordinator::{Coordinator, CoordinatorConfig, PreparedOffer};
 pub use driver::{scope_of, Delivery, Driver, Effects, Machine, MachineKey, Role};
 pub use peer::{Peer, PeerWork, TrancheState};
 pub use validator::Validator;

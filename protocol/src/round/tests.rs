@@ -404,3 +404,60 @@ fn beyond_the_declared_cap_a_paid_submission_is_refused_and_its_toll_refunded_on
         Some(&crate::events::Refusal::RoundFull { max: 1 })
     );
 }
+
+#[test]
+fn an_offer_prepared_ahead_is_the_one_handle_makes_and_changes_no_rule() {
+    let sub =
+        |author: u8, blob: u8| paid_peer(author, verified_open(), BlobHash([blob; 32]), None).1;
+    let submission = |v: &VerifiedAny| match v {
+        VerifiedAny::Submission(s) => s.clone(),
+        other => panic!("not a submission: {other:?}"),
+    };
+    let fresh = || {
+        let mut c = Coordinator::new(keys(1), [0; 32], T0, open(), config()).unwrap();
+        c.handle(T0, Input::Tick);
+        c
+    };
+    // Two submissions, then a copy of the first (same blob).
+    let deliveries = [
+        (sub(2, 9), T0 + 2),
+        (sub(3, 8), T0 + 3),
+        (sub(4, 9), T0 + 3),
+    ];
+    let mut plain = fresh();
+    let want: Vec<Vec<Action>> = deliveries
+        .iter()
+        .map(|(s, at)| plain.handle(*at, Input::Event(s.clone())))
+        .collect();
+
+    let mut ahead = fresh();
+    // Each offer prepared ahead; the second one for another second than it arrives in.
+    let prepared_for = [T0 + 2, T0 + 9, T0 + 3];
+    for ((s, _), at) in deliveries.iter().zip(prepared_for) {
+        let p = ahead.prepare_offer(at, &submission(s)).expect("an offer");
+        ahead.stash_offer(p);
+    }
+    let got: Vec<Vec<Action>> = deliveries
+        .iter()
+        .map(|(s, at)| ahead.handle(*at, Input::Event(s.clone())))
+        .collect();
+    // The same actions, byte for byte: the offers, and the copy still ignored as a copy.
+    assert_eq!(got, want);
+    assert!(got[0].iter().any(|a| matches!(a, Action::Publish(_))));
+    assert!(
+        got[2]
+            .iter()
+            .any(|a| matches!(a, Action::Ignored { reason, .. } if reason.starts_with("copy"))),
+        "{:?}",
+        got[2]
+    );
+    // Nothing is prepared for a submission already held, or one past the deadline.
+    assert!(ahead
+        .prepare_offer(T0 + 4, &submission(&deliveries[0].0))
+        .is_none());
+    let late = paid_peer(5, verified_open(), BlobHash([5; 32]), None).1;
+    let deadline = verified_open().submit_deadline;
+    assert!(ahead
+        .prepare_offer(deadline + 1, &submission(&late))
+        .is_none());
+}

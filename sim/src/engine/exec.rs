@@ -324,10 +324,19 @@ impl Simulation {
                     }
                 }
                 self.on_published(from, &event);
+                let submission = match (&*event, round_of(&event)) {
+                    (VerifiedAny::Submission(s), Some(r)) if self.pool.is_some() => Some((s, r)),
+                    _ => None,
+                };
                 for to in self.subscribers(&event, from) {
                     let Some(push) = self.relays.push(&stored_by, &mut self.rng) else {
                         continue;
                     };
+                    if let Some((s, r)) = submission.filter(|_| to == self.coordinator) {
+                        // Its offer is computed ahead with the others (`prepare_offers`).
+                        self.offer_backlog
+                            .push((now + push.delay, (to, r), s.clone()));
+                    }
                     self.schedule(
                         push.delay,
                         Item::Event {

@@ -26,7 +26,8 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::rc::Rc;
 
 use l402_protocol::events::{
-    validate_event, BlobHash, PaymentHash, RejectReason, RunId, Score, SubmissionId, VerifiedAny,
+    validate_event, BlobHash, PaymentHash, RejectReason, RunId, Score, Submission, SubmissionId,
+    VerifiedAny,
 };
 use l402_protocol::round::{Action, Driver, Input, Machine};
 use nostr::{EventId, Keys, PublicKey, SecretKey, Timestamp};
@@ -113,6 +114,8 @@ pub(crate) struct Stats {
     pub(crate) batched: u64,
     pub(crate) handled_inputs: u64,
     pub(crate) crashes: u64,
+    /// Offers the coordinators' submissions got computed ahead, on the pool.
+    pub(crate) offers_prepared: u64,
     pub(crate) restarts: u64,
     pub(crate) restore_errors: Vec<String>,
     pub(crate) merged_list_errors: Vec<String>,
@@ -286,6 +289,19 @@ pub struct Simulation {
     /// Relay checks of the events a batch's machines are about to publish, done on the pool
     /// beside their `handle` (signature, schema): what `FakeRelays::publish` would compute.
     prevalidated: BTreeMap<EventId, Result<VerifiedAny, RejectReason>>,
+    /// Submissions (coordinator, event) whose offer was prepared ahead, with the time it was
+    /// prepared for (see [`Simulation::prepare_offers`]).
+    offers_ahead: BTreeMap<(ActorId, EventId), u64>,
+    /// Relay checks of those offers' events, with that time, taken by the batch that publishes
+    /// each offer.
+    checked_ahead: BTreeMap<EventId, (u64, Result<VerifiedAny, RejectReason>)>,
+    /// Submissions queued for a coordinator since the last preparation: (due time, machine,
+    /// submission).
+    offer_backlog: Vec<(
+        u64,
+        (ActorId, u64),
+        l402_protocol::events::Verified<Submission>,
+    )>,
 }
 
 /// A delivery to one machine, logged and de-duplicated, waiting for its `handle`.
@@ -493,6 +509,9 @@ impl Simulation {
             next_resync: GENESIS_TIME + n.resync_secs,
             pool: None,
             prevalidated: BTreeMap::new(),
+            offers_ahead: BTreeMap::new(),
+            checked_ahead: BTreeMap::new(),
+            offer_backlog: Vec::new(),
             sc,
             seed,
             rng,
@@ -595,6 +614,7 @@ impl Simulation {
                 self.stats.processed += 1;
                 due.push(e.item);
             }
+            self.prepare_offers(&due);
             // In waves: each actor's first remaining delivery, in queue order.
             while !due.is_empty() {
                 let mut actors = BTreeSet::new();
@@ -618,9 +638,90 @@ impl Simulation {
             inputs = self.stats.handled_inputs,
             batches = self.stats.batches,
             batched = self.stats.batched,
+            offers_prepared = self.stats.offers_prepared,
             "queue drained"
         );
         self.finish()
+    }
+
+    /// The machine a queued item hands a submission to, if that machine is a coordinator and
+    /// the submission's offer was not prepared ahead.
+    fn unprepared_offer<'i>(
+        &self,
+        item: &'i Item,
+    ) -> Option<(
+        (ActorId, u64),
+        &'i l402_protocol::events::Verified<Submission>,
+    )> {
+        let Item::Event { to, ev, .. } = item else {
+            return None;
+        };
+        let VerifiedAny::Submission(s) = &**ev else {
+            return None;
+        };
+        let key = (*to, round_of(ev)?);
+        let coordinator = matches!(self.driver.get(&key), Some(Machine::Coordinator(_)));
+        let prepared = self.offers_ahead.contains_key(&(*to, s.event().id));
+        (coordinator && !prepared).then_some((key, s))
+    }
+
+    /// Offers computed ahead, so that a coordinator's offers are not one serial chain.
+    ///
+    /// A coordinator handles its submissions one after another, and each offer (the VRF draw,
+    /// a dealing per tranche, the relays' checks of the event: about 2 ms) is most of that
+    /// work. When a submission due now reaches a coordinator with no offer prepared, every
+    /// coordinator-bound submission waiting in the queue gets its offer computed at once on the
+    /// pool, each for the time it is due (`Coordinator::prepare_offer`: pure, the offer `handle`
+    /// would make), together with the relays' checks of the offer event. The machine's `handle`
+    /// then takes the prepared offer (only for that same time). The outcome, and so the
+    /// event-log hash, is the same for any thread count, including none.
+    fn prepare_offers(&mut self, due: &[Item]) {
+        let Some(pool) = &self.pool else {
+            return;
+        };
+        if !due.iter().any(|i| self.unprepared_offer(i).is_some()) {
+            return;
+        }
+        // The earliest time each (coordinator, submission) is queued for: its first sight.
+        let mut wanted = BTreeMap::new();
+        for (time, key, s) in std::mem::take(&mut self.offer_backlog) {
+            let id = (key.0, s.event().id);
+            if self.offers_ahead.contains_key(&id) {
+                continue;
+            }
+            let at = wanted.entry(id).or_insert((time, key, s));
+            at.0 = at.0.min(time);
+        }
+        let driver = &self.driver;
+        let prepared: Vec<_> = {
+            use rayon::prelude::*;
+            let jobs: Vec<_> = wanted.into_iter().collect();
+            pool.install(|| {
+                jobs.into_par_iter()
+                    .map(|(id, (time, key, s))| {
+                        let p = match driver.get(&key) {
+                            Some(Machine::Coordinator(c)) => c.prepare_offer(time, &s),
+                            _ => None,
+                        };
+                        let check = p.as_ref().and_then(|p| p.event()).map(|ev| {
+                            (
+                                ev.id,
+                                (time, validate_event(ev, Timestamp::from_secs(time))),
+                            )
+                        });
+                        (id, time, key, p, check)
+                    })
+                    .collect()
+            })
+        };
+        self.stats.offers_prepared += prepared.len() as u64;
+        for (id, time, key, p, check) in prepared {
+            self.offers_ahead.insert(id, time);
+            if let Some(p) = p {
+                self.driver.stash_offer(&key, p);
+            }
+            self.checked_ahead.extend(check);
+        }
     }
 
     /// The actor a queued item is a plain machine delivery to (what can join a batch); `None`
@@ -724,6 +825,8 @@ impl Simulation {
                 },
             );
         }
+        self.offers_ahead.retain(|_, at| *at >= now);
+        self.checked_ahead.retain(|_, (at, _)| *at >= now);
         // Ticks never crash a node, so every live machine's tick is one batch.
         let keys: Vec<(ActorId, u64)> = self.driver.iter().map(|(k, _)| *k).collect();
         let ticks: Vec<Pending> = keys
@@ -875,8 +978,9 @@ impl Simulation {
             .into_iter()
             .filter_map(|(k, m)| inputs.remove(k).map(|(i, input)| (i, m, input)))
             .collect();
+        let ahead = &self.checked_ahead;
         let handle =
-            |(i, m, input): (usize, &mut Machine, Input)| handle_and_check(i, m, now, input);
+            |(i, m, input): (usize, &mut Machine, Input)| handle_and_check(i, m, now, input, ahead);
         let mut done: Vec<Handled> = match &self.pool {
             Some(pool) if jobs.len() > 1 => {
                 use rayon::prelude::*;
@@ -1191,13 +1295,26 @@ struct Handled {
 }
 
 /// The pure part of a delivery, safe to run on any thread: the machine's `handle`, then the
-/// relays' acceptance checks (`validate_event` at `now`) of each event it asks to publish.
-fn handle_and_check(index: usize, m: &mut Machine, now: u64, input: Input) -> Handled {
+/// relays' acceptance checks (`validate_event` at `now`) of each event it asks to publish,
+/// unless `ahead` has them already.
+fn handle_and_check(
+    index: usize,
+    m: &mut Machine,
+    now: u64,
+    input: Input,
+    ahead: &BTreeMap<EventId, (u64, Result<VerifiedAny, RejectReason>)>,
+) -> Handled {
     let actions = m.handle(now, input);
     let checked = actions
         .iter()
         .filter_map(|a| match a {
-            Action::Publish(ev) => Some((ev.id, validate_event(ev, Timestamp::from_secs(now)))),
+            Action::Publish(ev) => Some((
+                ev.id,
+                match ahead.get(&ev.id) {
+                    Some((at, checked)) if *at == now => checked.clone(),
+                    _ => validate_event(ev, Timestamp::from_secs(now)),
+                },
+            )),
             _ => None,
         })
         .collect();
