@@ -311,6 +311,9 @@ struct Pending {
     input: Input,
     crashable: bool,
     replay: Option<Rc<VerifiedAny>>,
+    /// A new machine's first input: once it is handled, the actor catches up on the round's
+    /// stored events (see [`Simulation::catch_up`]).
+    then_catch_up: bool,
 }
 
 fn derive(seed: u64, label: &str, parts: &[&[u8]]) -> [u8; 32] {
@@ -724,14 +727,16 @@ impl Simulation {
         }
     }
 
-    /// The actor a queued item is a plain machine delivery to (what can join a batch); `None`
-    /// for the rest (ticks, round opens, restarts, replays, and the events that create
-    /// machines or feed a free-rider's copying), which run alone.
+    /// The actor a queued item is a machine delivery to (what can join a batch); `None` for the
+    /// rest (ticks, round opens reaching a free-rider, restarts, replays, and the events that
+    /// feed a free-rider's copying), which run alone. A round open starts the actor's machine
+    /// while the batch is formed, in queue order; its first input joins the batch.
     fn batch_target(&self, item: &Item) -> Option<ActorId> {
         match item {
             Item::Event { to, ev, .. } => match &**ev {
-                VerifiedAny::RoundOpen(_) => None,
-                VerifiedAny::Submission(_) if self.actors[*to as usize].kind.copies_others() => {
+                VerifiedAny::RoundOpen(_) | VerifiedAny::Submission(_)
+                    if self.actors[*to as usize].kind.copies_others() =>
+                {
                     None
                 }
                 _ => Some(*to),
@@ -747,7 +752,17 @@ impl Simulation {
         match item {
             Item::Event { to, ev, dup } => {
                 self.log_bytes(2, to, 0, &ev.event().id.to_bytes());
-                self.event_delivery(to, &ev, dup)
+                match &*ev {
+                    VerifiedAny::RoundOpen(open) if self.first_sight(to, &ev, dup) => {
+                        self.actors[to as usize].seen.insert(ev.event().id);
+                        let r = self.start_machine(to, open.clone())?;
+                        let mut p = self.pending(to, r, Input::Tick, true)?;
+                        p.then_catch_up = true;
+                        Some(p)
+                    }
+                    VerifiedAny::RoundOpen(_) => None,
+                    _ => self.event_delivery(to, &ev, dup),
+                }
             }
             Item::Ln { to, round, input } => {
                 self.log_input(4, to, round, &input);
@@ -915,6 +930,7 @@ impl Simulation {
             input,
             crashable,
             replay,
+            then_catch_up: false,
         };
         if let Some(p) = self.admit(p) {
             self.deliver_batch(vec![p]);
@@ -930,6 +946,7 @@ impl Simulation {
             input,
             crashable,
             replay,
+            then_catch_up: false,
         })
     }
 
@@ -970,7 +987,7 @@ impl Simulation {
         let mut inputs: BTreeMap<(ActorId, u64), (usize, Input)> = BTreeMap::new();
         for (i, p) in batch.into_iter().enumerate() {
             inputs.insert((p.a, p.r), (i, p.input));
-            metas.push((p.a, p.r, p.crashable, p.replay));
+            metas.push((p.a, p.r, p.crashable, p.replay, p.then_catch_up));
         }
         let jobs: Vec<(usize, &mut Machine, Input)> = self
             .driver
@@ -990,12 +1007,14 @@ impl Simulation {
         };
         done.sort_by_key(|h| h.index);
         for h in done {
-            let (a, r, crashable, replay) = metas[h.index].clone();
+            let (a, r, crashable, replay, then_catch_up) = metas[h.index].clone();
             self.prevalidated = h.checked;
             self.with_driver(crashable, replay, |d, fx| d.finish(&(a, r), h.actions, fx));
             self.prevalidated.clear();
             if self.is_down(a) {
                 self.snapshot(a);
+            } else if then_catch_up {
+                self.catch_up(a, r);
             }
         }
     }

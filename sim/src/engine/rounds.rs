@@ -171,14 +171,24 @@ impl Simulation {
         self.deliver_input(c, r, Input::Tick, false);
     }
 
-    /// The round open reached actor `a`: start its machine for the round.
+    /// The round open reached actor `a`: start its machine for the round, hand it its first
+    /// input, and catch up on the round's stored events.
     pub(super) fn on_round_open(&mut self, a: ActorId, open: Verified<RoundOpen>) {
+        if let Some(r) = self.start_machine(a, open) {
+            self.deliver_input(a, r, Input::Tick, true);
+            self.catch_up(a, r);
+        }
+    }
+
+    /// The round open reached actor `a`: start its machine for the round. The round, if a
+    /// machine was started (it then wants its first input, then the round's stored events);
+    /// `None` otherwise (not in the round, or an actor that only watches: a free-rider catches
+    /// up here, a replayer schedules its turns).
+    pub(super) fn start_machine(&mut self, a: ActorId, open: Verified<RoundOpen>) -> Option<u64> {
         let r = open.round;
-        let Some(rec) = self.rounds.get(&r) else {
-            return;
-        };
+        let rec = self.rounds.get(&r)?;
         if rec.retired || rec.open.id() != open.id() || self.driver.contains(&(a, r)) {
-            return;
+            return None;
         }
         let kind = self.actors[a as usize].kind;
         let keys = self.actors[a as usize].keys.clone();
@@ -186,7 +196,7 @@ impl Simulation {
         match kind {
             k if k.is_validator() => {
                 if !rec.committee_set.contains(&a) {
-                    return;
+                    return None;
                 }
                 match Validator::new(keys, seed, open) {
                     Ok(v) => {
@@ -194,13 +204,13 @@ impl Simulation {
                     }
                     Err(e) => {
                         self.stats.open_errors.push(format!("validator {a}: {e}"));
-                        return;
+                        return None;
                     }
                 }
             }
             k if k.trains() || (k == ActorKind::Mixed && !self.mixed_copies(a, r)) => {
                 if self.clock.now >= open.submit_deadline {
-                    return;
+                    return None;
                 }
                 let work = self.make_work(a, &open);
                 let peer = Peer::new(keys, seed, open, work);
@@ -211,7 +221,7 @@ impl Simulation {
                     rec.riders_ready.insert(a);
                 }
                 self.catch_up(a, r);
-                return;
+                return None;
             }
             ActorKind::Replayer => {
                 if r >= 2 {
@@ -227,12 +237,11 @@ impl Simulation {
                         );
                     }
                 }
-                return;
+                return None;
             }
-            _ => return,
+            _ => return None,
         }
-        self.deliver_input(a, r, Input::Tick, true);
-        self.catch_up(a, r);
+        Some(r)
     }
 
     /// Buy (or, for a forging Sybil, forge) an L402 submission token for round `open`.
