@@ -130,6 +130,14 @@ struct MadeOffer {
     verified: Option<Verified<EscrowOffer>>,
 }
 
+/// Why a submission is turned away before any offer work ([`Coordinator::turned_away`]).
+enum TurnedAway {
+    /// Already held: a duplicate delivery, nothing to say.
+    Held,
+    /// Out of scope or late: reported as ignored, with this reason.
+    Ignored(String),
+}
+
 /// An offer computed ahead of its submission's delivery ([`Coordinator::prepare_offer`]).
 #[derive(Clone, Debug)]
 pub struct PreparedOffer {
@@ -296,19 +304,54 @@ impl Coordinator {
         out
     }
 
-    fn on_submission(&mut self, now: UnixTime, s: Verified<Submission>, out: &mut Vec<Action>) {
-        if let Err(e) = self.scope().check_submission(&s) {
-            out.push(ignored(s.event(), e));
-            return;
+    /// Why submission `s` (id `id`) arriving at `now` is turned away before any offer work:
+    /// out of this round's scope, or after the submit deadline, or already held. The checks
+    /// that come after (a copy, the token, the cap) depend on what arrived before it.
+    fn turned_away(
+        &self,
+        now: UnixTime,
+        s: &Verified<Submission>,
+        id: &SubmissionId,
+    ) -> Result<(), TurnedAway> {
+        if let Err(e) = self.scope().check_submission(s) {
+            return Err(TurnedAway::Ignored(e.to_string()));
         }
-        let id = SubmissionId::of_event(s.event());
-        let prepared = self.prepared.remove(&id);
-        if self.st.subs.contains_key(&id) {
-            return;
+        if self.st.subs.contains_key(id) {
+            return Err(TurnedAway::Held);
         }
         if now > self.st.open.submit_deadline {
-            out.push(ignored(s.event(), "submission after the submit deadline"));
-            return;
+            let late = "submission after the submit deadline";
+            return Err(TurnedAway::Ignored(late.into()));
+        }
+        Ok(())
+    }
+
+    /// The context a submission's L402 token is verified in, given the uses already consumed.
+    fn token_context<'a>(
+        &'a self,
+        now: UnixTime,
+        presenter: &'a nostr::PublicKey,
+        uses_so_far: u64,
+    ) -> l402::VerifyContext<'a> {
+        l402::VerifyContext {
+            service: &self.st.config.service,
+            run: Some(&self.st.open.run_id),
+            now,
+            uses_so_far,
+            presenter: Some(presenter),
+        }
+    }
+
+    fn on_submission(&mut self, now: UnixTime, s: Verified<Submission>, out: &mut Vec<Action>) {
+        let id = SubmissionId::of_event(s.event());
+        let prepared = self.prepared.remove(&id);
+        match self.turned_away(now, &s, &id) {
+            Ok(()) => {}
+            Err(TurnedAway::Held) => return,
+            Err(TurnedAway::Ignored(reason)) => {
+                out.push(ignored(s.event(), reason));
+                return;
+            }
         }
         // The blob hash is the commitment: the same bits submitted again are a copy of the
         // first submission (a leak), never independent work. First come is kept.
@@ -327,13 +370,7 @@ impl Coordinator {
         }
         let author = s.author();
         let uses_key = |t: &[u8; 32]| hex::encode(t);
-        let ctx = |uses| l402::VerifyContext {
-            service: &self.st.config.service,
-            run: Some(&self.st.open.run_id),
-            now,
-            uses_so_far: uses,
-            presenter: Some(&author),
-        };
+        let ctx = |uses| self.token_context(now, &author, uses);
         // Learn the token id first (uses 0), then check against the real use count.
         let info = l402::verify_token_string(&self.st.config.l402_secret, &s.token, &ctx(0))
             .and_then(|i| {
@@ -464,19 +501,9 @@ impl Coordinator {
     /// a submission it then refuses is dropped, and the outcome is the same as without.
     pub fn prepare_offer(&self, now: UnixTime, s: &Verified<Submission>) -> Option<PreparedOffer> {
         let id = SubmissionId::of_event(s.event());
-        if self.scope().check_submission(s).is_err()
-            || self.st.subs.contains_key(&id)
-            || now > self.st.open.submit_deadline
-        {
-            return None;
-        }
-        let ctx = l402::VerifyContext {
-            service: &self.st.config.service,
-            run: Some(&self.st.open.run_id),
-            now,
-            uses_so_far: 0,
-            presenter: Some(&s.author()),
-        };
+        self.turned_away(now, s, &id).ok()?;
+        let author = s.author();
+        let ctx = self.token_context(now, &author, 0);
         l402::verify_token_string(&self.st.config.l402_secret, &s.token, &ctx).ok()?;
         Some(PreparedOffer {
             id,

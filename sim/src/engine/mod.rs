@@ -685,23 +685,16 @@ impl Simulation {
         if !due.iter().any(|i| self.unprepared_offer(i).is_some()) {
             return;
         }
-        // The earliest time each (coordinator, submission) is queued for: its first sight.
-        let mut wanted = BTreeMap::new();
-        for (time, key, s) in std::mem::take(&mut self.offer_backlog) {
-            let id = (key.0, s.event().id);
-            if self.offers_ahead.contains_key(&id) {
-                continue;
-            }
-            let at = wanted.entry(id).or_insert((time, key, s));
-            at.0 = at.0.min(time);
-        }
+        // Each (coordinator, submission) is in the backlog once: the relays store an event
+        // once, and a relay's duplicate push is not added.
+        let jobs = std::mem::take(&mut self.offer_backlog);
         let driver = &self.driver;
         let prepared: Vec<_> = {
             use rayon::prelude::*;
-            let jobs: Vec<_> = wanted.into_iter().collect();
             pool.install(|| {
                 jobs.into_par_iter()
-                    .map(|(id, (time, key, s))| {
+                    .map(|(time, key, s)| {
+                        let id = (key.0, s.event().id);
                         let p = match driver.get(&key) {
                             Some(Machine::Coordinator(c)) => c.prepare_offer(time, &s),
                             _ => None,
