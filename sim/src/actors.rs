@@ -5,7 +5,7 @@
 //!
 //! Spec: specs/L2T-12-sim.md#actors
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use nostr::{EventId, Keys, PublicKey};
 use serde::Serialize;
@@ -177,8 +177,9 @@ pub struct Actor {
     pub down_until: Option<u64>,
     /// `(from, to)` of every downtime.
     pub downtimes: Vec<(u64, u64)>,
-    /// Events delivered to it (the client deduplicates by id, as nostr-sdk does).
-    pub seen: BTreeSet<EventId>,
+    /// Events delivered to it, per round (the client deduplicates by id, as nostr-sdk does).
+    /// A retired round's set is dropped: nothing of that round reaches a machine any more.
+    pub seen: BTreeMap<u64, BTreeSet<EventId>>,
     /// Validators: round from which the audit excluded it.
     pub excluded_from: Option<u64>,
 }
@@ -187,5 +188,15 @@ impl Actor {
     /// Whether the actor was down at any time in `[from, to]`.
     pub fn was_down_during(&self, from: u64, to: u64) -> bool {
         self.downtimes.iter().any(|&(a, b)| a <= to && b >= from)
+    }
+
+    /// Whether event `id` of round `r` was delivered to it.
+    pub fn has_seen(&self, r: u64, id: &EventId) -> bool {
+        self.seen.get(&r).is_some_and(|s| s.contains(id))
+    }
+
+    /// Record that event `id` of round `r` was delivered to it.
+    pub fn mark_seen(&mut self, r: u64, id: EventId) {
+        self.seen.entry(r).or_default().insert(id);
     }
 }

@@ -37,4 +37,7 @@ pub use engine::Simulation;
 pub use invariants::{check, InvariantError, Violation};
 pub use report::Report;
 pub use scenario::Scenario;
-pub use sweep::{replay_threads, run_checked, run_one, run_threads, sweep, Checked, SweepSummary};
+pub use sweep::{
+    replay_threads, run_checked, run_checked_with_progress, run_one, run_threads,
+    run_with_progress, sweep, Checked, SweepSummary,
+};

@@ -15,7 +15,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use l402_sim::{heatmap, plot, real, run_checked, run_threads, sweep, InvariantError, Scenario};
+use l402_sim::{
+    heatmap, plot, real, run_checked_with_progress, run_with_progress, sweep, InvariantError,
+    Scenario,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -176,6 +179,19 @@ fn progress(seeds: u64, label: &str) -> ProgressBar {
     pb
 }
 
+/// A bar over `rounds` simulated rounds (a long single run: 1 000 peers take seconds a round).
+fn rounds_bar(rounds: u64, label: &str) -> ProgressBar {
+    let pb = ProgressBar::new(rounds);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} rounds ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_prefix(label.to_string());
+    pb
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -275,9 +291,29 @@ fn real_main() -> anyhow::Result<bool> {
             let sc = load(&scenario)?;
             let seed = seed.unwrap_or(sc.seed);
             let threads = threads.unwrap_or_else(cores);
-            let (report, mut result) = run_checked(&sc, seed, rounds, check_replay, threads)?;
+            // One bar over every run this command makes, in rounds checkpointed.
+            let per_run = rounds.unwrap_or(sc.rounds);
+            let runs = 1 + u64::from(check_replay) + u64::from(compare_clean);
+            let pb = rounds_bar(per_run * runs, &sc.name);
+            let bar = pb.clone();
+            let (report, mut result) = run_checked_with_progress(
+                &sc,
+                seed,
+                rounds,
+                check_replay,
+                threads,
+                move |run, n| bar.set_position(run as u64 * per_run + n),
+            )?;
             let clean = if compare_clean {
-                let clean = run_threads(&sc.without_adversaries(), seed, rounds, threads)?;
+                let bar = pb.clone();
+                let before = (runs - 1) * per_run;
+                let clean = run_with_progress(
+                    &sc.without_adversaries(),
+                    seed,
+                    rounds,
+                    threads,
+                    move |n| bar.set_position(before + n),
+                )?;
                 if let Err(e) = l402_sim::invariants::check_loss_gap(&report, &clean) {
                     match &mut result {
                         Ok(()) => result = Err(e),
@@ -288,6 +324,7 @@ fn real_main() -> anyhow::Result<bool> {
             } else {
                 None
             };
+            pb.finish_and_clear();
             if let Some(d) = &dir {
                 l402_sim::outputs::write_fast(d, &report, clean.as_ref(), &result)?;
                 eprintln!(

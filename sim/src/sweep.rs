@@ -29,13 +29,26 @@ pub fn run_threads(
     rounds: Option<u64>,
     threads: usize,
 ) -> Result<Report, ScenarioError> {
+    run_with_progress(scenario, seed, rounds, threads, |_| {})
+}
+
+/// [`run_threads`], telling `progress` the number of rounds checkpointed so far each time it
+/// grows (for a progress bar; the run does not depend on it).
+pub fn run_with_progress(
+    scenario: &Scenario,
+    seed: u64,
+    rounds: Option<u64>,
+    threads: usize,
+    progress: impl FnMut(u64) + 'static,
+) -> Result<Report, ScenarioError> {
     let mut sc = scenario.clone();
     if let Some(r) = rounds {
         sc.rounds = r;
     }
     let sim = Simulation::new(&sc, seed)?
         .with_threads(threads)
-        .map_err(|source| ScenarioError::Threads { threads, source })?;
+        .map_err(|source| ScenarioError::Threads { threads, source })?
+        .with_progress(progress);
     Ok(sim.run())
 }
 
@@ -61,10 +74,26 @@ pub fn run_checked(
     replay: bool,
     threads: usize,
 ) -> Result<Checked, ScenarioError> {
-    let report = run_threads(scenario, seed, rounds, threads)?;
+    run_checked_with_progress(scenario, seed, rounds, replay, threads, |_, _| {})
+}
+
+/// [`run_checked`], telling `progress` which run (0, then 1 for the replay) has how many
+/// rounds checkpointed, each time that grows.
+pub fn run_checked_with_progress(
+    scenario: &Scenario,
+    seed: u64,
+    rounds: Option<u64>,
+    replay: bool,
+    threads: usize,
+    progress: impl Fn(usize, u64) + Clone + 'static,
+) -> Result<Checked, ScenarioError> {
+    let first = progress.clone();
+    let report = run_with_progress(scenario, seed, rounds, threads, move |n| first(0, n))?;
     let mut result = check(&report);
     if replay {
-        let again = run_threads(scenario, seed, rounds, replay_threads(threads))?;
+        let again = run_with_progress(scenario, seed, rounds, replay_threads(threads), move |n| {
+            progress(1, n)
+        })?;
         if let Err(e) = check_replay(&report, &again) {
             result = match result {
                 Ok(()) => Err(e),

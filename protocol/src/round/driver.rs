@@ -210,7 +210,8 @@ pub enum Delivery {
 /// A node's role machines and the loop around them.
 #[derive(Debug)]
 pub struct Driver<K: Ord> {
-    machines: BTreeMap<K, Machine>,
+    /// Boxed: a map node moves its entries on insert and remove, and a machine is large.
+    machines: BTreeMap<K, Box<Machine>>,
 }
 
 impl<K: Ord> Default for Driver<K> {
@@ -244,26 +245,26 @@ impl<K: Ord + Clone> Driver<K> {
 
     /// The machine of `key`.
     pub fn get(&self, key: &K) -> Option<&Machine> {
-        self.machines.get(key)
+        self.machines.get(key).map(|m| &**m)
     }
 
     /// Hands machine `key`, a coordinator, an offer computed ahead with
     /// [`Coordinator::prepare_offer`] on a shared borrow (see there); nothing happens until the
     /// submission's delivery. Ignored for any other machine.
     pub fn stash_offer(&mut self, key: &K, offer: PreparedOffer) {
-        if let Some(Machine::Coordinator(c)) = self.machines.get_mut(key) {
+        if let Some(Machine::Coordinator(c)) = self.machines.get_mut(key).map(|m| &mut **m) {
             c.stash_offer(offer);
         }
     }
 
     /// Every machine, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &Machine)> {
-        self.machines.iter()
+        self.machines.iter().map(|(k, m)| (k, &**m))
     }
 
     /// Add a new machine. It acts on its first input (give it a [`Input::Tick`] to start).
     pub fn insert(&mut self, key: K, machine: Machine) {
-        self.machines.insert(key, machine);
+        self.machines.insert(key, Box::new(machine));
     }
 
     /// Hand `input` to machine `key`: handle, persist, then execute.
@@ -281,19 +282,22 @@ impl<K: Ord + Clone> Driver<K> {
         self.finish(key, actions, fx)
     }
 
-    /// The machines of `keys` (those that exist), each borrowed mutably and apart from the
-    /// others, in key order. This is [`Driver::handle`] split in two for a shell that hands
-    /// inputs to distinct machines at once (the simulator spreads [`Machine::handle`] over
-    /// threads): call `handle` on each, then [`Driver::finish`] each result in the shell's
-    /// order. Handling is pure, so the outcome does not depend on how the calls were spread.
-    pub fn machines_mut<'a>(&'a mut self, keys: &BTreeSet<K>) -> Vec<(&'a K, &'a mut Machine)> {
-        let (Some(first), Some(last)) = (keys.first(), keys.last()) else {
-            return Vec::new();
-        };
-        self.machines
-            .range_mut(first..=last)
-            .filter(|(k, _)| keys.contains(*k))
+    /// The machines of `keys` (those that exist), taken out of the driver in key order. This
+    /// is [`Driver::handle`] split in two for a shell that hands inputs to distinct machines at
+    /// once (the simulator spreads [`Machine::handle`] over threads): call `handle` on each,
+    /// give every machine back with [`Driver::put_back`], then [`Driver::finish`] each result
+    /// in the shell's order. Handling is pure, so the outcome does not depend on how the calls
+    /// were spread. (Taken rather than borrowed: a batch touches a few machines of many, and
+    /// a map hands out several mutable borrows only by walking every entry between them.)
+    pub fn take_machines(&mut self, keys: &BTreeSet<K>) -> Vec<(K, Box<Machine>)> {
+        keys.iter()
+            .filter_map(|k| self.machines.remove_entry(k))
             .collect()
+    }
+
+    /// Give back machines [`Driver::take_machines`] took.
+    pub fn put_back(&mut self, machines: impl IntoIterator<Item = (K, Box<Machine>)>) {
+        self.machines.extend(machines);
     }
 
     /// The second half of [`Driver::handle`]: persist machine `key` as it is now, then execute
@@ -364,7 +368,7 @@ impl<K: Ord + Clone> Driver<K> {
         bytes: &[u8],
     ) -> Result<(), PersistError> {
         let m = Machine::from_bytes(role, keys, bytes)?;
-        self.machines.insert(key, m);
+        self.machines.insert(key, Box::new(m));
         Ok(())
     }
 

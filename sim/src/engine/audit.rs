@@ -33,12 +33,9 @@ impl Simulation {
         rec.audited = true;
         let open = rec.open.value().clone();
         let committee = rec.committee.clone();
-        let ids = self.round_events.get(&r).cloned().unwrap_or_default();
+        let evs = self.round_events.get(&r).cloned().unwrap_or_default();
         let mut by_sub: BTreeMap<SubmissionId, Vec<Verified<AttestationEvent>>> = BTreeMap::new();
-        for id in &ids {
-            let Some(ev) = self.published.get(id) else {
-                continue;
-            };
+        for ev in &evs {
             let VerifiedAny::Attestation(a) = &**ev else {
                 continue;
             };
@@ -130,7 +127,7 @@ impl Simulation {
             if self.stats.relay_flagged.contains_key(&i) {
                 continue;
             }
-            if ids.iter().any(|id| !relay.has(id)) {
+            if evs.iter().any(|ev| !relay.has(&ev.event().id)) {
                 self.stats.relay_flagged.insert(i, r);
             }
         }

@@ -312,7 +312,10 @@ impl Simulation {
                 let id = ev.id;
                 self.published.insert(id, Rc::clone(&event));
                 if let Some(r) = round_of(&event) {
-                    self.round_events.entry(r).or_default().push(id);
+                    self.round_events
+                        .entry(r)
+                        .or_default()
+                        .push(Rc::clone(&event));
                     let named = match &*event {
                         VerifiedAny::EscrowOffer(o) => Some(o.peer),
                         VerifiedAny::Attestation(a) => Some(a.peer),
@@ -320,7 +323,10 @@ impl Simulation {
                         _ => None,
                     };
                     if let Some(a) = named.and_then(|pk| self.by_key.get(&pk).copied()) {
-                        self.peer_events.entry((r, a)).or_default().push(id);
+                        self.peer_events
+                            .entry((r, a))
+                            .or_default()
+                            .push(Rc::clone(&event));
                     }
                 }
                 self.on_published(from, &event);
@@ -438,6 +444,7 @@ impl Simulation {
                     };
                     self.stats.merged_list_errors.extend(err);
                 }
+                self.report_progress();
                 self.prev_checkpoint = self.last_checkpoint;
                 self.last_checkpoint = c.checkpoint;
                 if r < self.sc.rounds {

@@ -41,13 +41,7 @@ impl Simulation {
             return "refused: bad L402 token".into();
         }
         let mut codes: BTreeMap<String, usize> = BTreeMap::new();
-        for ev in self
-            .peer_events
-            .get(&(round, worker))
-            .into_iter()
-            .flatten()
-            .filter_map(|e| self.published.get(e))
-        {
+        for ev in self.peer_events.get(&(round, worker)).into_iter().flatten() {
             match &**ev {
                 VerifiedAny::SubmissionRefusal(r) if &r.submission == id => {
                     return format!("refused: {}", r.refusal);
@@ -100,10 +94,7 @@ impl Simulation {
         let Some(worker) = self.subs.get(submission).map(|s| s.author) else {
             return 0;
         };
-        for id in self.peer_events.get(&(round, worker)).into_iter().flatten() {
-            let Some(ev) = self.published.get(id) else {
-                continue;
-            };
+        for ev in self.peer_events.get(&(round, worker)).into_iter().flatten() {
             let VerifiedAny::Attestation(a) = &**ev else {
                 continue;
             };

@@ -263,9 +263,9 @@ pub struct Simulation {
     /// Merged-list blobs the coordinator stored, by BLAKE3 hash (what a fetcher gets).
     pub(crate) merged_lists: BTreeMap<BlobHash, Vec<u8>>,
     /// Event ids per round, in publication order.
-    round_events: BTreeMap<u64, Vec<EventId>>,
+    round_events: BTreeMap<u64, Vec<Rc<VerifiedAny>>>,
     /// Offers and attestations naming a worker, per (round, worker).
-    peer_events: BTreeMap<(u64, ActorId), Vec<EventId>>,
+    peer_events: BTreeMap<(u64, ActorId), Vec<Rc<VerifiedAny>>>,
     queue: BinaryHeap<Reverse<Entry>>,
     /// Per (actor, round): how far into the round's event list its last complete catch-up went.
     synced: BTreeMap<(ActorId, u64), usize>,
@@ -302,6 +302,22 @@ pub struct Simulation {
         (ActorId, u64),
         l402_protocol::events::Verified<Submission>,
     )>,
+    /// Told the number of rounds with a checkpoint each time one more has one.
+    progress: ProgressHook,
+}
+
+/// A caller's progress callback (see [`Simulation::with_progress`]).
+#[derive(Default)]
+struct ProgressHook(Option<Box<dyn FnMut(u64)>>);
+
+impl std::fmt::Debug for ProgressHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ProgressHook(set)"
+        } else {
+            "ProgressHook(none)"
+        })
+    }
 }
 
 /// A delivery to one machine, logged and de-duplicated, waiting for its `handle`.
@@ -446,7 +462,7 @@ impl Simulation {
                 pubkey,
                 down_until: None,
                 downtimes: Vec::new(),
-                seen: BTreeSet::new(),
+                seen: BTreeMap::new(),
                 excluded_from: None,
             });
         }
@@ -515,6 +531,7 @@ impl Simulation {
             offers_ahead: BTreeMap::new(),
             checked_ahead: BTreeMap::new(),
             offer_backlog: Vec::new(),
+            progress: ProgressHook::default(),
             sc,
             seed,
             rng,
@@ -586,6 +603,25 @@ impl Simulation {
         Ok(self)
     }
 
+    /// Call `f` with the number of rounds that have a checkpoint each time a round gets one
+    /// (for a progress bar). It reads nothing of the run but that count, so it changes nothing.
+    pub fn with_progress(mut self, f: impl FnMut(u64) + 'static) -> Self {
+        self.progress = ProgressHook(Some(Box::new(f)));
+        self
+    }
+
+    /// Tell the progress callback how many rounds have a checkpoint.
+    fn report_progress(&mut self) {
+        if let Some(f) = &mut self.progress.0 {
+            let done = self
+                .rounds
+                .values()
+                .filter(|rec| rec.checkpoint.is_some())
+                .count() as u64;
+            f(done);
+        }
+    }
+
     /// Run to the end: every round opened, every deadline and HTLC expiry passed.
     ///
     /// The plain machine deliveries due at the same second (up to the first other item) run in
@@ -618,21 +654,24 @@ impl Simulation {
                 due.push(e.item);
             }
             self.prepare_offers(&due);
-            // In waves: each actor's first remaining delivery, in queue order.
-            while !due.is_empty() {
-                let mut actors = BTreeSet::new();
-                let mut wave = Vec::new();
-                let mut rest = Vec::new();
-                for item in due {
-                    match self.batch_target(&item) {
-                        Some(a) if actors.insert(a) => wave.push(item),
-                        _ => rest.push(item),
-                    }
+            // In waves: each actor's first remaining delivery, in queue order. An item's wave
+            // is the number of items before it for the same actor (formed in one pass: a
+            // second with many deliveries to one coordinator has as many waves).
+            let mut waves: Vec<Vec<Item>> = Vec::new();
+            let mut per_actor: BTreeMap<ActorId, usize> = BTreeMap::new();
+            for item in due {
+                let a = self.batch_target(&item);
+                let n = per_actor.entry(a.unwrap_or(ActorId::MAX)).or_insert(0);
+                if waves.len() <= *n {
+                    waves.push(Vec::new());
                 }
+                waves[*n].push(item);
+                *n += 1;
+            }
+            for wave in waves {
                 let batch: Vec<Pending> =
                     wave.into_iter().filter_map(|i| self.prepare(i)).collect();
                 self.deliver_batch(batch);
-                due = rest;
             }
         }
         tracing::debug!(
@@ -747,7 +786,7 @@ impl Simulation {
                 self.log_bytes(2, to, 0, &ev.event().id.to_bytes());
                 match &*ev {
                     VerifiedAny::RoundOpen(open) if self.first_sight(to, &ev, dup) => {
-                        self.actors[to as usize].seen.insert(ev.event().id);
+                        self.actors[to as usize].mark_seen(open.round, ev.event().id);
                         let r = self.start_machine(to, open.clone())?;
                         let mut p = self.pending(to, r, Input::Tick, true)?;
                         p.then_catch_up = true;
@@ -872,6 +911,9 @@ impl Simulation {
             if let Some(rec) = self.rounds.get_mut(r) {
                 rec.retired = true;
             }
+            for actor in &mut self.actors {
+                actor.seen.remove(r);
+            }
         }
         if !done.is_empty() {
             self.with_driver(false, None, |d, fx| {
@@ -982,22 +1024,25 @@ impl Simulation {
             inputs.insert((p.a, p.r), (i, p.input));
             metas.push((p.a, p.r, p.crashable, p.replay, p.then_catch_up));
         }
-        let jobs: Vec<(usize, &mut Machine, Input)> = self
+        let jobs: Vec<Job> = self
             .driver
-            .machines_mut(&keys)
+            .take_machines(&keys)
             .into_iter()
-            .filter_map(|(k, m)| inputs.remove(k).map(|(i, input)| (i, m, input)))
+            .filter_map(|(k, m)| inputs.remove(&k).map(|(i, input)| (i, k, m, input)))
             .collect();
         let ahead = &self.checked_ahead;
-        let handle =
-            |(i, m, input): (usize, &mut Machine, Input)| handle_and_check(i, m, now, input, ahead);
-        let mut done: Vec<Handled> = match &self.pool {
+        let handle = |(i, k, mut m, input): Job| {
+            let h = handle_and_check(i, &mut m, now, input, ahead);
+            (h, (k, m))
+        };
+        let (mut done, machines): (Vec<Handled>, Vec<_>) = match &self.pool {
             Some(pool) if jobs.len() > 1 => {
                 use rayon::prelude::*;
-                pool.install(|| jobs.into_par_iter().map(handle).collect())
+                pool.install(|| jobs.into_par_iter().map(handle).unzip())
             }
-            _ => jobs.into_iter().map(handle).collect(),
+            _ => jobs.into_iter().map(handle).unzip(),
         };
+        self.driver.put_back(machines);
         done.sort_by_key(|h| h.index);
         for h in done {
             let (a, r, crashable, replay, then_catch_up) = metas[h.index].clone();
@@ -1190,11 +1235,11 @@ impl Simulation {
         }
         match &**ev {
             VerifiedAny::RoundOpen(open) => {
-                self.actors[to as usize].seen.insert(ev.event().id);
+                self.actors[to as usize].mark_seen(open.round, ev.event().id);
                 self.on_round_open(to, open.clone());
             }
             VerifiedAny::Submission(s) if self.actors[to as usize].kind.copies_others() => {
-                self.actors[to as usize].seen.insert(ev.event().id);
+                self.actors[to as usize].mark_seen(s.round, ev.event().id);
                 self.maybe_copy(to, s.clone());
             }
             _ => {
@@ -1206,11 +1251,14 @@ impl Simulation {
     }
 
     /// Whether `to` is up and has not seen `ev` (or this is a relay's duplicate push), and the
-    /// event names a round.
+    /// event names a round that is not retired.
     fn first_sight(&self, to: ActorId, ev: &VerifiedAny, dup: bool) -> bool {
+        let Some(r) = round_of(ev) else {
+            return false;
+        };
         !self.is_down(to)
-            && (dup || !self.actors[to as usize].seen.contains(&ev.event().id))
-            && round_of(ev).is_some()
+            && (dup || !self.actors[to as usize].has_seen(r, &ev.event().id))
+            && self.rounds.get(&r).is_none_or(|rec| !rec.retired)
     }
 
     /// The delivery of `ev` to `to`'s machine of the event's round, marking it seen.
@@ -1222,7 +1270,7 @@ impl Simulation {
         if !self.driver.contains(&(to, r)) {
             return None; // not in this round (yet): a later re-sync delivers it
         }
-        self.actors[to as usize].seen.insert(ev.event().id);
+        self.actors[to as usize].mark_seen(r, ev.event().id);
         self.pending(to, r, Input::Event((**ev).clone()), true)
     }
 
@@ -1260,15 +1308,15 @@ impl Simulation {
     fn catch_up_from(&mut self, a: ActorId, r: u64, from: usize) {
         let worker = self.actors[a as usize].kind.is_worker()
             && !self.actors[a as usize].kind.copies_others();
-        // The ids `a` subscribes to, in publication order, and how far this pass reaches.
-        let (ids, end): (Vec<EventId>, usize) = if worker {
-            let mut v: Vec<EventId> = self
+        // The events `a` subscribes to, in publication order, and how far this pass reaches.
+        let (evs, end): (Vec<Rc<VerifiedAny>>, usize) = if worker {
+            let mut v: Vec<Rc<VerifiedAny>> = self
                 .round_events
                 .get(&r)
-                .and_then(|ids| ids.first().copied())
+                .and_then(|evs| evs.first().cloned())
                 .into_iter()
                 .collect();
-            v.extend(self.peer_events.get(&(r, a)).into_iter().flatten().copied());
+            v.extend(self.peer_events.get(&(r, a)).into_iter().flatten().cloned());
             let end = v.len();
             (v.split_off(from.min(end)), end)
         } else {
@@ -1279,16 +1327,13 @@ impl Simulation {
                 .unwrap_or_default();
             (all.get(from..).unwrap_or_default().to_vec(), all.len())
         };
-        for id in ids {
+        for ev in evs {
             if self.is_down(a) {
                 return;
             }
-            if self.actors[a as usize].seen.contains(&id) {
+            if self.actors[a as usize].has_seen(r, &ev.event().id) {
                 continue;
             }
-            let Some(ev) = self.published.get(&id).cloned() else {
-                continue;
-            };
             if self.interested(a, &ev) {
                 self.deliver_event(a, &ev, false);
             }
@@ -1298,6 +1343,10 @@ impl Simulation {
         self.synced.insert((a, r), end);
     }
 }
+
+/// One delivery of a batch, taken to the pool: its place in the batch, the machine's key, the
+/// machine (taken out of the driver until the batch is handled) and the input.
+type Job = (usize, (ActorId, u64), Box<Machine>, Input);
 
 /// One machine's `handle` in a batch, with the relays' checks of what it publishes.
 struct Handled {

@@ -419,16 +419,13 @@ impl Simulation {
         let mut pick = None;
         for _ in 0..8 {
             let old = self.rng.gen_range(1..r);
-            let Some(ids) = self.round_events.get(&old) else {
+            let Some(evs) = self.round_events.get(&old) else {
                 continue;
             };
-            if ids.is_empty() {
+            if evs.is_empty() {
                 continue;
             }
-            let id = ids[self.rng.gen_range(0..ids.len())];
-            let Some(ev) = self.published.get(&id) else {
-                continue;
-            };
+            let ev = &evs[self.rng.gen_range(0..evs.len())];
             if matches!(
                 **ev,
                 VerifiedAny::Submission(_)

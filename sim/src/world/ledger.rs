@@ -9,7 +9,7 @@
 //!
 //! Spec: specs/L2T-12-sim.md#fake-ledger
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use l402_protocol::escrow::Preimage;
 use l402_protocol::events::{PaymentHash, UnixTime};
@@ -144,6 +144,9 @@ pub(crate) enum LedgerFault {
 pub struct FakeLedger {
     balances: BTreeMap<AccountId, u64>,
     htlcs: BTreeMap<PaymentHash, Htlc>,
+    /// The hashes of the HTLCs in state `Held`: what [`FakeLedger::expire`] scans each tick,
+    /// instead of every HTLC of the run.
+    held: BTreeSet<PaymentHash>,
     minted_msat: u64,
     transfers_msat: u64,
     #[cfg(test)]
@@ -271,6 +274,7 @@ impl FakeLedger {
         h.held_msat = amount_msat;
         h.state = HtlcState::Held;
         h.updated_at = now;
+        self.held.insert(hash);
         Ok(Some(h.payee))
     }
 
@@ -303,6 +307,7 @@ impl FakeLedger {
         }
         h.state = HtlcState::Settled;
         h.updated_at = now;
+        self.held.remove(&hash);
         let (payee, amount) = (h.payee, h.held_msat);
         *self.balances.entry(payee).or_insert(0) += amount;
         #[cfg(test)]
@@ -327,6 +332,7 @@ impl FakeLedger {
             HtlcState::Held => {
                 h.state = HtlcState::FailedBack;
                 h.updated_at = now;
+                self.held.remove(&hash);
                 let refund = h.held_msat;
                 let payer = h.payer;
                 #[cfg(test)]
@@ -351,15 +357,27 @@ impl FakeLedger {
     /// this before the CLTV timeout). Returns the payees to notify.
     pub fn expire(&mut self, height: u64, now: UnixTime) -> Vec<(PaymentHash, AccountId)> {
         let mut out = Vec::new();
-        for (hash, h) in self.htlcs.iter_mut() {
-            if h.state == HtlcState::Held && height >= h.expiry_height {
-                h.state = HtlcState::ExpiredRefunded;
-                h.updated_at = now;
-                if let Some(p) = h.payer {
-                    *self.balances.entry(p).or_insert(0) += h.held_msat;
-                }
-                out.push((*hash, h.payee));
+        let due: Vec<PaymentHash> = self
+            .held
+            .iter()
+            .filter(|hash| {
+                self.htlcs
+                    .get(hash)
+                    .is_some_and(|h| height >= h.expiry_height)
+            })
+            .copied()
+            .collect();
+        for hash in due {
+            self.held.remove(&hash);
+            let Some(h) = self.htlcs.get_mut(&hash) else {
+                continue;
+            };
+            h.state = HtlcState::ExpiredRefunded;
+            h.updated_at = now;
+            if let Some(p) = h.payer {
+                *self.balances.entry(p).or_insert(0) += h.held_msat;
             }
+            out.push((hash, h.payee));
         }
         out
     }
