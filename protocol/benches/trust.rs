@@ -248,6 +248,17 @@ fn escrow(c: &mut Criterion) {
     g.bench_function("baseline_release_channel_derived", |b| {
         b.iter(|| ShareChannel::new(vs16[0].secret_key(), black_box(&worker)).expect("channel"))
     });
+    // The derivation itself: nostr's NIP-44 `ConversationKey::derive` (the key lifted twice)
+    // vs `ShareChannel::new` (the same key, lifted once).
+    g.bench_function("baseline_channel_nip44_derive", |b| {
+        b.iter(|| {
+            nostr::nips::nip44::v2::ConversationKey::derive(
+                vs16[0].secret_key(),
+                black_box(&worker),
+            )
+            .expect("channel")
+        })
+    });
     ShareChannel::between(&vs16[0], &worker).expect("channel");
     g.bench_function("release_channel_remembered", |b| {
         b.iter(|| ShareChannel::between(&vs16[0], black_box(&worker)).expect("channel"))

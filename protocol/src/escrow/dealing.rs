@@ -375,10 +375,21 @@ impl std::fmt::Debug for ShareChannel {
 
 impl ShareChannel {
     /// The channel between `secret` (ours) and `other`'s public key.
+    ///
+    /// This is NIP-44 v2's `ConversationKey::derive` (ECDH with `other` lifted to its even-Y
+    /// point, then HKDF-extract of the shared x with salt `nip44-v2`), written out so that
+    /// `other` is lifted once: nostr's `generate_shared_key` parses the x-only key, then parses
+    /// it again as a full point, a field square root each time (test
+    /// `share_channel_is_nip44_conversation_key`).
     pub fn new(secret: &SecretKey, other: &PublicKey) -> Result<Self, ShareError> {
-        nip44::v2::ConversationKey::derive(secret, other)
-            .map(Self)
-            .map_err(|_| ShareError::Undecryptable)
+        use nostr::hashes::Hash;
+        let mut even = [2u8; 33];
+        even[1..].copy_from_slice(other.as_bytes());
+        let point = nostr::secp256k1::PublicKey::from_slice(&even)
+            .map_err(|_| ShareError::Undecryptable)?;
+        let shared = nostr::secp256k1::ecdh::shared_secret_point(&point, secret);
+        let prk = nostr::util::hkdf::extract(b"nip44-v2", &shared[..32]);
+        Ok(Self(nip44::v2::ConversationKey::new(prk.to_byte_array())))
     }
 
     /// The channel between two long-lived keys, `ours` and `other` (a validator and a worker):
@@ -695,4 +706,44 @@ pub fn deal_in_offer(
         },
         sharing.preimage,
     ))
+}
+
+#[cfg(test)]
+mod channel_tests {
+    use super::*;
+
+    #[test]
+    fn share_channel_is_nip44_conversation_key() {
+        for i in 1..=40u8 {
+            let mut a = [0x31u8; 32];
+            a[0] = i;
+            let mut b = [0x57u8; 32];
+            b[31] = i;
+            let ours = Keys::new(SecretKey::from_slice(&a).unwrap());
+            let theirs = Keys::new(SecretKey::from_slice(&b).unwrap());
+            let ch = ShareChannel::new(ours.secret_key(), &theirs.public_key()).unwrap();
+            let nostr_ck =
+                nip44::v2::ConversationKey::derive(ours.secret_key(), &theirs.public_key())
+                    .unwrap();
+            assert_eq!(ch.0.as_bytes(), nostr_ck.as_bytes(), "keys {i}");
+            // And symmetric, as NIP-44 is.
+            let back = ShareChannel::new(theirs.secret_key(), &ours.public_key()).unwrap();
+            assert_eq!(back.0.as_bytes(), ch.0.as_bytes());
+        }
+        // An x that is on no curve point is refused, as nostr's derivation refuses it.
+        let off_curve = (1..=255u8)
+            .map(|i| {
+                let mut x = [0u8; 32];
+                x[31] = i;
+                PublicKey::from_byte_array(x)
+            })
+            .find(|pk| pk.xonly().is_err())
+            .unwrap();
+        let sk = SecretKey::from_slice(&[0x31; 32]).unwrap();
+        assert!(nip44::v2::ConversationKey::derive(&sk, &off_curve).is_err());
+        assert_eq!(
+            ShareChannel::new(&sk, &off_curve).err(),
+            Some(ShareError::Undecryptable)
+        );
+    }
 }
