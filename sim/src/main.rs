@@ -167,25 +167,22 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// A bar over `seeds` runs of a sweep or heatmap.
 fn progress(seeds: u64, label: &str) -> ProgressBar {
-    let pb = ProgressBar::new(seeds);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} seeds ({per_sec}, eta {eta}) {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    pb.set_prefix(label.to_string());
-    pb
+    bar(seeds, label, "seeds")
 }
 
 /// A bar over `rounds` simulated rounds (a long single run: 1 000 peers take seconds a round).
 fn rounds_bar(rounds: u64, label: &str) -> ProgressBar {
-    let pb = ProgressBar::new(rounds);
+    bar(rounds, label, "rounds")
+}
+
+fn bar(len: u64, label: &str, unit: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
     pb.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} rounds ({per_sec}, eta {eta})",
-        )
+        ProgressStyle::with_template(&format!(
+            "{{prefix}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}}) {{msg}}"
+        ))
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     pb.set_prefix(label.to_string());
