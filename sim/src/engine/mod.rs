@@ -262,7 +262,7 @@ pub struct Simulation {
     pub(crate) sub_committees: BTreeMap<SubmissionId, Vec<ActorId>>,
     /// Merged-list blobs the coordinator stored, by BLAKE3 hash (what a fetcher gets).
     pub(crate) merged_lists: BTreeMap<BlobHash, Vec<u8>>,
-    /// Event ids per round, in publication order.
+    /// The events of each round, in publication order.
     round_events: BTreeMap<u64, Vec<Rc<VerifiedAny>>>,
     /// Offers and attestations naming a worker, per (round, worker).
     peer_events: BTreeMap<(u64, ActorId), Vec<Rc<VerifiedAny>>>,
