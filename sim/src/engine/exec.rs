@@ -334,7 +334,11 @@ impl Simulation {
                     (VerifiedAny::Submission(s), Some(r)) if self.pool.is_some() => Some((s, r)),
                     _ => None,
                 };
-                for to in self.subscribers(&event, from) {
+                let subscribers = self.subscribers(&event, from);
+                if let Some(r) = round_of(&event) {
+                    self.index_event(r, &event, from, &subscribers);
+                }
+                for to in subscribers {
                     let Some(push) = self.relays.push(&stored_by, &mut self.rng) else {
                         continue;
                     };

@@ -21,9 +21,11 @@ mod exec;
 mod facts;
 mod rounds;
 
+use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use l402_protocol::events::{
     validate_event, BlobHash, PaymentHash, RejectReason, RunId, Score, Submission, SubmissionId,
@@ -266,8 +268,12 @@ pub struct Simulation {
     round_events: BTreeMap<u64, Vec<Rc<VerifiedAny>>>,
     /// Offers and attestations naming a worker, per (round, worker).
     peer_events: BTreeMap<(u64, ActorId), Vec<Rc<VerifiedAny>>>,
+    /// The events of each live round an actor subscribes to (its relay filters, as
+    /// [`Simulation::interested`] decides), per (round, actor), in publication order: what its
+    /// catch-ups and re-syncs walk, instead of every event of the round.
+    actor_events: BTreeMap<(u64, ActorId), Vec<Rc<VerifiedAny>>>,
     queue: BinaryHeap<Reverse<Entry>>,
-    /// Per (actor, round): how far into the round's event list its last complete catch-up went.
+    /// Per (actor, round): how far into its `actor_events` list its last complete catch-up went.
     synced: BTreeMap<(ActorId, u64), usize>,
     seq: u64,
     log: blake3::Hasher,
@@ -285,7 +291,7 @@ pub struct Simulation {
     hard_end: u64,
     next_resync: u64,
     /// Threads the machines' handling is spread over (`None`: this thread only).
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<Arc<rayon::ThreadPool>>,
     /// Relay checks of the events a batch's machines are about to publish, done on the pool
     /// beside their `handle` (signature, schema): what `FakeRelays::publish` would compute.
     prevalidated: BTreeMap<EventId, Result<VerifiedAny, RejectReason>>,
@@ -511,6 +517,7 @@ impl Simulation {
             sub_committees: BTreeMap::new(),
             round_events: BTreeMap::new(),
             peer_events: BTreeMap::new(),
+            actor_events: BTreeMap::new(),
             synced: BTreeMap::new(),
             queue: BinaryHeap::new(),
             seq: 0,
@@ -591,12 +598,7 @@ impl Simulation {
     /// the queue alone, handling is pure, and effects run on this thread in batch order.
     pub fn with_threads(mut self, threads: usize) -> Result<Self, rayon::ThreadPoolBuildError> {
         self.pool = if threads > 1 {
-            Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .thread_name(|i| format!("l402-sim-{i}"))
-                    .build()?,
-            )
+            Some(pool_of(threads)?)
         } else {
             None
         };
@@ -916,6 +918,11 @@ impl Simulation {
             }
         }
         if !done.is_empty() {
+            // Nothing of a retired round is delivered again (`first_sight`).
+            self.actor_events.retain(|(r, _), _| !done.contains(r));
+            self.synced.retain(|(_, r), _| !done.contains(r));
+        }
+        if !done.is_empty() {
             self.with_driver(false, None, |d, fx| {
                 d.retire_where(fx, |(_, round), _| done.contains(round));
             });
@@ -1175,8 +1182,26 @@ impl Simulation {
         }
     }
 
+    /// Note a new event of round `r` in the catch-up lists of its subscribers `to` and of its
+    /// author, if the author's own filters select it.
+    pub(crate) fn index_event(
+        &mut self,
+        r: u64,
+        ev: &Rc<VerifiedAny>,
+        from: ActorId,
+        to: &[ActorId],
+    ) {
+        let author = self.interested(from, ev).then_some(from);
+        for a in to.iter().copied().chain(author) {
+            self.actor_events
+                .entry((r, a))
+                .or_default()
+                .push(Rc::clone(ev));
+        }
+    }
+
     /// Subscribers of a new event (excluding its author).
-    fn subscribers(&self, ev: &VerifiedAny, from: ActorId) -> Vec<ActorId> {
+    pub(crate) fn subscribers(&self, ev: &VerifiedAny, from: ActorId) -> Vec<ActorId> {
         let Some(r) = round_of(ev) else {
             return Vec::new();
         };
@@ -1306,23 +1331,11 @@ impl Simulation {
     }
 
     fn catch_up_from(&mut self, a: ActorId, r: u64, from: usize) {
-        let worker = self.actors[a as usize].kind.is_worker()
-            && !self.actors[a as usize].kind.copies_others();
         // The events `a` subscribes to, in publication order, and how far this pass reaches.
-        let (evs, end): (Vec<Rc<VerifiedAny>>, usize) = if worker {
-            let mut v: Vec<Rc<VerifiedAny>> = self
-                .round_events
-                .get(&r)
-                .and_then(|evs| evs.first().cloned())
-                .into_iter()
-                .collect();
-            v.extend(self.peer_events.get(&(r, a)).into_iter().flatten().cloned());
-            let end = v.len();
-            (v.split_off(from.min(end)), end)
-        } else {
+        let (evs, end): (Vec<Rc<VerifiedAny>>, usize) = {
             let all = self
-                .round_events
-                .get(&r)
+                .actor_events
+                .get(&(r, a))
                 .map(Vec::as_slice)
                 .unwrap_or_default();
             (all.get(from..).unwrap_or_default().to_vec(), all.len())
@@ -1342,6 +1355,38 @@ impl Simulation {
         // catch-up when it is created.)
         self.synced.insert((a, r), end);
     }
+}
+
+thread_local! {
+    /// The pools this thread's simulations spread their work over, by thread count (kept for
+    /// the next run: a sweep runs many seeds).
+    static POOLS: RefCell<BTreeMap<usize, Arc<rayon::ThreadPool>>> =
+        const { RefCell::new(BTreeMap::new()) };
+}
+
+/// A pool of `threads` threads for this thread's simulations. The first one this thread builds
+/// counts this thread among its `threads` (rayon's `use_current_thread`): the engine's thread
+/// handles its share of each batch instead of sleeping while `threads` others do, so on a
+/// machine with `threads` cores no third thread competes for them. A thread can be part of one
+/// pool only; a pool of another count, or one built from a rayon worker, has its own threads.
+fn pool_of(threads: usize) -> Result<Arc<rayon::ThreadPool>, rayon::ThreadPoolBuildError> {
+    POOLS.with(|pools| {
+        if let Some(pool) = pools.borrow().get(&threads) {
+            return Ok(Arc::clone(pool));
+        }
+        let builder = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("l402-sim-{i}"));
+        let on_a_worker = rayon::current_thread_index().is_some();
+        let builder = if pools.borrow().is_empty() && !on_a_worker {
+            builder.use_current_thread()
+        } else {
+            builder
+        };
+        let pool = Arc::new(builder.build()?);
+        pools.borrow_mut().insert(threads, Arc::clone(&pool));
+        Ok(pool)
+    })
 }
 
 /// One delivery of a batch, taken to the pool: its place in the batch, the machine's key, the
