@@ -239,6 +239,23 @@ fn mixed() {
     holds("mixed", 3, 4);
 }
 
+/// The ticks the engine skips (a machine whose `next_wake` has not come) would have done
+/// nothing: every skipped machine is ticked on a restored copy and must act on nothing and keep
+/// its state, over every attack of `mixed` and the crashes and restarts of `crashes`.
+#[test]
+fn skipped_ticks_change_nothing() {
+    for (name, seed) in [("mixed", FIRST_SEED), ("crashes", FIRST_SEED + 1)] {
+        let mut sc = scenario(name);
+        sc.rounds = 3;
+        let checked = l402_sim::Simulation::new(&sc, seed)
+            .unwrap()
+            .checking_wakes()
+            .run();
+        let plain = l402_sim::run_threads(&sc, seed, Some(3), 1).unwrap();
+        assert_eq!(checked.event_log_hash, plain.event_log_hash);
+    }
+}
+
 #[test]
 fn peer_attacks_30pct() {
     // 30 % Byzantine over every peer attack (copies, copycat + noise, ALIE, sign-flip,

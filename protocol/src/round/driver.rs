@@ -122,6 +122,15 @@ impl Machine {
         }
     }
 
+    /// The earliest time an [`Input::Tick`] can do anything to this machine (see
+    /// [`Peer::next_wake`]); the coordinator and validators are ticked every time (`Some(0)`).
+    pub fn next_wake(&self) -> Option<UnixTime> {
+        match self {
+            Machine::Peer(m) => m.next_wake(),
+            Machine::Coordinator(_) | Machine::Validator(_) => Some(0),
+        }
+    }
+
     /// The persisted state.
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {
@@ -260,6 +269,17 @@ impl<K: Ord + Clone> Driver<K> {
     /// Every machine, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &Machine)> {
         self.machines.iter().map(|(k, m)| (k, &**m))
+    }
+
+    /// The machines a tick at `now` can do anything to (their [`Machine::next_wake`] has come),
+    /// in key order: a shell ticks these and skips the rest, which the tick would leave as they
+    /// are. A thousand peers waiting for their validators then cost no tick.
+    pub fn tick_targets(&self, now: UnixTime) -> Vec<K> {
+        self.machines
+            .iter()
+            .filter(|(_, m)| m.next_wake().is_some_and(|w| w <= now))
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// Add a new machine. It acts on its first input (give it a [`Input::Tick`] to start).

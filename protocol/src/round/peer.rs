@@ -288,6 +288,34 @@ impl Peer {
         out
     }
 
+    /// The earliest time an [`Input::Tick`] can do anything: a tick before it returns no action
+    /// and changes no state, so a driver may skip it ([`super::Driver::tick_targets`]). `None`:
+    /// no tick ever will (only an input can). Conservative: it may name a time at which the
+    /// tick still does nothing, never one after a tick would act.
+    ///
+    /// What a tick does here is [`Peer::handle`]'s part for every input: submit before the
+    /// submission deadline, claim a held tranche with `k` passing shares, mark the lock failed at
+    /// the attest deadline, and fail back a held tranche at its claim deadline less the margin
+    /// (at once once the lock failed).
+    pub fn next_wake(&self) -> Option<UnixTime> {
+        let st = &self.st;
+        if st.submission.is_none() {
+            return Some(0);
+        }
+        let k = st.open.k as usize;
+        let mut wake = (!st.locked && !st.lock_failed).then_some(st.open.attest_deadline);
+        for t in &st.tranches {
+            if let HtlcState::Held { .. } = t.htlc {
+                if st.lock_failed || t.passing.len() >= k {
+                    return Some(0);
+                }
+                let at = t.claim_deadline.saturating_sub(CLAIM_SAFETY_MARGIN_SECS);
+                wake = Some(wake.map_or(at, |w| w.min(at)));
+            }
+        }
+        wake
+    }
+
     fn tranche_mut(&mut self, h: &PaymentHash) -> Option<&mut TrancheState> {
         self.st.tranches.iter_mut().find(|t| &t.payment_hash == h)
     }

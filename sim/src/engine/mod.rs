@@ -290,6 +290,8 @@ pub struct Simulation {
     end_time: Option<u64>,
     hard_end: u64,
     next_resync: u64,
+    /// Tick skipped machines on a copy and check they do nothing (`checking_wakes`).
+    check_wakes: bool,
     /// Threads the machines' handling is spread over (`None`: this thread only).
     pool: Option<Arc<rayon::ThreadPool>>,
     /// Relay checks of the events a batch's machines are about to publish, done on the pool
@@ -534,6 +536,7 @@ impl Simulation {
             hard_end,
             next_resync: GENESIS_TIME + n.resync_secs,
             pool: None,
+            check_wakes: false,
             prevalidated: BTreeMap::new(),
             offers_ahead: BTreeMap::new(),
             checked_ahead: BTreeMap::new(),
@@ -603,6 +606,13 @@ impl Simulation {
             None
         };
         Ok(self)
+    }
+
+    /// Check, at every tick, that each machine the tick skips (its
+    /// [`Machine::next_wake`] has not come) would have done nothing: a test oracle, costly.
+    pub fn checking_wakes(mut self) -> Self {
+        self.check_wakes = true;
+        self
     }
 
     /// Call `f` with the number of rounds that have a checkpoint each time a round gets one
@@ -876,8 +886,12 @@ impl Simulation {
         }
         self.offers_ahead.retain(|_, at| *at >= now);
         self.checked_ahead.retain(|_, (at, _)| *at >= now);
-        // Ticks never crash a node, so every live machine's tick is one batch.
-        let keys: Vec<(ActorId, u64)> = self.driver.iter().map(|(k, _)| *k).collect();
+        // Ticks never crash a node, so the tick of every machine it can change is one batch.
+        // The rest (a peer waiting for its validators) would leave the tick as it is.
+        let keys = self.driver.tick_targets(now);
+        if self.check_wakes {
+            self.check_skipped_ticks(now, &keys);
+        }
         let ticks: Vec<Pending> = keys
             .into_iter()
             .filter_map(|(a, r)| self.pending(a, r, Input::Tick, false))
@@ -895,6 +909,36 @@ impl Simulation {
         let stop = self.end_time.unwrap_or(self.hard_end).min(self.hard_end);
         if now < stop {
             self.schedule(self.sc.timing.tick_secs, Item::Tick);
+        }
+    }
+
+    /// The check [`Simulation::checking_wakes`] asks for: each machine the tick at `now` skips
+    /// (not in `ticked`), ticked on a copy restored from its persisted bytes, acts on nothing
+    /// and ends in the same state. Panics, with the seed, on the first that does not.
+    fn check_skipped_ticks(&self, now: u64, ticked: &[(ActorId, u64)]) {
+        for (k, m) in self.driver.iter() {
+            if ticked.binary_search(k).is_ok() {
+                continue;
+            }
+            let bytes = m.to_bytes();
+            let keys = self.actors[k.0 as usize].keys.clone();
+            let mut copy = match Machine::from_bytes(m.role(), keys, &bytes) {
+                Ok(copy) => copy,
+                Err(e) => panic!(
+                    "seed {}: actor {} round {}: restore: {e}",
+                    self.seed, k.0, k.1
+                ),
+            };
+            let actions = copy.handle(now, Input::Tick);
+            assert!(
+                actions.is_empty() && copy.to_bytes() == bytes,
+                "seed {}: actor {} round {} at {now}: a tick before the machine's next wake \
+                 ({:?}) acted: {actions:?}",
+                self.seed,
+                k.0,
+                k.1,
+                m.next_wake(),
+            );
         }
     }
 
