@@ -277,6 +277,11 @@ pub struct Simulation {
     synced: BTreeMap<(ActorId, u64), usize>,
     seq: u64,
     log: blake3::Hasher,
+    /// While set, `log_bytes` appends here instead of hashing (the chained seconds log a
+    /// wave's deliveries before the waves before it have executed; see `run_chained`). The
+    /// hash of concatenated updates is the hash of the concatenation, so flushing the bytes
+    /// later, in the old order, gives the same hash.
+    log_deferred: Option<Vec<u8>>,
     pub(crate) stats: Stats,
     run_id: RunId,
     l402_secret: [u8; 32],
@@ -524,6 +529,7 @@ impl Simulation {
             queue: BinaryHeap::new(),
             seq: 0,
             log: blake3::Hasher::new(),
+            log_deferred: None,
             stats: Stats::default(),
             run_id: RunId::new("l402-sim").expect("a valid run id"),
             l402_secret,
@@ -565,12 +571,22 @@ impl Simulation {
     }
 
     fn log_bytes(&mut self, tag: u8, actor: ActorId, round: u64, payload: &[u8]) {
-        self.log.update(&self.clock.now.to_be_bytes());
-        self.log.update(&[tag]);
-        self.log.update(&actor.to_be_bytes());
-        self.log.update(&round.to_be_bytes());
-        self.log.update(&(payload.len() as u64).to_be_bytes());
-        self.log.update(payload);
+        let parts: [&[u8]; 6] = [
+            &self.clock.now.to_be_bytes(),
+            &[tag],
+            &actor.to_be_bytes(),
+            &round.to_be_bytes(),
+            &(payload.len() as u64).to_be_bytes(),
+            payload,
+        ];
+        for part in parts {
+            match &mut self.log_deferred {
+                Some(buf) => buf.extend_from_slice(part),
+                None => {
+                    self.log.update(part);
+                }
+            }
+        }
     }
 
     fn log_input(&mut self, tag: u8, actor: ActorId, round: u64, input: &Input) {
@@ -680,6 +696,10 @@ impl Simulation {
                 waves[*n].push(item);
                 *n += 1;
             }
+            if self.can_chain(&waves) {
+                self.run_chained(waves);
+                continue;
+            }
             for wave in waves {
                 let batch: Vec<Pending> =
                     wave.into_iter().filter_map(|i| self.prepare(i)).collect();
@@ -696,6 +716,83 @@ impl Simulation {
             "queue drained"
         );
         self.finish()
+    }
+
+    /// Whether a second's waves may run chained ([`Simulation::run_chained`]): there is a pool,
+    /// no node can crash (a crash drawn while executing one wave would keep the actor's later
+    /// deliveries of the second from its machine), and no wave starts a machine (a new
+    /// machine catches up on the round while its wave executes).
+    fn can_chain(&self, waves: &[Vec<Item>]) -> bool {
+        self.pool.is_some()
+            && waves.len() > 1
+            && self.sc.faults.crash == 0.0
+            && !waves.iter().flatten().any(|i| {
+                matches!(i, Item::Event { ev, .. } if matches!(&**ev, VerifiedAny::RoundOpen(_)))
+            })
+    }
+
+    /// A second's waves as one batch: the same outcome as running them one after another
+    /// (prepare, handle, execute, then the next wave), with no barrier between the waves.
+    ///
+    /// Each machine handles its inputs of the second in order, as one job (a chain), and the
+    /// chains run over the pool together. Then each wave's deliveries are logged and its
+    /// actions executed, wave after wave, in the order the waves would have. This is exact
+    /// because executing a wave changes nothing the next wave's preparation or handling
+    /// reads, under [`Simulation::can_chain`]: what it publishes is queued for later, nobody
+    /// crashes, and no machine is started or caught up; handling reads only the machine and
+    /// its input. The logs of the preparation are kept aside and hashed in the old order.
+    fn run_chained(&mut self, waves: Vec<Vec<Item>>) {
+        let now = self.clock.now;
+        let mut logs = Vec::with_capacity(waves.len());
+        let mut metas: Vec<Vec<Meta>> = Vec::with_capacity(waves.len());
+        let mut chains: BTreeMap<(ActorId, u64), Vec<ChainInput>> = BTreeMap::new();
+        for (w, wave) in waves.into_iter().enumerate() {
+            self.log_deferred = Some(Vec::new());
+            let batch: Vec<Pending> = wave.into_iter().filter_map(|i| self.prepare(i)).collect();
+            logs.push(self.log_deferred.take().unwrap_or_default());
+            let mut wave_metas = Vec::with_capacity(batch.len());
+            for (i, p) in batch.into_iter().enumerate() {
+                chains.entry((p.a, p.r)).or_default().push((w, i, p.input));
+                wave_metas.push((p.a, p.r, p.crashable, p.replay, p.then_catch_up));
+            }
+            metas.push(wave_metas);
+        }
+        self.stats.batches += 1;
+        self.stats.batched += metas.iter().map(Vec::len).sum::<usize>() as u64;
+        let keys: BTreeSet<(ActorId, u64)> = chains.keys().copied().collect();
+        let jobs: Vec<Chain> = self
+            .driver
+            .take_machines(&keys)
+            .into_iter()
+            .filter_map(|(k, m)| chains.remove(&k).map(|c| (k, m, c)))
+            .collect();
+        let ahead = &self.checked_ahead;
+        let handle = |(k, mut m, chain): Chain| {
+            let done: Vec<(usize, Handled)> = chain
+                .into_iter()
+                .map(|(w, i, input)| (w, handle_and_check(i, &mut m, now, input, ahead)))
+                .collect();
+            (done, (k, m))
+        };
+        let (done, machines): (Vec<Vec<(usize, Handled)>>, Vec<_>) = match &self.pool {
+            Some(pool) => {
+                use rayon::prelude::*;
+                pool.install(|| jobs.into_par_iter().map(handle).unzip())
+            }
+            None => jobs.into_iter().map(handle).unzip(),
+        };
+        self.driver.put_back(machines);
+        let mut by_wave: Vec<Vec<Handled>> = metas.iter().map(|_| Vec::new()).collect();
+        for (w, h) in done.into_iter().flatten() {
+            if let Some(v) = by_wave.get_mut(w) {
+                v.push(h);
+            }
+        }
+        for ((mut handled, log), wave_metas) in by_wave.into_iter().zip(logs).zip(metas) {
+            self.log.update(&log);
+            handled.sort_by_key(|h| h.index);
+            self.finish_handled(handled, &wave_metas);
+        }
     }
 
     /// The machine a queued item hands a submission to, if that machine is a coordinator and
@@ -1095,8 +1192,16 @@ impl Simulation {
         };
         self.driver.put_back(machines);
         done.sort_by_key(|h| h.index);
+        self.finish_handled(done, &metas);
+    }
+
+    /// On this thread, in batch order: persist each handled machine through the shared driver
+    /// and execute its actions (`metas[h.index]` says whose and how).
+    fn finish_handled(&mut self, done: Vec<Handled>, metas: &[Meta]) {
         for h in done {
-            let (a, r, crashable, replay, then_catch_up) = metas[h.index].clone();
+            let Some((a, r, crashable, replay, then_catch_up)) = metas.get(h.index).cloned() else {
+                continue;
+            };
             self.prevalidated = h.checked;
             self.with_driver(crashable, replay, |d, fx| d.finish(&(a, r), h.actions, fx));
             self.prevalidated.clear();
@@ -1432,6 +1537,17 @@ fn pool_of(threads: usize) -> Result<Arc<rayon::ThreadPool>, rayon::ThreadPoolBu
         Ok(pool)
     })
 }
+
+/// Whose a delivery of a batch is and how to execute it: actor, round, crashable, the stale
+/// relay's replayed event, catch up after.
+type Meta = (ActorId, u64, bool, Option<Rc<VerifiedAny>>, bool);
+
+/// One machine's deliveries of a chained second ([`Simulation::run_chained`]), taken to the
+/// pool: the machine's key, the machine, and each input with its wave and place in the wave.
+type Chain = ((ActorId, u64), Box<Machine>, Vec<ChainInput>);
+
+/// An input of a chain, with its wave and its place in the wave.
+type ChainInput = (usize, usize, Input);
 
 /// One delivery of a batch, taken to the pool: its place in the batch, the machine's key, the
 /// machine (taken out of the driver until the batch is handled) and the input.
