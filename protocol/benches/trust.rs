@@ -365,6 +365,12 @@ fn escrow(c: &mut Criterion) {
     });
     let seed = quorum::round_seed(&run, 1, &BlobHash([1; 32]));
     let sub = SubmissionId([5; 32]);
+    g.bench_function("baseline_committee_vrf_prove_recomputing", |b| {
+        b.iter(|| {
+            quorum::committee::prove_recomputing(&dealer, &run, 1, &seed, black_box(&sub))
+                .expect("vrf")
+        })
+    });
     g.bench_function("committee_vrf_prove", |b| {
         b.iter(|| quorum::committee::prove(&dealer, &run, 1, &seed, black_box(&sub)).expect("vrf"))
     });

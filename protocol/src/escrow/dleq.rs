@@ -69,6 +69,19 @@ fn challenge(
 pub fn prove(x: &Scalar, base2: &ProjectivePoint, ctx: &[u8], nonce_seed: &[u8; 32]) -> DleqProof {
     let p1 = ProjectivePoint::mul_by_generator(x);
     let p2 = *base2 * x;
+    prove_for(x, &p1, base2, &p2, ctx, nonce_seed)
+}
+
+/// [`prove`] for a prover that already holds `p1 = x·G` and `p2 = x·base2` (the committee VRF
+/// computes both on its way): the same proof, without computing them again.
+pub fn prove_for(
+    x: &Scalar,
+    p1: &ProjectivePoint,
+    base2: &ProjectivePoint,
+    p2: &ProjectivePoint,
+    ctx: &[u8],
+    nonce_seed: &[u8; 32],
+) -> DleqProof {
     let mut h = Sha256::new();
     h.update(b"l402/dleq-nonce/v1\0");
     h.update(scalar_to_bytes(x));
@@ -81,7 +94,7 @@ pub fn prove(x: &Scalar, base2: &ProjectivePoint, ctx: &[u8], nonce_seed: &[u8; 
     }
     let a1 = ProjectivePoint::mul_by_generator(&r);
     let a2 = *base2 * r;
-    let c = challenge(ctx, &p1, base2, &p2, &a1, &a2);
+    let c = challenge(ctx, p1, base2, p2, &a1, &a2);
     let z = r + c * x;
     DleqProof {
         c: scalar_to_bytes(&c),
@@ -151,6 +164,21 @@ mod tests {
         assert!(verify_lincomb(&p1, &e, &p2, b"ctx", &proof));
         assert!(!verify_lincomb(&p1, &e, &p2, b"other", &proof));
         assert!(!verify_lincomb(&wrong, &e, &p2, b"ctx", &proof));
+    }
+
+    /// `prove_for`, given the two points, is `prove`: the same proof bytes.
+    #[test]
+    fn prove_for_is_prove() {
+        for i in 1..20u64 {
+            let x = Scalar::from(i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let e = ProjectivePoint::GENERATOR * Scalar::from(i + 1000);
+            let (p1, p2) = (ProjectivePoint::GENERATOR * x, e * x);
+            let seed = [i as u8; 32];
+            assert_eq!(
+                prove_for(&x, &p1, &e, &p2, b"ctx", &seed),
+                prove(&x, &e, b"ctx", &seed)
+            );
+        }
     }
 
     /// A prover who knows the logs can steer both commitments to the point at infinity
