@@ -721,13 +721,23 @@ impl Simulation {
     /// Whether a second's waves may run chained ([`Simulation::run_chained`]): there is a pool,
     /// no node can crash (a crash drawn while executing one wave would keep the actor's later
     /// deliveries of the second from its machine), and no wave starts a machine (a new
-    /// machine catches up on the round while its wave executes).
+    /// machine catches up on the round while its wave executes, and a free-rider that copies a
+    /// submission starts one).
     fn can_chain(&self, waves: &[Vec<Item>]) -> bool {
         self.pool.is_some()
             && waves.len() > 1
             && self.sc.faults.crash == 0.0
-            && !waves.iter().flatten().any(|i| {
-                matches!(i, Item::Event { ev, .. } if matches!(&**ev, VerifiedAny::RoundOpen(_)))
+            && !waves.iter().flatten().any(|i| match i {
+                Item::Event { to, ev, dup } => match &**ev {
+                    VerifiedAny::RoundOpen(_) => true,
+                    VerifiedAny::Submission(s)
+                        if self.actors[*to as usize].kind.copies_others() =>
+                    {
+                        self.first_sight(*to, ev, *dup) && self.would_copy(*to, s)
+                    }
+                    _ => false,
+                },
+                _ => false,
             })
     }
 
@@ -869,17 +879,15 @@ impl Simulation {
     }
 
     /// The actor a queued item is a machine delivery to (what can join a batch); `None` for the
-    /// rest (ticks, round opens reaching a free-rider, restarts, replays, and the events that
-    /// feed a free-rider's copying), which run alone. A round open starts the actor's machine
-    /// while the batch is formed, in queue order; its first input joins the batch.
+    /// rest (ticks, round opens reaching a free-rider, restarts, replays), which run alone. A
+    /// round open starts the actor's machine while the batch is formed, in queue order; its
+    /// first input joins the batch. A submission reaching a free-rider joins the batch too: it
+    /// is handled while the batch is formed (the free-rider may copy it and start its machine)
+    /// and is no machine's input.
     fn batch_target(&self, item: &Item) -> Option<ActorId> {
         match item {
             Item::Event { to, ev, .. } => match &**ev {
-                VerifiedAny::RoundOpen(_) | VerifiedAny::Submission(_)
-                    if self.actors[*to as usize].kind.copies_others() =>
-                {
-                    None
-                }
+                VerifiedAny::RoundOpen(_) if self.actors[*to as usize].kind.copies_others() => None,
                 _ => Some(*to),
             },
             Item::Ln { to, .. } | Item::Compute { to, .. } => Some(*to),
@@ -902,6 +910,18 @@ impl Simulation {
                         Some(p)
                     }
                     VerifiedAny::RoundOpen(_) => None,
+                    // A free-rider's push of a submission: it may copy it (no machine delivery).
+                    VerifiedAny::Submission(s)
+                        if self.actors[to as usize].kind.copies_others()
+                            && self.first_sight(to, &ev, dup) =>
+                    {
+                        self.actors[to as usize].mark_seen(s.round, ev.event().id);
+                        self.maybe_copy(to, s.clone());
+                        None
+                    }
+                    VerifiedAny::Submission(_) if self.actors[to as usize].kind.copies_others() => {
+                        None
+                    }
                     _ => self.event_delivery(to, &ev, dup),
                 }
             }

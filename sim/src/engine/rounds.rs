@@ -349,26 +349,34 @@ impl Simulation {
     }
 
     /// A free-rider saw a submission: copy the first honest one of each round it can (A1).
+    /// Whether free-rider `a`, seeing submission `s` now, copies it ([`Simulation::maybe_copy`]):
+    /// it is ready in a live round, has not copied yet this round, the submission window is
+    /// open, and the victim is an honest peer.
+    pub(super) fn would_copy(&self, a: ActorId, s: &Verified<Submission>) -> bool {
+        let r = s.round;
+        let Some(rec) = self.rounds.get(&r) else {
+            return false;
+        };
+        let ready = !rec.retired
+            && rec.riders_ready.contains(&a)
+            && !rec.riders_done.contains(&a)
+            && self.clock.now < rec.open.submit_deadline
+            && !self.driver.contains(&(a, r));
+        ready
+            && self
+                .by_key
+                .get(&s.author())
+                .is_some_and(|v| self.actors[*v as usize].kind == ActorKind::HonestPeer)
+    }
+
     pub(super) fn maybe_copy(&mut self, a: ActorId, s: Verified<Submission>) {
         let r = s.round;
+        if !self.would_copy(a, &s) {
+            return;
+        }
         let Some(rec) = self.rounds.get(&r) else {
             return;
         };
-        if rec.retired
-            || !rec.riders_ready.contains(&a)
-            || rec.riders_done.contains(&a)
-            || self.clock.now >= rec.open.submit_deadline
-            || self.driver.contains(&(a, r))
-        {
-            return;
-        }
-        let victim_honest = self
-            .by_key
-            .get(&s.author())
-            .is_some_and(|v| self.actors[*v as usize].kind == ActorKind::HonestPeer);
-        if !victim_honest {
-            return;
-        }
         let open = rec.open.clone();
         if let Some(rec) = self.rounds.get_mut(&r) {
             rec.riders_done.insert(a);
