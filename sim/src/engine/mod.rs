@@ -784,10 +784,14 @@ impl Simulation {
                 .collect();
             (done, (k, m))
         };
+        // One job per piece (`with_max_len(1)`): chains differ in cost a hundredfold (the
+        // coordinator's thousand inputs against a peer's one), and rayon otherwise hands each
+        // thread a run of neighbouring jobs and splits it further only when the other steals,
+        // which left one thread with the coordinator's chain and its neighbours.
         let (done, machines): (Vec<Vec<(usize, Handled)>>, Vec<_>) = match &self.pool {
             Some(pool) => {
                 use rayon::prelude::*;
-                pool.install(|| jobs.into_par_iter().map(handle).unzip())
+                pool.install(|| jobs.into_par_iter().with_max_len(1).map(handle).unzip())
             }
             None => jobs.into_iter().map(handle).unzip(),
         };
@@ -851,6 +855,7 @@ impl Simulation {
             use rayon::prelude::*;
             pool.install(|| {
                 jobs.into_par_iter()
+                    .with_max_len(1)
                     .map(|(time, key, s)| {
                         let id = (key.0, s.event().id);
                         let p = match driver.get(&key) {
@@ -1206,7 +1211,7 @@ impl Simulation {
         let (mut done, machines): (Vec<Handled>, Vec<_>) = match &self.pool {
             Some(pool) if jobs.len() > 1 => {
                 use rayon::prelude::*;
-                pool.install(|| jobs.into_par_iter().map(handle).unzip())
+                pool.install(|| jobs.into_par_iter().with_max_len(1).map(handle).unzip())
             }
             _ => jobs.into_iter().map(handle).unzip(),
         };
