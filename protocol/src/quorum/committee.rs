@@ -151,22 +151,7 @@ pub fn prove(
     round_seed: &Seed32,
     submission: &SubmissionId,
 ) -> Option<(CommitteeProof, Seed32)> {
-    let (x, key) = signing_scalar(coordinator)?;
-    let base = vrf_base(round_seed, submission);
-    let gamma_point = base * x;
-    let gamma = point_to_bytes(&gamma_point);
-    let ctx = vrf_context(run, round, submission);
-    // The proof's nonce is derived from the key and the statement: deterministic, no RNG. `x·G`
-    // and `Γ` are at hand: the proof does not compute them again.
-    let p = dleq::prove_for(&x, &key, &base, &gamma_point, &ctx, &submission.0);
-    Some((
-        CommitteeProof {
-            gamma,
-            c: p.c,
-            z: p.z,
-        },
-        seed_of(&gamma),
-    ))
+    prove_as(coordinator, (run, round, round_seed, submission), false)
 }
 
 /// The previous [`prove`]: the DLEQ proof computes `x·G` and `Γ = x·H` again (one more
@@ -179,11 +164,27 @@ pub fn prove_recomputing(
     round_seed: &Seed32,
     submission: &SubmissionId,
 ) -> Option<(CommitteeProof, Seed32)> {
-    let (x, _) = signing_scalar(coordinator)?;
+    prove_as(coordinator, (run, round, round_seed, submission), true)
+}
+
+/// [`prove`], or with `recompute` [`prove_recomputing`].
+fn prove_as(
+    coordinator: &Keys,
+    (run, round, round_seed, submission): (&RunId, u64, &Seed32, &SubmissionId),
+    recompute: bool,
+) -> Option<(CommitteeProof, Seed32)> {
+    let (x, key) = signing_scalar(coordinator)?;
     let base = vrf_base(round_seed, submission);
-    let gamma = point_to_bytes(&(base * x));
+    let gamma_point = base * x;
+    let gamma = point_to_bytes(&gamma_point);
     let ctx = vrf_context(run, round, submission);
-    let p = dleq::prove(&x, &base, &ctx, &submission.0);
+    // The proof's nonce is derived from the key and the statement: deterministic, no RNG. `x·G`
+    // and `Γ` are at hand: the proof need not compute them again.
+    let p = if recompute {
+        dleq::prove(&x, &base, &ctx, &submission.0)
+    } else {
+        dleq::prove_for(&x, &key, &base, &gamma_point, &ctx, &submission.0)
+    };
     Some((
         CommitteeProof {
             gamma,
