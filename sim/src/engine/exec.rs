@@ -311,7 +311,8 @@ impl Simulation {
                 self.stats.published += 1;
                 let id = ev.id;
                 self.published.insert(id, Rc::clone(&event));
-                if let Some(r) = round_of(&event) {
+                let round = round_of(&event);
+                if let Some(r) = round {
                     self.round_events
                         .entry(r)
                         .or_default()
@@ -330,12 +331,12 @@ impl Simulation {
                     }
                 }
                 self.on_published(from, &event);
-                let submission = match (&*event, round_of(&event)) {
+                let submission = match (&*event, round) {
                     (VerifiedAny::Submission(s), Some(r)) if self.pool.is_some() => Some((s, r)),
                     _ => None,
                 };
                 let subscribers = self.subscribers(&event, from);
-                if let Some(r) = round_of(&event) {
+                if let Some(r) = round {
                     self.index_event(r, &event, from, &subscribers);
                 }
                 for to in subscribers {

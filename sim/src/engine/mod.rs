@@ -345,6 +345,20 @@ struct Pending {
     then_catch_up: bool,
 }
 
+impl Pending {
+    /// Its machine's input, and the rest: how the batch executes what the machine returns.
+    fn split(self) -> (Input, Meta) {
+        let meta = (
+            self.a,
+            self.r,
+            self.crashable,
+            self.replay,
+            self.then_catch_up,
+        );
+        (self.input, meta)
+    }
+}
+
 fn derive(seed: u64, label: &str, parts: &[&[u8]]) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(b"l402-sim/v1\0");
@@ -762,8 +776,12 @@ impl Simulation {
             logs.push(self.log_deferred.take().unwrap_or_default());
             let mut wave_metas = Vec::with_capacity(batch.len());
             for (i, p) in batch.into_iter().enumerate() {
-                chains.entry((p.a, p.r)).or_default().push((w, i, p.input));
-                wave_metas.push((p.a, p.r, p.crashable, p.replay, p.then_catch_up));
+                let (input, meta) = p.split();
+                chains
+                    .entry((meta.0, meta.1))
+                    .or_default()
+                    .push((w, i, input));
+                wave_metas.push(meta);
             }
             metas.push(wave_metas);
         }
@@ -915,16 +933,9 @@ impl Simulation {
                         Some(p)
                     }
                     VerifiedAny::RoundOpen(_) => None,
-                    // A free-rider's push of a submission: it may copy it (no machine delivery).
-                    VerifiedAny::Submission(s)
-                        if self.actors[to as usize].kind.copies_others()
-                            && self.first_sight(to, &ev, dup) =>
-                    {
-                        self.actors[to as usize].mark_seen(s.round, ev.event().id);
-                        self.maybe_copy(to, s.clone());
-                        None
-                    }
+                    // A free-rider's push of a submission: it may copy it (no machine input).
                     VerifiedAny::Submission(_) if self.actors[to as usize].kind.copies_others() => {
+                        self.deliver_event(to, &ev, dup);
                         None
                     }
                     _ => self.event_delivery(to, &ev, dup),
@@ -1087,8 +1098,6 @@ impl Simulation {
             // Nothing of a retired round is delivered again (`first_sight`).
             self.actor_events.retain(|(r, _), _| !done.contains(r));
             self.synced.retain(|(_, r), _| !done.contains(r));
-        }
-        if !done.is_empty() {
             self.with_driver(false, None, |d, fx| {
                 d.retire_where(fx, |(_, round), _| done.contains(round));
             });
@@ -1194,8 +1203,9 @@ impl Simulation {
         let mut metas = Vec::with_capacity(batch.len());
         let mut inputs: BTreeMap<(ActorId, u64), (usize, Input)> = BTreeMap::new();
         for (i, p) in batch.into_iter().enumerate() {
-            inputs.insert((p.a, p.r), (i, p.input));
-            metas.push((p.a, p.r, p.crashable, p.replay, p.then_catch_up));
+            let (input, meta) = p.split();
+            inputs.insert((meta.0, meta.1), (i, input));
+            metas.push(meta);
         }
         let jobs: Vec<Job> = self
             .driver

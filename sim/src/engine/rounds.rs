@@ -348,7 +348,6 @@ impl Simulation {
         }
     }
 
-    /// A free-rider saw a submission: copy the first honest one of each round it can (A1).
     /// Whether free-rider `a`, seeing submission `s` now, copies it ([`Simulation::maybe_copy`]):
     /// it is ready in a live round, has not copied yet this round, the submission window is
     /// open, and the victim is an honest peer.
@@ -369,6 +368,7 @@ impl Simulation {
                 .is_some_and(|v| self.actors[*v as usize].kind == ActorKind::HonestPeer)
     }
 
+    /// A free-rider saw a submission: copy the first honest one of each round it can (A1).
     pub(super) fn maybe_copy(&mut self, a: ActorId, s: Verified<Submission>) {
         let r = s.round;
         if !self.would_copy(a, &s) {
