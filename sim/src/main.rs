@@ -189,6 +189,12 @@ fn bar(len: u64, label: &str, unit: &str) -> ProgressBar {
     pb
 }
 
+/// mimalloc, not glibc's malloc: a thousand-peer run keeps gigabytes of small objects alive
+/// across rounds, and glibc's allocator slowed with the fragmented heap (its share of the
+/// profile grew from 5 % to 13 % over 25 rounds; BENCHMARKS.md, issue 12).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
