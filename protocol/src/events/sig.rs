@@ -67,7 +67,7 @@ impl rand::CryptoRng for Aux {}
 
 /// Check a signature made by [`sign`].
 pub fn verify(pk: &PublicKey, domain: &str, bytes: &[u8], sig: &[u8; 64]) -> bool {
-    let Ok(xonly): Result<XOnlyPublicKey, _> = pk.xonly() else {
+    let Some(xonly) = xonly(pk) else {
         return false;
     };
     let Ok(sig) = schnorr::Signature::from_slice(sig) else {
@@ -75,6 +75,38 @@ pub fn verify(pk: &PublicKey, domain: &str, bytes: &[u8], sig: &[u8; 64]) -> boo
     };
     let msg = Message::from_digest(signing_digest(domain, bytes));
     SECP256K1.verify_schnorr(&sig, &msg, &xonly).is_ok()
+}
+
+/// `pk` as the curve point BIP-340 checks against, or `None` if no point has that x.
+///
+/// Lifting an x-only key takes a field square root (about 5 µs), and nostr's
+/// `PublicKey::xonly` lifts it again at every check. The same few thousand keys (validators,
+/// coordinators, peers) sign every round, so the lifts are remembered for the process, as
+/// [`crate::escrow::ShareChannel::between`] remembers conversation keys: a pure memo, capped,
+/// forgotten whole when full.
+pub fn xonly(pk: &PublicKey) -> Option<XOnlyPublicKey> {
+    if let Some(x) = xonly_memo().get(pk) {
+        return Some(*x);
+    }
+    let x = pk.xonly().ok()?;
+    let mut memo = xonly_memo();
+    if memo.len() >= XONLY_MEMO_CAP {
+        memo.clear();
+    }
+    memo.insert(*pk, x);
+    Some(x)
+}
+
+/// Most lifted keys [`xonly`] remembers.
+pub const XONLY_MEMO_CAP: usize = 1 << 16;
+
+/// The process's lifted keys, locked. A `BTreeMap`: std's `HashMap` seeds itself from the OS,
+/// and this crate reads no RNG.
+fn xonly_memo(
+) -> std::sync::MutexGuard<'static, std::collections::BTreeMap<PublicKey, XOnlyPublicKey>> {
+    static MEMO: std::sync::Mutex<std::collections::BTreeMap<PublicKey, XOnlyPublicKey>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    MEMO.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -108,5 +140,26 @@ mod tests {
         assert!(!verify(&keys.public_key(), DOMAIN_DEALING, b"abd", &sig));
         let other = Keys::new(SecretKey::from_slice(&[8u8; 32]).unwrap());
         assert!(!verify(&other.public_key(), DOMAIN_DEALING, b"abc", &sig));
+    }
+
+    #[test]
+    fn remembered_lift_is_nostrs_and_an_x_off_the_curve_stays_refused() {
+        for i in 1..40u8 {
+            let pk = Keys::new(SecretKey::from_slice(&[i; 32]).unwrap()).public_key();
+            // Twice: the lift, then the remembered one.
+            assert_eq!(xonly(&pk), Some(pk.xonly().unwrap()));
+            assert_eq!(xonly(&pk), Some(pk.xonly().unwrap()));
+        }
+        let off_curve = (1..=255u8)
+            .map(|i| {
+                let mut x = [0u8; 32];
+                x[31] = i;
+                PublicKey::from_byte_array(x)
+            })
+            .find(|pk| pk.xonly().is_err())
+            .unwrap();
+        assert_eq!(xonly(&off_curve), None);
+        assert_eq!(xonly(&off_curve), None);
+        assert!(!verify(&off_curve, DOMAIN_DEALING, b"abc", &[1; 64]));
     }
 }

@@ -407,23 +407,28 @@ impl<K: Ord + Clone> Driver<K> {
         Delivery::Executed(n)
     }
 
-    /// Retire every machine `done` selects; the shell forgets their persisted state.
+    /// Retire every machine `done` selects; the shell forgets their persisted state. The
+    /// retired machines are handed back, so that a shell may drop them where it likes (a
+    /// thousand-peer round's machines take a while to free; the simulator frees them on an idle
+    /// core).
     pub fn retire_where<E: Effects<K>>(
         &mut self,
         fx: &mut E,
         mut done: impl FnMut(&K, &Machine) -> bool,
-    ) -> Vec<K> {
+    ) -> Vec<(K, Box<Machine>)> {
         let gone: Vec<K> = self
             .machines
             .iter()
             .filter(|(k, m)| done(k, m))
             .map(|(k, _)| k.clone())
             .collect();
-        for k in &gone {
-            self.machines.remove(k);
-            fx.forget(k);
-        }
-        gone
+        gone.into_iter()
+            .filter_map(|k| {
+                let m = self.machines.remove(&k)?;
+                fx.forget(&k);
+                Some((k, m))
+            })
+            .collect()
     }
 
     /// Retire machines whose round is over: every deadline (holdback included) passed more than
@@ -437,5 +442,8 @@ impl<K: Ord + Clone> Driver<K> {
         self.retire_where(fx, |_, m| {
             now > m.round_open().last_deadline().saturating_add(slack)
         })
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
     }
 }

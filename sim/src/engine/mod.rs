@@ -1086,21 +1086,31 @@ impl Simulation {
             .filter(|(_, r)| !r.retired && now > r.open.last_deadline() + slack)
             .map(|(n, _)| *n)
             .collect();
+        let mut seen = Vec::new();
         for r in &done {
             if let Some(rec) = self.rounds.get_mut(r) {
                 rec.retired = true;
             }
-            for actor in &mut self.actors {
-                actor.seen.remove(r);
-            }
+            seen.extend(self.actors.iter_mut().filter_map(|a| a.seen.remove(r)));
         }
         if !done.is_empty() {
             // Nothing of a retired round is delivered again (`first_sight`).
             self.actor_events.retain(|(r, _), _| !done.contains(r));
             self.synced.retain(|(_, r), _| !done.contains(r));
-            self.with_driver(false, None, |d, fx| {
-                d.retire_where(fx, |(_, round), _| done.contains(round));
+            let machines = self.with_driver(false, None, |d, fx| {
+                d.retire_where(fx, |(_, round), _| done.contains(round))
             });
+            self.discard((machines, seen));
+        }
+    }
+
+    /// Drop `x` on the pool when there is one: freeing a retired round (a thousand machines
+    /// and their seen-sets) is work no output depends on, so it runs on a core the engine's
+    /// serial steps leave idle instead of on this thread.
+    fn discard<T: Send + 'static>(&self, x: T) {
+        match &self.pool {
+            Some(pool) => pool.spawn(move || drop(x)),
+            None => drop(x),
         }
     }
 
