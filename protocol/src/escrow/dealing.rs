@@ -392,10 +392,11 @@ impl ShareChannel {
         Ok(Self(nip44::v2::ConversationKey::new(prk.to_byte_array())))
     }
 
-    /// The channel between two long-lived keys, `ours` and `other` (a validator and a worker):
-    /// [`Self::new`], remembered for the process ([`conversation_memo`]). The same validator
-    /// and worker meet round after round, and their conversation key never changes (NIP-44
-    /// clients cache it the same way). Not for an offer's one-off ephemeral key.
+    /// The channel between `ours` and `other`: [`Self::new`], remembered for the process
+    /// ([`conversation_memo`]). For keys that meet again: a validator and a worker meet round
+    /// after round, and a round's ephemeral offer key `E` meets each pool member at every offer
+    /// of the round whose committee it sits on (NIP-44 clients cache conversation keys the same
+    /// way).
     pub fn between(ours: &Keys, other: &PublicKey) -> Result<Self, ShareError> {
         let key = (ours.public_key(), *other);
         if let Some(ck) = conversation_memo().get(&key) {
@@ -538,12 +539,13 @@ pub enum Corruption {
     WrongPaymentHash,
 }
 
-/// The dealer's encryption side of one offer: one ephemeral key `E` for every dealing of the
-/// offer, and `E`'s NIP-44 conversation key with each committee member, so the ECDH is done
-/// once per member rather than once per dealing and member. A complaint reveals one member's
-/// conversation key, so it exposes that member's shares of the whole offer; a complaint verifies
-/// only against a dealer that signed a bad share, whose own escrow is all it weakens
-/// (L2T-05 §dealing).
+/// The dealer's encryption side of an offer: an ephemeral key `E` for every dealing of the
+/// offer, and `E`'s NIP-44 conversation key with each committee member. The coordinator uses
+/// one `E` for all its offers of a round and remembers the channels ([`Self::for_round`]), so
+/// the ECDH is done once per pool member and round rather than once per offer and member. A
+/// complaint reveals one member's conversation key, so it exposes that member's shares of every
+/// offer made under that `E`; a complaint verifies only against a dealer that signed a bad
+/// share, whose own escrow is all it weakens (L2T-05 §dealing).
 pub struct OfferCipher {
     eph: Keys,
     channels: Vec<(PublicKey, ShareChannel)>,
@@ -559,8 +561,24 @@ impl std::fmt::Debug for OfferCipher {
 
 impl OfferCipher {
     /// `E` drawn from `ChaCha20(seed)` (a seed of its own, never a dealing's), and its channel
-    /// with each member of `committee`.
+    /// with each member of `committee`, derived afresh (a one-off `E`: a lone dealing's).
     pub fn new(seed: &[u8; 32], committee: &[PublicKey]) -> Result<Self, DealingError> {
+        Self::with(seed, committee, |eph, v| {
+            ShareChannel::new(eph.secret_key(), v)
+        })
+    }
+
+    /// [`Self::new`] for an `E` that serves many offers (a coordinator's round): each channel
+    /// is remembered ([`ShareChannel::between`]), so the round's later offers derive none.
+    pub fn for_round(seed: &[u8; 32], committee: &[PublicKey]) -> Result<Self, DealingError> {
+        Self::with(seed, committee, ShareChannel::between)
+    }
+
+    fn with(
+        seed: &[u8; 32],
+        committee: &[PublicKey],
+        channel: impl Fn(&Keys, &PublicKey) -> Result<ShareChannel, ShareError>,
+    ) -> Result<Self, DealingError> {
         let mut rng = ChaCha20Rng::from_seed(*seed);
         let eph = loop {
             let mut b = [0u8; 32];
@@ -572,7 +590,7 @@ impl OfferCipher {
         let channels = committee
             .iter()
             .map(|v| {
-                ShareChannel::new(eph.secret_key(), v)
+                channel(&eph, v)
                     .map(|c| (*v, c))
                     .map_err(|_| DealingError::Encrypt)
             })

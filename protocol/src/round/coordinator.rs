@@ -445,10 +445,16 @@ impl Coordinator {
                     .map_err(|e| format!("committee: {e}"))
             });
         let (proof, members) = drawn?;
-        // One ephemeral key for the offer's dealings: one ECDH per member, not per dealing.
-        let eph_seed = op_seed(&self.st.seed, "ephemeral", &[&id.0]);
-        let cipher =
-            OfferCipher::new(&eph_seed, &members).map_err(|e| format!("dealing failed: {e}"))?;
+        // One ephemeral key `E` for every offer of the round (L2T-05 §dealing): its channel with
+        // each pool member is derived once per round (`OfferCipher::new` remembers it), not once
+        // per offer.
+        let eph_seed = op_seed(
+            &self.st.seed,
+            "ephemeral",
+            &[open.run_id.as_str().as_bytes(), &open.round.to_be_bytes()],
+        );
+        let cipher = OfferCipher::for_round(&eph_seed, &members)
+            .map_err(|e| format!("dealing failed: {e}"))?;
         let mut dealings = Vec::with_capacity(open.tranches.len());
         for (i, spec) in open.tranches.iter().enumerate() {
             let p = DealingParams {

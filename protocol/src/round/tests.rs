@@ -461,3 +461,44 @@ fn an_offer_prepared_ahead_is_the_one_handle_makes_and_changes_no_rule() {
         .prepare_offer(deadline + 1, &submission(&late))
         .is_none());
 }
+
+#[test]
+fn a_rounds_offers_share_one_ephemeral_key_and_another_round_draws_another() {
+    // The ephemeral keys `E` of the dealings a coordinator with machine seed [0; 32] publishes
+    // for two submissions to `open`.
+    let ephemerals = |open: RoundOpen| {
+        let mut c = Coordinator::new(keys(1), [0; 32], T0, open, config()).unwrap();
+        c.handle(T0, Input::Tick);
+        let vopen = c.round_open().clone();
+        [(2u8, 9u8), (3, 8)]
+            .iter()
+            .flat_map(|&(author, blob)| {
+                let s = paid_peer(author, vopen.clone(), BlobHash([blob; 32]), None).1;
+                c.handle(T0 + 2, Input::Event(s))
+            })
+            .filter_map(|a| match a {
+                Action::Publish(ev) => parse::<crate::events::EscrowOffer>(&ev, None).ok(),
+                _ => None,
+            })
+            .flat_map(|o| {
+                o.dealings
+                    .iter()
+                    .map(|d| d.body().ephemeral)
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let this_round = ephemerals(open());
+    // Two offers, a dealing per tranche each, all under one `E` (L2T-05 §dealing).
+    assert_eq!(this_round.len(), 2 * open().tranches.len());
+    assert!(this_round.iter().all(|e| *e == this_round[0]));
+    // The next round, same machine seed: its own `E`.
+    let next = RoundOpen {
+        round: 3,
+        seed: round_seed(&open().run_id, 3, &open().prev_checkpoint),
+        ..open()
+    };
+    let next_round = ephemerals(next);
+    assert_eq!(next_round.len(), this_round.len());
+    assert!(next_round.iter().all(|e| *e != this_round[0]));
+}

@@ -309,13 +309,14 @@ impl Validator {
             return;
         }
         let mut complaints = Vec::new();
-        // The offer's dealings share one ephemeral key `E` (L2T-05): one ECDH per distinct `E`.
+        // The round's offers share one ephemeral key `E` (L2T-05): one ECDH per distinct `E`,
+        // remembered across this round's offers (`ShareChannel::between`).
         let mut channels: Vec<(nostr::PublicKey, ShareChannel)> = Vec::new();
         let mut shares = Vec::with_capacity(o.dealings.len());
         for d in &o.dealings {
             let e = d.body().ephemeral;
             if !channels.iter().any(|(k, _)| *k == e) {
-                if let Ok(c) = ShareChannel::new(self.keys.secret_key(), &e) {
+                if let Ok(c) = ShareChannel::between(&self.keys, &e) {
                     channels.push((e, c));
                 }
             }
