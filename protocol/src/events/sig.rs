@@ -109,6 +109,20 @@ fn xonly_memo(
     MEMO.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A key whose x is on no curve point (the first such small x), for tests of refusals.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn off_curve_key() -> PublicKey {
+    (1..=255u8)
+        .map(|i| {
+            let mut x = [0u8; 32];
+            x[31] = i;
+            PublicKey::from_byte_array(x)
+        })
+        .find(|pk| pk.xonly().is_err())
+        .unwrap()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -150,14 +164,7 @@ mod tests {
             assert_eq!(xonly(&pk), Some(pk.xonly().unwrap()));
             assert_eq!(xonly(&pk), Some(pk.xonly().unwrap()));
         }
-        let off_curve = (1..=255u8)
-            .map(|i| {
-                let mut x = [0u8; 32];
-                x[31] = i;
-                PublicKey::from_byte_array(x)
-            })
-            .find(|pk| pk.xonly().is_err())
-            .unwrap();
+        let off_curve = off_curve_key();
         assert_eq!(xonly(&off_curve), None);
         assert_eq!(xonly(&off_curve), None);
         assert!(!verify(&off_curve, DOMAIN_DEALING, b"abc", &[1; 64]));
