@@ -201,7 +201,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Keep freed memory instead of handing it back to the OS after mimalloc's default second. A
 /// round frees and reallocates gigabytes, and each purged huge page came back as a page fault
-/// and 2 MiB of zeroing: 6 416 faults in 3 rounds of `honest-1000`, against 1 087 with this,
+/// and 2 MiB of zeroing: 4 953 faults in 3 rounds of `honest-1000`, against 1 104 with this,
 /// and 5 % of the profile in the kernel's `clear_page` (BENCHMARKS.md, issue 12).
 fn keep_freed_memory() {
     // SAFETY: sets one integer in mimalloc's option table; `mi_option_set` has no precondition

@@ -446,7 +446,7 @@ impl Coordinator {
             });
         let (proof, members) = drawn?;
         // One ephemeral key `E` for every offer of the round (L2T-05 §dealing): its channel with
-        // each pool member is derived once per round (`OfferCipher::new` remembers it), not once
+        // each pool member is derived once per round (`OfferCipher::for_round` remembers it), not once
         // per offer.
         let eph_seed = op_seed(
             &self.st.seed,
